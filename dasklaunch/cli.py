@@ -1,0 +1,217 @@
+"""The typer CLI: thin commands that parse options and call one function each.
+
+Domain errors become a one-line message on stderr and their exit code here, in `_Group.invoke`,
+and nowhere else. `distributed` is never imported on this path.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from .errors import DasklaunchError
+
+
+class _Group(TyperGroup):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except DasklaunchError as err:
+            first, _, rest = str(err).partition("\n")
+            print(f"dasklaunch: error: {first}", file=sys.stderr)
+            if rest:
+                print(rest, file=sys.stderr)
+            raise typer.Exit(err.exit_code) from None
+
+
+app = typer.Typer(cls=_Group, no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False, rich_markup_mode=None,
+                  help="Launch and manage a Dask cluster inside a Slurm allocation "
+                       "(or on this machine when there is none).")
+
+StateDirOpt = Annotated[Optional[Path], typer.Option(
+    "--state-dir", envvar="DASKLAUNCH_STATE_DIR",
+    help="Per-job state directory [default: $SCRATCH/dasklaunch/JOB or ~/.dasklaunch/JOB].")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+TimeoutOpt = Annotated[Optional[float], typer.Option(
+    "--timeout", help="Seconds to wait for readiness before giving up.")]
+
+
+def _print_json(data: dict) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True))
+
+
+@app.command()
+def up(
+    state_dir: StateDirOpt = None,
+    backend: Annotated[str, typer.Option(help="auto (Slurm inside an allocation, else local), "
+                                              "slurm or local.")] = "auto",
+    interface: Annotated[Optional[str], typer.Option(
+        "--interface", "-i", help="Network interface for the scheduler and workers (ib0, "
+                                  "ipogif0, ...).")] = None,
+    scheduler_here: Annotated[bool, typer.Option(
+        help="Run the scheduler where `up` runs, not in its own step on the first node.")] = False,
+    per_node: Annotated[bool, typer.Option(
+        help="One worker process per node with all its CPUs as threads, instead of one per "
+             "task.")] = False,
+    nthreads: Annotated[Optional[int], typer.Option(
+        help="Threads per worker process [default: CPUs per task, or per node].")] = None,
+    nworkers: Annotated[int, typer.Option(help="Worker processes per task.")] = 1,
+    memory_limit: Annotated[Optional[str], typer.Option(
+        help="Memory per worker process, e.g. 12GiB [default: the allocation's memory per node "
+             "divided among its workers].")] = None,
+    local_directory: Annotated[Optional[str], typer.Option(
+        help="Node-local scratch for spilling, e.g. /tmp.")] = None,
+    death_timeout: Annotated[float, typer.Option(
+        help="Seconds a worker waits for a scheduler before giving up.")] = 60.0,
+    worker_arg: Annotated[Optional[list[str]], typer.Option(
+        "--worker-arg", help="Extra argument passed to `dask worker` (repeatable).")] = None,
+    scheduler_arg: Annotated[Optional[list[str]], typer.Option(
+        "--scheduler-arg", help="Extra argument passed to `dask scheduler` (repeatable).")] = None,
+    dashboard_address: Annotated[str, typer.Option(
+        help="Dashboard address of the scheduler.")] = ":8787",
+    port: Annotated[int, typer.Option(
+        help="Scheduler port [default 0: a free one; clients use the scheduler file].")] = 0,
+    nanny: Annotated[bool, typer.Option(
+        "--nanny/--no-nanny", help="Run workers under a nanny (restarts, memory limits).")] = True,
+    wait_workers: Annotated[str, typer.Option(
+        help="Return when this many workers are connected, or 'all'.")] = "all",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.")] = 120.0,
+    local_tasks: Annotated[Optional[int], typer.Option(
+        help="Local backend: tasks to fake [default: CPUs here].")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        help="Print every command that would run, run nothing.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Start the scheduler and the workers for this job, and wait until they are ready."""
+    from . import cluster
+    from .settings import UpOptions
+
+    opts = UpOptions(
+        backend=backend, interface=interface, scheduler_here=scheduler_here, per_node=per_node,
+        nthreads=nthreads, nworkers=nworkers, memory_limit=memory_limit,
+        local_directory=local_directory, death_timeout=death_timeout,
+        worker_args=tuple(worker_arg or ()), scheduler_args=tuple(scheduler_arg or ()),
+        dashboard_address=dashboard_address, port=port, nanny=nanny, wait_workers=wait_workers,
+        timeout=timeout, local_tasks=local_tasks)
+    result = cluster.up(opts, state_dir=state_dir, dry_run=dry_run)
+    if as_json:
+        _print_json(result)
+    elif dry_run:
+        print(f"# backend {result['backend']}, job {result['job_id']}, "
+              f"{result['expected_workers']} workers, state dir {result['state_dir']}")
+        for command in result["commands"]:
+            print(command)
+    else:
+        _print_up(result)
+
+
+def _print_up(result: dict) -> None:
+    sched = result["scheduler"]
+    print(f"scheduler  {sched['address']}")
+    if sched.get("dashboard"):
+        print(f"dashboard  {sched['dashboard']}  (no authentication: keep it tunnelled)")
+    if result.get("tunnel"):
+        print(f"tunnel     {result['tunnel']}")
+    print(f"workers    {result['workers']['expected']}")
+    print(f"env file   {result['env_file']}")
+    print('use it     source "$(dasklaunch env --path)"   # sets SCHEDULER_FILE and friends')
+
+
+@app.command()
+def status(state_dir: StateDirOpt = None, as_json: JsonOpt = False) -> None:
+    """Show the scheduler, the workers connected vs expected, and each worker pool.
+
+    Exits 0 when the scheduler is alive, 1 otherwise."""
+    from . import cluster
+
+    result = cluster.status(state_dir)
+    if as_json:
+        _print_json(result)
+    else:
+        sched, workers = result["scheduler"], result["workers"]
+        alive = "alive" if sched["alive"] else "GONE"
+        print(f"job        {result['job_id']} ({result['backend']}), state dir "
+              f"{result['state_dir']}")
+        print(f"scheduler  {alive}  {sched['address'] or '-'}  {sched['where'] or ''}")
+        if sched["dashboard"] and sched["alive"]:
+            print(f"dashboard  {sched['dashboard']}")
+        memory = ", ".join(_human(m) for m in workers["memory_per_worker"]) or "-"
+        print(f"workers    {workers['connected']}/{workers['expected']} connected, "
+              f"{workers['threads']} threads, memory per worker {memory}")
+        for host, count in result["hosts"].items():
+            print(f"  {host:<24} {count} workers")
+        for pool in result["pools"]:
+            print(f"pool       {pool['name']}: {pool['state']} ({pool['where']})")
+        print(f"restarts   {result['restarts']}")
+    if not result["scheduler"]["alive"]:
+        raise typer.Exit(1)
+
+
+def _human(n: int) -> str:
+    from .plan import format_bytes
+
+    return format_bytes(int(n)) if n else "unlimited"
+
+
+@app.command("restart-workers")
+def restart_workers(
+    state_dir: StateDirOpt = None,
+    hard: Annotated[bool, typer.Option(help="Kill the pool at once, no graceful stop.")] = False,
+    timeout: TimeoutOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Relaunch the worker pool (after OOM or when half dead); the scheduler keeps its state."""
+    from . import cluster
+
+    result = cluster.restart_workers(state_dir, hard=hard, timeout=timeout)
+    if as_json:
+        _print_json(result)
+    else:
+        print(f"workers    {result['workers']} connected to {result['address']} "
+              f"(pool generation {result['generation']})")
+
+
+@app.command()
+def down(
+    state_dir: StateDirOpt = None,
+    workers_only: Annotated[bool, typer.Option(
+        help="Stop only the workers; the scheduler and its state stay.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Stop the workers and the scheduler (graceful, then hard). Logs are kept. Idempotent."""
+    from . import cluster
+
+    result = cluster.down(state_dir, workers_only=workers_only)
+    if as_json:
+        _print_json(result)
+
+
+@app.command()
+def env(
+    state_dir: StateDirOpt = None,
+    path: Annotated[bool, typer.Option("--path", help="Print only the env file's path.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="sh or json.")] = "sh",
+) -> None:
+    """Print the job's environment for batch scripts: eval "$(dasklaunch env)"."""
+    from . import cluster
+    from .errors import UsageError
+
+    if fmt not in ("sh", "json"):
+        raise UsageError(f"--format must be sh or json, not {fmt!r}")
+    env_path, values = cluster.env(state_dir)
+    if path:
+        print(env_path)
+    elif fmt == "json":
+        _print_json(values)
+    else:
+        sys.stdout.write(env_path.read_text())
+
+
+def main() -> None:
+    app(prog_name="dasklaunch")

@@ -1,0 +1,139 @@
+"""Pure builders: options + allocation -> worker layout -> `dask scheduler` / `dask worker` argv.
+
+Nothing here touches processes or files, so every layout decision is unit-tested.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+
+from .allocation import Allocation
+from .errors import UsageError
+from .settings import UpOptions
+
+LOCAL_HOST = "127.0.0.1"
+
+_UNITS = {
+    "": 1, "b": 1,
+    "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
+    "t": 10**12, "tb": 10**12,
+    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+}
+
+
+def parse_bytes(text: str | int | float) -> int:
+    """Parse sizes the way users write them: 12e9, "12 GB", "12GiB", "1.5 TB"."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        value = int(text)
+    else:
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*",
+                             str(text))
+        unit = match.group(2).lower() if match else None
+        if not match or unit not in _UNITS:
+            raise UsageError(f"not a memory size: {text!r} (use e.g. 12GB, 12GiB or 12e9)")
+        value = int(float(match.group(1)) * _UNITS[unit])
+    if value < 0:
+        raise UsageError(f"memory size must not be negative: {text!r}")
+    return value
+
+
+def format_bytes(n: int) -> str:
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n} B"
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    placement: str        # "tasks": one `dask worker` per allocation task; "per-node": one per node
+    ntasks: int           # tasks in the worker step
+    nnodes: int
+    nworkers: int         # worker processes per task (dask worker --nworkers)
+    nthreads: int         # threads per worker process
+    memory_limit: str     # per worker process, as passed to --memory-limit
+
+    @property
+    def expected_workers(self) -> int:
+        return self.ntasks * self.nworkers
+
+
+def plan_workers(alloc: Allocation, opts: UpOptions) -> WorkerPlan:
+    if opts.nworkers < 1:
+        raise UsageError(f"--nworkers must be at least 1, not {opts.nworkers}")
+    if opts.nthreads is not None and opts.nthreads < 1:
+        raise UsageError(f"--nthreads must be at least 1, not {opts.nthreads}")
+    if not opts.nanny and opts.nworkers != 1:
+        raise UsageError("--no-nanny needs --nworkers 1 (Dask cannot start several "
+                         "worker processes without nannies)")
+    # Nodes may differ; size for the busiest/smallest so no node is oversubscribed.
+    cpus_node = min(alloc.cpus_per_node)
+    if opts.per_node:
+        placement, ntasks, tasks_node = "per-node", alloc.nnodes, 1
+        cpus_task = cpus_node
+    else:
+        placement, ntasks, tasks_node = "tasks", alloc.ntasks, max(alloc.tasks_per_node)
+        cpus_task = alloc.cpus_per_task or max(1, cpus_node // tasks_node)
+    nthreads = opts.nthreads or max(1, cpus_task // opts.nworkers)
+    workers_node = tasks_node * opts.nworkers
+    if opts.memory_limit is not None:
+        memory = opts.memory_limit.strip()
+        if memory.lower() != "auto":
+            limit = parse_bytes(memory)
+            if alloc.mem_per_node and limit * workers_node > alloc.mem_per_node:
+                raise UsageError(
+                    f"--memory-limit {memory} x {workers_node} workers per node exceeds the "
+                    f"allocation's {format_bytes(alloc.mem_per_node)} per node")
+    elif alloc.mem_per_node:
+        memory = str(alloc.mem_per_node // workers_node)
+    else:
+        memory = "auto"
+    return WorkerPlan(placement=placement, ntasks=ntasks, nnodes=alloc.nnodes,
+                      nworkers=opts.nworkers, nthreads=nthreads, memory_limit=memory)
+
+
+def expected_workers(plan: WorkerPlan, opts: UpOptions) -> int:
+    """How many workers `up` waits for: --wait-workers N, or all of them."""
+    if opts.wait_workers in ("all", "", None):
+        return plan.expected_workers
+    try:
+        wanted = int(opts.wait_workers)
+    except ValueError:
+        raise UsageError(f"--wait-workers takes a number or 'all', not {opts.wait_workers!r}"
+                         ) from None
+    if not 0 <= wanted <= plan.expected_workers:
+        raise UsageError(f"--wait-workers {wanted} is more than the {plan.expected_workers} "
+                         f"workers this layout starts")
+    return wanted
+
+
+def _network(opts: UpOptions, local: bool) -> list[str]:
+    if opts.interface:
+        return ["--interface", opts.interface]
+    # A laptop cluster should not listen on every network the machine is on.
+    return ["--host", LOCAL_HOST] if local else []
+
+
+def scheduler_command(opts: UpOptions, scheduler_file: str, *, local: bool,
+                      python: str = sys.executable) -> list[str]:
+    argv = [python, "-m", "distributed.cli.dask_scheduler", "--scheduler-file", scheduler_file,
+            "--port", str(opts.port), "--dashboard-address", opts.dashboard_address]
+    argv += _network(opts, local)
+    argv += list(opts.scheduler_args)
+    return argv
+
+
+def worker_command(opts: UpOptions, plan: WorkerPlan, scheduler_file: str, *, local: bool,
+                   python: str = sys.executable) -> list[str]:
+    argv = [python, "-m", "distributed.cli.dask_worker", "--scheduler-file", scheduler_file,
+            "--nthreads", str(plan.nthreads), "--nworkers", str(plan.nworkers),
+            "--memory-limit", plan.memory_limit, "--death-timeout", f"{opts.death_timeout:g}"]
+    argv += _network(opts, local)
+    if opts.local_directory:
+        argv += ["--local-directory", opts.local_directory]
+    if not opts.nanny:
+        argv.append("--no-nanny")
+    argv += list(opts.worker_args)
+    return argv

@@ -1,0 +1,47 @@
+"""Options of `up`, resolved once, recorded in the state record and reused by restart-workers."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+BACKENDS = ("auto", "slurm", "local")
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    backend: str = "auto"
+    interface: str | None = None
+    scheduler_here: bool = False
+    per_node: bool = False
+    nthreads: int | None = None
+    nworkers: int = 1
+    memory_limit: str | None = None
+    local_directory: str | None = None
+    death_timeout: float = 60.0
+    worker_args: tuple[str, ...] = ()
+    scheduler_args: tuple[str, ...] = ()
+    dashboard_address: str = ":8787"
+    port: int = 0
+    nanny: bool = True
+    wait_workers: str = "all"
+    timeout: float = 120.0
+    local_tasks: int | None = None
+    extra_env: tuple[tuple[str, str], ...] = field(default=())
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["worker_args"] = list(self.worker_args)
+        data["scheduler_args"] = list(self.scheduler_args)
+        data["extra_env"] = [list(pair) for pair in self.extra_env]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> UpOptions:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        for key in ("worker_args", "scheduler_args"):
+            if key in values:
+                values[key] = tuple(values[key])
+        if "extra_env" in values:
+            values["extra_env"] = tuple(tuple(pair) for pair in values["extra_env"])
+        return cls(**values)

@@ -1,0 +1,159 @@
+"""The per-job state directory: everything a job writes lives here, owner-only, written atomically.
+
+Layout:
+    state.json       what runs: backend, job id, options, the scheduler and worker steps
+    scheduler.json   Dask's scheduler file (written by the scheduler itself)
+    env.sh           `source`-able exports for batch scripts
+    logs/            scheduler and worker logs, one file per launch, kept by `down`
+    .lock            flock'ed by every command that changes the cluster
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import stat
+import tempfile
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+from .errors import BusyError, StateDirError
+
+STATE_FILE = "state.json"
+SCHEDULER_FILE = "scheduler.json"
+ENV_FILE = "env.sh"
+LOCK_FILE = ".lock"
+RECORD_VERSION = 1
+
+
+def default_state_dir(job_id: str, environ: dict[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    if env.get("DASKLAUNCH_STATE_DIR"):
+        return Path(env["DASKLAUNCH_STATE_DIR"]).expanduser()
+    if env.get("SCRATCH"):
+        return Path(env["SCRATCH"]) / "dasklaunch" / job_id
+    return Path(env.get("HOME") or Path.home()) / ".dasklaunch" / job_id
+
+
+class StateDir:
+    def __init__(self, path: Path):
+        self.path = Path(path).absolute()
+
+    @property
+    def scheduler_file(self) -> Path:
+        return self.path / SCHEDULER_FILE
+
+    @property
+    def env_file(self) -> Path:
+        return self.path / ENV_FILE
+
+    @property
+    def record_file(self) -> Path:
+        return self.path / STATE_FILE
+
+    @property
+    def logs(self) -> Path:
+        return self.path / "logs"
+
+    def exists(self) -> bool:
+        return self.path.is_dir()
+
+    def create(self) -> None:
+        """Create (or accept) the directory: ours, a real directory, not writable by others."""
+        old_umask = os.umask(0o077)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with suppress(FileExistsError):
+                os.mkdir(self.path, 0o700)
+            (self.logs).mkdir(mode=0o700, exist_ok=True)
+        except PermissionError as err:
+            raise StateDirError(f"cannot create state dir {self.path}: permission denied "
+                                f"(set --state-dir or DASKLAUNCH_STATE_DIR)") from err
+        except OSError as err:
+            raise StateDirError(f"cannot create state dir {self.path}: {err.strerror}") from err
+        finally:
+            os.umask(old_umask)
+        self.check_safe()
+        if not os.access(self.path, os.W_OK):
+            raise StateDirError(f"state dir {self.path} is not writable")
+
+    def check_safe(self) -> None:
+        info = os.lstat(self.path)
+        if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+            raise StateDirError(f"state dir {self.path} is not a directory (refusing a symlink)")
+        if info.st_uid != os.getuid():
+            raise StateDirError(f"state dir {self.path} belongs to uid {info.st_uid}, not you")
+        if info.st_mode & 0o022:
+            raise StateDirError(f"state dir {self.path} is writable by others "
+                                f"(mode {stat.S_IMODE(info.st_mode):o}); refusing")
+        if info.st_mode & 0o077:
+            os.chmod(self.path, 0o700)
+
+    def write_text(self, name: str, text: str) -> Path:
+        """Atomically replace `name` (temp file in the same dir + rename), mode 0600."""
+        target = self.path / name
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.", suffix=".tmp")
+        except OSError as err:
+            raise StateDirError(f"cannot write {target}: {err.strerror}") from err
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, target)
+        except OSError as err:
+            with suppress(OSError):
+                os.unlink(tmp)
+            raise StateDirError(f"cannot write {target}: {err.strerror}") from err
+        return target
+
+    def read_record(self) -> dict | None:
+        """The state record, or None when absent. A damaged record raises StateDirError."""
+        try:
+            text = self.record_file.read_text()
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            raise StateDirError(f"cannot read {self.record_file}: {err.strerror}") from err
+        try:
+            record = json.loads(text)
+            if not isinstance(record, dict) or record.get("version") != RECORD_VERSION:
+                raise ValueError("unexpected content")
+        except ValueError as err:
+            raise StateDirError(f"state record {self.record_file} is damaged ({err}); "
+                                f"inspect it, or remove it to start over") from err
+        return record
+
+    def write_record(self, record: dict) -> None:
+        record = {**record, "version": RECORD_VERSION}
+        self.write_text(STATE_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+    def remove(self, name: str) -> bool:
+        try:
+            os.unlink(self.path / name)
+            return True
+        except FileNotFoundError:
+            return False
+
+    @contextmanager
+    def lock(self, command: str):
+        """Hold the job lock for the duration of a command that changes the cluster."""
+        path = self.path / LOCK_FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as err:
+                if err.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another command"
+                raise BusyError(f"job is busy: {holder} is running on {self.path}; "
+                                f"wait for it or check `dasklaunch status`") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"`dasklaunch {command}` (pid {os.getpid()})".encode(), 0)
+            yield
+        finally:
+            os.close(fd)
