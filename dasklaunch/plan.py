@@ -119,7 +119,8 @@ def _network(opts: UpOptions, local: bool) -> list[str]:
 def scheduler_command(opts: UpOptions, scheduler_file: str, *, local: bool,
                       python: str = sys.executable) -> list[str]:
     argv = [python, "-m", "distributed.cli.dask_scheduler", "--scheduler-file", scheduler_file,
-            "--port", str(opts.port), "--dashboard-address", opts.dashboard_address]
+            "--port", str(opts.port), "--dashboard-address", opts.dashboard_address,
+            "--preload", "dasklaunch.scheduler_plugin"]
     argv += _network(opts, local)
     argv += list(opts.scheduler_args)
     return argv

@@ -3,7 +3,7 @@ importing distributed (the CLI's fast path).
 
 Dask writes the scheduler file non-atomically and never updates it, so a reader treats
 missing/partial JSON as "not yet" and asks the live scheduler (HTTP /health and
-/json/identity.json on the dashboard port) for anything current.
+/dasklaunch/workers.json, added by dasklaunch.scheduler_plugin) for anything current.
 """
 
 from __future__ import annotations
@@ -78,10 +78,11 @@ def answers(info: SchedulerInfo, timeout: float = 1.0) -> bool:
 
 
 def identity(info: SchedulerInfo, timeout: float = 2.0) -> dict | None:
-    """The scheduler's live identity (workers, threads, memory); None if it does not answer."""
+    """The scheduler's id and live workers (host, threads, memory) from the route that
+    `dasklaunch.scheduler_plugin` adds; None if our scheduler does not answer."""
     if info.dashboard_port is None:
         return None
-    body = _get(info, "json/identity.json", timeout)
+    body = _get(info, "dasklaunch/workers.json", timeout)
     if body is None:
         return None
     try:

@@ -1,0 +1,118 @@
+"""Shared fixtures: run the real CLI in a subprocess, with the local backend or the fake srun,
+and make sure no test leaves a process behind (checked by the process groups it recorded)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+FAKE_BIN = HERE / "fakeslurm" / "bin"
+
+
+def _clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SLURM_", "DASK_", "DASKLAUNCH_", "SCHEDULER_FILE"))}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class Runner:
+    """Runs `python -m dasklaunch ...` with a fixed environment and state dir."""
+
+    def __init__(self, env: dict[str, str], state_dir: Path):
+        self.env = env
+        self.state_dir = state_dir
+
+    def __call__(self, *args: str, timeout: float = 120, check: bool = False,
+                 extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        env = dict(self.env, **(extra_env or {}))
+        result = subprocess.run([sys.executable, "-m", "dasklaunch", *args], env=env,
+                                capture_output=True, text=True, timeout=timeout,
+                                stdin=subprocess.DEVNULL)
+        if check and result.returncode != 0:
+            raise AssertionError(f"dasklaunch {' '.join(args)} exited {result.returncode}\n"
+                                 f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+        return result
+
+    def popen(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "dasklaunch", *args], env=self.env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                stdin=subprocess.DEVNULL)
+
+    def record(self) -> dict:
+        return json.loads((self.state_dir / "state.json").read_text())
+
+
+def recorded_groups(state_dir: Path) -> list[tuple[int, float]]:
+    """Every process group a state record (or its damaged copies) names."""
+    groups = []
+    for path in state_dir.glob("state.json*"):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        for step in [record.get("scheduler")] + list(record.get("pools") or []):
+            if step and step.get("pgid"):
+                groups.append((step["pgid"], step.get("started", 0.0)))
+    return groups
+
+
+def group_alive(pgid: int, not_before: float = 0.0) -> list[int]:
+    from dasklaunch import proc
+
+    return proc.group_members(pgid, not_before)
+
+
+@pytest.fixture
+def no_leftovers():
+    """Collects state dirs; after the test, fails if any recorded process group still runs."""
+    dirs: list[Path] = []
+    yield dirs
+    leftovers = []
+    for state_dir in dirs:
+        for pgid, started in recorded_groups(state_dir):
+            members = group_alive(pgid, started)
+            if members:
+                leftovers.append((pgid, members))
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pgid, signal.SIGKILL)
+    if leftovers:
+        time.sleep(0.5)
+        pytest.fail(f"processes left behind (killed now): {leftovers}")
+
+
+@pytest.fixture
+def local_runner(tmp_path, no_leftovers) -> Runner:
+    state_dir = tmp_path / "state"
+    env = _clean_env()
+    env["DASKLAUNCH_STATE_DIR"] = str(state_dir)
+    no_leftovers.append(state_dir)
+    return Runner(env, state_dir)
+
+
+FAKE_JOB_ID = "4242"
+
+
+@pytest.fixture
+def fake_slurm_runner(tmp_path, no_leftovers) -> Runner:
+    state_dir = tmp_path / "state"
+    env = _clean_env()
+    env.update({
+        "PATH": f"{FAKE_BIN}{os.pathsep}{env.get('PATH', '')}",
+        "FAKE_SLURM_DIR": str(tmp_path / "fakeslurm"), "FAKE_SLURM_JOB_ID": FAKE_JOB_ID,
+        "SLURM_JOB_ID": FAKE_JOB_ID, "SLURM_JOB_NODELIST": "localhost", "SLURM_NNODES": "1",
+        "SLURM_NTASKS": "2", "SLURM_TASKS_PER_NODE": "2", "SLURM_JOB_CPUS_PER_NODE": "2",
+        "SLURM_CPUS_ON_NODE": "2", "SLURM_MEM_PER_NODE": "2000", "SLURM_SUBMIT_HOST": "login1",
+        "DASKLAUNCH_STATE_DIR": str(state_dir),
+    })
+    no_leftovers.append(state_dir)
+    return Runner(env, state_dir)

@@ -1,0 +1,49 @@
+from dasklaunch.launch.base import Step
+from dasklaunch.launch.local import localstep_argv
+from dasklaunch.launch.slurm import (
+    guard_argv,
+    parse_steps,
+    scancel_argv,
+    squeue_steps_argv,
+    srun_argv,
+)
+
+
+def step(placement, ntasks=6, nnodes=3, role="workers"):
+    return Step(role=role, name="dl-workers1-abc", placement=placement, ntasks=ntasks,
+                nnodes=nnodes, command=["dask-cmd", "--x"])
+
+
+def test_srun_for_the_scheduler_step_on_the_first_node():
+    argv = srun_argv(step("first-node", 1, 1, "scheduler"), "123", "node1")
+    assert argv == ["srun", "--jobid=123", "--job-name=dl-workers1-abc", "--overlap",
+                    "--nodes=1", "--ntasks=1", "--nodelist=node1", "--kill-on-bad-exit=1",
+                    "dask-cmd", "--x"]
+
+
+def test_srun_for_workers_per_task_and_per_node():
+    assert srun_argv(step("tasks"), "123") == [
+        "srun", "--jobid=123", "--job-name=dl-workers1-abc", "--overlap", "--nodes=3",
+        "--ntasks=6", "--kill-on-bad-exit=0", "dask-cmd", "--x"]
+    per_node = srun_argv(step("per-node", 3, 3), "123")
+    assert "--ntasks-per-node=1" in per_node and "--ntasks=3" in per_node
+
+
+def test_squeue_scancel_and_guard():
+    assert squeue_steps_argv("7") == ["squeue", "--noheader", "--steps", "--jobs=7",
+                                      "--format=%i %j"]
+    assert scancel_argv("7.1", "TERM") == ["scancel", "--signal=TERM", "7.1"]
+    assert scancel_argv("7.1") == ["scancel", "7.1"]
+    assert guard_argv("7", ["a", "b"], python="py") == [
+        "py", "-m", "dasklaunch.guard", "--job-id", "7", "--", "a", "b"]
+
+
+def test_parse_steps():
+    out = "7.0 dl-sched-1\n7.1 dl-workers1-2\n7.extern extern\n\n"
+    assert parse_steps(out) == {"dl-sched-1": "7.0", "dl-workers1-2": "7.1", "extern": "7.extern"}
+
+
+def test_localstep_argv():
+    assert localstep_argv(step("tasks", 2, 1), python="py") == [
+        "py", "-m", "dasklaunch.localstep", "--ntasks=2", "--job-name=dl-workers1-abc", "--",
+        "dask-cmd", "--x"]

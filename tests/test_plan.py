@@ -1,0 +1,108 @@
+import pytest
+
+from dasklaunch.allocation import Allocation
+from dasklaunch.errors import UsageError
+from dasklaunch.plan import (
+    expected_workers,
+    parse_bytes,
+    plan_workers,
+    scheduler_command,
+    worker_command,
+)
+from dasklaunch.settings import UpOptions
+
+GiB = 2**30
+
+
+def alloc(nodes=3, tasks=2, cpus=4, mem=8 * GiB, cpus_per_task=None):
+    return Allocation(job_id="9", nodes=tuple(f"node{i}" for i in range(1, nodes + 1)),
+                      tasks_per_node=(tasks,) * nodes, cpus_per_node=(cpus,) * nodes,
+                      cpus_per_task=cpus_per_task, mem_per_node=mem)
+
+
+@pytest.mark.parametrize("text, value", [
+    ("12 GB", 12 * 10**9), ("12GiB", 12 * GiB), ("12e9", 12 * 10**9), ("1.5TB", 1.5e12),
+    ("512MiB", 512 * 2**20), ("100", 100), (2000, 2000), (" 2 gb ", 2 * 10**9),
+])
+def test_parse_bytes(text, value):
+    assert parse_bytes(text) == value
+
+
+@pytest.mark.parametrize("bad", ["twelve", "12 XB", "", "GB", "-5GB"])
+def test_parse_bytes_rejects(bad):
+    with pytest.raises(UsageError):
+        parse_bytes(bad)
+
+
+def test_per_task_layout_inherits_the_allocation():
+    plan = plan_workers(alloc(), UpOptions())
+    assert (plan.placement, plan.ntasks, plan.nworkers, plan.nthreads) == ("tasks", 6, 1, 2)
+    assert plan.expected_workers == 6
+    assert int(plan.memory_limit) == 8 * GiB // 2  # node memory shared by its 2 workers
+
+
+def test_per_node_layout_gives_each_node_one_worker_with_all_cpus():
+    plan = plan_workers(alloc(), UpOptions(per_node=True))
+    assert (plan.placement, plan.ntasks, plan.nthreads) == ("per-node", 3, 4)
+    assert int(plan.memory_limit) == 8 * GiB
+
+
+def test_nworkers_splits_threads_and_memory():
+    plan = plan_workers(alloc(tasks=1), UpOptions(nworkers=2))
+    assert plan.nthreads == 2 and plan.expected_workers == 6
+    assert int(plan.memory_limit) == 4 * GiB
+
+
+def test_cpus_per_task_wins():
+    assert plan_workers(alloc(cpus_per_task=3), UpOptions()).nthreads == 3
+
+
+def test_no_memory_information_falls_back_to_auto():
+    assert plan_workers(alloc(mem=None), UpOptions()).memory_limit == "auto"
+
+
+def test_memory_limit_larger_than_the_node_is_refused():
+    with pytest.raises(UsageError, match="exceeds"):
+        plan_workers(alloc(), UpOptions(memory_limit="6GiB"))
+    assert plan_workers(alloc(), UpOptions(memory_limit="3GiB")).memory_limit == "3GiB"
+
+
+def test_bad_options():
+    with pytest.raises(UsageError):
+        plan_workers(alloc(), UpOptions(nworkers=0))
+    with pytest.raises(UsageError, match="no-nanny"):
+        plan_workers(alloc(), UpOptions(nanny=False, nworkers=2))
+    with pytest.raises(UsageError):
+        expected_workers(plan_workers(alloc(), UpOptions()), UpOptions(wait_workers="7"))
+    with pytest.raises(UsageError):
+        expected_workers(plan_workers(alloc(), UpOptions()), UpOptions(wait_workers="x"))
+    assert expected_workers(plan_workers(alloc(), UpOptions()), UpOptions(wait_workers="4")) == 4
+
+
+def test_scheduler_command():
+    opts = UpOptions(interface="ib0", scheduler_args=("--idle-timeout", "1h"))
+    assert scheduler_command(opts, "/s/scheduler.json", local=False, python="py") == [
+        "py", "-m", "distributed.cli.dask_scheduler", "--scheduler-file", "/s/scheduler.json",
+        "--port", "0", "--dashboard-address", ":8787", "--preload",
+        "dasklaunch.scheduler_plugin", "--interface", "ib0",
+        "--idle-timeout", "1h"]
+    local = scheduler_command(UpOptions(), "/f", local=True, python="py")
+    assert local[-2:] == ["--host", "127.0.0.1"]
+
+
+def test_worker_command_never_uses_nprocs():
+    opts = UpOptions(interface="ipogif0", local_directory="/tmp", worker_args=("--lifetime", "1h"))
+    plan = plan_workers(alloc(), opts)
+    argv = worker_command(opts, plan, "/s/f.json", local=False, python="py")
+    assert argv == ["py", "-m", "distributed.cli.dask_worker", "--scheduler-file", "/s/f.json",
+                    "--nthreads", "2", "--nworkers", "1", "--memory-limit", str(4 * GiB),
+                    "--death-timeout", "60", "--interface", "ipogif0", "--local-directory",
+                    "/tmp", "--lifetime", "1h"]
+    assert "--nprocs" not in argv
+    no_nanny = worker_command(UpOptions(nanny=False), plan, "/f", local=True, python="py")
+    assert "--no-nanny" in no_nanny and no_nanny[no_nanny.index("--host") + 1] == "127.0.0.1"
+
+
+def test_options_round_trip_through_the_record():
+    opts = UpOptions(interface="lab0", worker_args=("--a", "b"), extra_env=(("X", "1"),))
+    assert UpOptions.from_dict(opts.to_dict()) == opts

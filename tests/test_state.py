@@ -1,0 +1,77 @@
+import os
+import stat
+
+import pytest
+
+from dasklaunch.errors import BusyError, StateDirError
+from dasklaunch.state import StateDir, default_state_dir
+
+
+def test_default_state_dir_order():
+    assert str(default_state_dir("7", {"DASKLAUNCH_STATE_DIR": "/x", "SCRATCH": "/s"})) == "/x"
+    assert str(default_state_dir("7", {"SCRATCH": "/s", "HOME": "/h"})) == "/s/dasklaunch/7"
+    assert str(default_state_dir("7", {"HOME": "/h"})) == "/h/.dasklaunch/7"
+
+
+def test_created_owner_only_and_files_0600(tmp_path):
+    state = StateDir(tmp_path / "a" / "job")
+    state.create()
+    assert stat.S_IMODE(os.stat(state.path).st_mode) == 0o700
+    path = state.write_text("env.sh", "x\n")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert path.read_text() == "x\n"
+    assert not [p for p in state.path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_record_round_trip_and_damage(tmp_path):
+    state = StateDir(tmp_path / "job")
+    state.create()
+    assert state.read_record() is None
+    state.write_record({"job_id": "1"})
+    assert state.read_record()["job_id"] == "1"
+    state.record_file.write_text('{"job_id": ')
+    with pytest.raises(StateDirError, match="damaged"):
+        state.read_record()
+
+
+def test_refuses_symlink_and_group_writable(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir(mode=0o700)
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    with pytest.raises(StateDirError, match="symlink"):
+        StateDir(link).create()
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    os.chmod(open_dir, 0o777)
+    with pytest.raises(StateDirError, match="writable by others"):
+        StateDir(open_dir).create()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to chown")
+def test_refuses_a_dir_owned_by_someone_else(tmp_path):
+    other = tmp_path / "other"
+    other.mkdir(mode=0o700)
+    os.chown(other, 65534, 65534)
+    with pytest.raises(StateDirError, match="belongs to uid 65534"):
+        StateDir(other).create()
+
+
+def test_unwritable_parent_is_a_clear_error(tmp_path):
+    if os.geteuid() == 0:
+        target = "/proc/dasklaunch-cannot-exist/job"  # root can write anywhere else
+    else:
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o500)
+        target = ro / "job"
+    with pytest.raises(StateDirError, match="cannot create state dir"):
+        StateDir(target).create()
+
+
+def test_lock_is_exclusive(tmp_path):
+    state = StateDir(tmp_path / "job")
+    state.create()
+    with state.lock("up"), pytest.raises(BusyError, match="dasklaunch up"), state.lock("down"):
+        pass
+    with state.lock("down"):
+        pass
