@@ -34,6 +34,10 @@ app = typer.Typer(cls=_Group, no_args_is_help=True, add_completion=False,
                   help="Launch and manage a Dask cluster inside a Slurm allocation "
                        "(or on this machine when there is none).")
 
+from .profile_cli import profile_app  # noqa: E402 - sub-apps join the root app here
+
+app.add_typer(profile_app, name="profile")
+
 StateDirOpt = Annotated[Optional[Path], typer.Option(
     "--state-dir", envvar="DASKLAUNCH_STATE_DIR",
     help="Per-job state directory [default: $SCRATCH/dasklaunch/JOB or ~/.dasklaunch/JOB].")]
