@@ -99,8 +99,27 @@ def expand_counts(spec: str) -> list[int]:
     return counts
 
 
-def from_slurm_env(env: dict[str, str], hostnames=None) -> Allocation:
-    """Build the allocation from SLURM_* variables. `hostnames` expands a node list (scontrol)."""
+_SLURM_UNITS = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def memory_from_job_record(record: str, cpus_on_node: int) -> int | None:
+    """Memory per node from `scontrol show job -o` (MinMemoryNode=2000M / MinMemoryCPU=1G).
+
+    salloc exports SLURM_MEM_PER_NODE only when --mem was given, but the job still has a limit
+    (DefMemPerNode, DefMemPerCPU): the job record is where it shows."""
+    for key, per_cpu in (("MinMemoryNode", False), ("MinMemoryCPU", True)):
+        match = re.search(rf"\b{key}=(\d+(?:\.\d+)?)([KMGT]?)\b", record)
+        if match and float(match.group(1)) > 0:
+            value = int(float(match.group(1)) * _SLURM_UNITS.get(match.group(2) or "M", 2**20))
+            return value * cpus_on_node if per_cpu else value
+    return None
+
+
+def from_slurm_env(env: dict[str, str], hostnames=None, job_record=None) -> Allocation:
+    """Build the allocation from SLURM_* variables.
+
+    `hostnames` expands a node list (scontrol show hostnames); `job_record` returns the job's
+    `scontrol show job -o` line, asked only when no memory variable is set."""
     job_id = env.get("SLURM_JOB_ID") or env.get("SLURM_JOBID")
     if not job_id:
         raise NoAllocationError("no Slurm allocation: SLURM_JOB_ID is not set "
@@ -124,6 +143,8 @@ def from_slurm_env(env: dict[str, str], hostnames=None) -> Allocation:
         mem = int(env["SLURM_MEM_PER_NODE"]) * 2**20
     elif env.get("SLURM_MEM_PER_CPU"):
         mem = int(env["SLURM_MEM_PER_CPU"]) * 2**20 * cpus[0]
+    elif job_record is not None:
+        mem = memory_from_job_record(job_record(job_id), cpus[0])
     return Allocation(job_id=job_id, nodes=nodes, tasks_per_node=tasks, cpus_per_node=cpus,
                       cpus_per_task=cpus_per_task, mem_per_node=mem,
                       submit_host=env.get("SLURM_SUBMIT_HOST"))

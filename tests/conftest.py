@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from procs import group_alive, recorded_groups
 
 HERE = Path(__file__).parent
 FAKE_BIN = HERE / "fakeslurm" / "bin"
@@ -50,26 +51,6 @@ class Runner:
 
     def record(self) -> dict:
         return json.loads((self.state_dir / "state.json").read_text())
-
-
-def recorded_groups(state_dir: Path) -> list[tuple[int, float]]:
-    """Every process group a state record (or its damaged copies) names."""
-    groups = []
-    for path in state_dir.glob("state.json*"):
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        for step in [record.get("scheduler")] + list(record.get("pools") or []):
-            if step and step.get("pgid"):
-                groups.append((step["pgid"], step.get("started", 0.0)))
-    return groups
-
-
-def group_alive(pgid: int, not_before: float = 0.0) -> list[int]:
-    from dasklaunch import proc
-
-    return proc.group_members(pgid, not_before)
 
 
 @pytest.fixture

@@ -67,3 +67,14 @@ def test_local_allocation_defaults_to_cpu_count():
     assert local_allocation(3).ntasks == 3
     with pytest.raises(UsageError):
         local_allocation(-1)
+
+
+def test_memory_from_the_job_record_when_salloc_exports_none():
+    record = "JobId=5 NumCPUs=2 MinCPUsNode=1 MinMemoryNode=2000M MinTmpDiskNode=0"
+    env = {"SLURM_JOB_ID": "5", "SLURM_JOB_NODELIST": "a", "SLURM_JOB_CPUS_PER_NODE": "2"}
+    asked = []
+    alloc = from_slurm_env(env, job_record=lambda job: asked.append(job) or record)
+    assert asked == ["5"] and alloc.mem_per_node == 2000 * 2**20
+    per_cpu = from_slurm_env(env, job_record=lambda job: "MinMemoryCPU=1G MinMemoryNode=0")
+    assert per_cpu.mem_per_node == 2 * 2**30
+    assert from_slurm_env(env, job_record=lambda job: "NumCPUs=2").mem_per_node is None

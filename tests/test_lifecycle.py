@@ -10,7 +10,7 @@ import signal
 import time
 
 import pytest
-from conftest import group_alive, recorded_groups
+from procs import group_alive, recorded_groups
 
 pytestmark = pytest.mark.lifecycle
 

@@ -13,7 +13,7 @@ from ..allocation import Allocation, from_slurm_env, local_allocation
 from ..errors import NoAllocationError, UsageError
 from .base import Launcher, Step
 from .local import LocalLauncher
-from .slurm import SlurmLauncher, scontrol_hostnames
+from .slurm import SlurmLauncher, scontrol_hostnames, scontrol_job
 
 __all__ = ["Launcher", "Step", "LocalLauncher", "SlurmLauncher", "choose_backend",
            "make_launcher", "current_allocation"]
@@ -38,7 +38,7 @@ def current_allocation(backend: str, local_tasks: int | None = None,
                                 "(run inside salloc/sbatch, or use --backend local)")
     if shutil.which("srun") is None:
         raise NoAllocationError("SLURM_JOB_ID is set but srun is not on PATH")
-    return from_slurm_env(env, hostnames=scontrol_hostnames)
+    return from_slurm_env(env, hostnames=scontrol_hostnames, job_record=scontrol_job)
 
 
 def make_launcher(backend: str, job_id: str) -> Launcher:

@@ -19,6 +19,10 @@ def scontrol_hostnames(nodelist: str) -> list[str]:
     return result.stdout.split()
 
 
+def scontrol_job(job_id: str) -> str:
+    return proc.run(["scontrol", "show", "job", "--oneliner", job_id], timeout=30).stdout
+
+
 def srun_argv(step: Step, job_id: str, nodelist: str | None = None) -> list[str]:
     """srun for one step. --overlap: the scheduler step and the worker step share CPUs."""
     argv = ["srun", f"--jobid={job_id}", f"--job-name={step.name}", "--overlap"]

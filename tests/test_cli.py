@@ -1,0 +1,138 @@
+"""CLI contract: exit codes and one-line messages (typer's CliRunner), and the fast path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from dasklaunch.cli import app
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch):
+    for key in list(os.environ):
+        if key.startswith(("SLURM_", "DASKLAUNCH_", "DASK_")):
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("DASKLAUNCH_STATE_DIR", str(tmp_path / "state"))
+    runner = CliRunner()
+
+    def invoke(*args):
+        return runner.invoke(app, list(args))
+
+    return invoke
+
+
+def one_error_line(result) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("dasklaunch: error: ")
+    return lines[0]
+
+
+def test_help_lists_every_command(cli):
+    result = cli("--help")
+    assert result.exit_code == 0
+    for command in ("up", "status", "restart-workers", "down", "env", "profile"):
+        assert command in result.stdout
+
+
+def test_slurm_backend_outside_an_allocation(cli):
+    result = cli("up", "--backend", "slurm")
+    assert result.exit_code == 2
+    assert "no Slurm allocation" in one_error_line(result)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["up", "--backend", "pbs"], "unknown backend"),
+    (["up", "--nworkers", "0"], "--nworkers"),
+    (["up", "--memory-limit", "twelve"], "not a memory size"),
+    (["up", "--no-nanny", "--nworkers", "2"], "--no-nanny"),
+    (["up", "--wait-workers", "many"], "--wait-workers"),
+    (["up", "--local-tasks", "-2"], "--local-tasks"),
+    (["env", "--format", "xml"], "--format"),
+])
+def test_bad_input_is_exit_2_with_one_line(cli, args, needle):
+    result = cli(*args)
+    assert result.exit_code == 2, result.stderr
+    assert needle in one_error_line(result)
+
+
+def test_unknown_interface_checked_before_anything_starts(cli, tmp_path):
+    result = cli("up", "--interface", "nosuch0")
+    assert result.exit_code == 2
+    line = one_error_line(result)
+    assert "nosuch0" in line and "lo" in line
+    assert not (tmp_path / "state").exists()
+
+
+def test_unwritable_state_dir(cli):
+    result = cli("up", "--state-dir", "/proc/cannot/be/here")
+    assert result.exit_code == 2
+    assert "cannot create state dir" in one_error_line(result)
+
+
+def test_commands_without_a_cluster(cli):
+    status = cli("status")
+    assert status.exit_code == 1 and "no dasklaunch cluster" in one_error_line(status)
+    env = cli("env")
+    assert env.exit_code == 1 and "not up" in one_error_line(env)
+    restart = cli("restart-workers")
+    assert restart.exit_code == 1
+    down = cli("down")
+    assert down.exit_code == 0 and "nothing to stop" in down.stderr
+
+
+def test_dry_run_prints_commands_and_starts_nothing(cli, tmp_path):
+    result = cli("up", "--dry-run", "--local-tasks", "3", "--nthreads", "2")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("# backend local") and "3 workers" in lines[0]
+    assert "distributed.cli.dask_scheduler" in lines[1]
+    assert "dasklaunch.localstep --ntasks=3" in lines[2] and "--nthreads 2" in lines[2]
+    assert not (tmp_path / "state").exists()
+
+
+def test_dry_run_inside_an_allocation_shows_srun(cli, monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    monkeypatch.setenv("SLURM_JOB_NODELIST", "nid[0001-0002]")
+    monkeypatch.setenv("SLURM_TASKS_PER_NODE", "4(x2)")
+    monkeypatch.setenv("SLURM_JOB_CPUS_PER_NODE", "8(x2)")
+    monkeypatch.setenv("SLURM_MEM_PER_NODE", "16000")
+    monkeypatch.setattr("dasklaunch.launch.shutil.which", lambda name: "/usr/bin/" + name)
+    monkeypatch.setattr("dasklaunch.launch.scontrol_hostnames", lambda nodes: ["nid0001",
+                                                                                "nid0002"])
+    result = cli("up", "--dry-run", "--interface", "ib0", "--json")
+    assert result.exit_code == 0, result.stderr
+    import json
+
+    data = json.loads(result.stdout)
+    assert data["backend"] == "slurm" and data["expected_workers"] == 8
+    sched, workers = data["commands"]
+    assert sched.startswith("srun --jobid=77 --job-name=dl-sched-")
+    assert "--nodelist=nid0001" in sched and "--interface ib0" in sched
+    assert "--nodes=2 --ntasks=8" in workers and "--nthreads 2" in workers
+    assert f"--memory-limit {16000 * 2**20 // 4}" in workers
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["env"], ["status", "--json"]])
+def test_fast_path_never_imports_distributed(tmp_path, argv):
+    code = ("import sys\n"
+            "from dasklaunch.cli import app\n"
+            f"try:\n    app({argv!r}, prog_name='dasklaunch')\n"
+            "except SystemExit:\n    pass\n"
+            "print('IMPORTED' if 'distributed' in sys.modules else 'CLEAN')\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "DASK"))}
+    env["DASKLAUNCH_STATE_DIR"] = str(tmp_path)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=60)
+    assert out.stdout.strip().splitlines()[-1] == "CLEAN", out.stdout + out.stderr
+
+
+def test_python_m_dasklaunch(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "dasklaunch", "--help"], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0 and "restart-workers" in out.stdout
