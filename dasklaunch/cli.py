@@ -34,9 +34,13 @@ app = typer.Typer(cls=_Group, no_args_is_help=True, add_completion=False,
                   help="Launch and manage a Dask cluster inside a Slurm allocation "
                        "(or on this machine when there is none).")
 
-from .profile_cli import profile_app  # noqa: E402 - sub-apps join the root app here
+from .batch_cli import batch_command, logs_command  # noqa: E402 - commands join the root app here
+from .profile_cli import profile_app  # noqa: E402
 
 app.add_typer(profile_app, name="profile")
+app.command("batch", context_settings={"allow_extra_args": True,
+                                       "ignore_unknown_options": True})(batch_command)
+app.command("logs")(logs_command)
 
 StateDirOpt = Annotated[Optional[Path], typer.Option(
     "--state-dir", envvar="DASKLAUNCH_STATE_DIR",

@@ -136,3 +136,14 @@ def test_python_m_dasklaunch(tmp_path):
     out = subprocess.run([sys.executable, "-m", "dasklaunch", "--help"], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0 and "restart-workers" in out.stdout
+
+
+def test_dask_launch_is_registered_under_the_dask_cli(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "DASK"))}
+    env["DASKLAUNCH_STATE_DIR"] = str(tmp_path / "none")
+    helped = subprocess.run(["dask", "launch", "--help"], capture_output=True, text=True,
+                            env=env, timeout=60)
+    assert helped.returncode == 0 and "restart-workers" in helped.stdout, helped.stderr
+    status = subprocess.run(["dask", "launch", "status"], capture_output=True, text=True,
+                            env=env, timeout=60)
+    assert status.returncode == 1 and "no dasklaunch cluster" in status.stderr
