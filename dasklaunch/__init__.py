@@ -1,3 +1,16 @@
-"""dasklaunch: a Slurm-native launcher and lifecycle manager for Dask clusters."""
+"""dasklaunch: a Slurm-native launcher and lifecycle manager for Dask clusters.
+
+`connect()` and `cluster()` are imported lazily so that `import dasklaunch` (and the CLI)
+stays fast and never imports distributed.
+"""
 
 __version__ = "0.1.0"
+__all__ = ["connect", "cluster", "security_for", "__version__"]
+
+
+def __getattr__(name: str):
+    if name in ("connect", "cluster", "security_for"):
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'dasklaunch' has no attribute {name!r}")

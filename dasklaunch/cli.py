@@ -82,7 +82,11 @@ def up(
     scheduler_arg: Annotated[Optional[list[str]], typer.Option(
         "--scheduler-arg", help="Extra argument passed to `dask scheduler` (repeatable).")] = None,
     dashboard_address: Annotated[str, typer.Option(
-        help="Dashboard address of the scheduler.")] = ":8787",
+        help="Dashboard address; a bare port binds to the scheduler's interface only, "
+             "':PORT' to every interface.")] = "8787",
+    tls: Annotated[bool, typer.Option(
+        "--tls/--no-tls", help="Per-job TLS certificates; --no-tls lets anyone who reaches "
+                               "the scheduler run code as you.")] = True,
     port: Annotated[int, typer.Option(
         help="Scheduler port [default 0: a free one; clients use the scheduler file].")] = 0,
     nanny: Annotated[bool, typer.Option(
@@ -97,7 +101,7 @@ def up(
     as_json: JsonOpt = False,
 ) -> None:
     """Start the scheduler and the workers for this job, and wait until they are ready."""
-    from . import cluster
+    from . import lifecycle
     from .settings import UpOptions
 
     opts = UpOptions(
@@ -106,8 +110,8 @@ def up(
         local_directory=local_directory, death_timeout=death_timeout,
         worker_args=tuple(worker_arg or ()), scheduler_args=tuple(scheduler_arg or ()),
         dashboard_address=dashboard_address, port=port, nanny=nanny, wait_workers=wait_workers,
-        timeout=timeout, local_tasks=local_tasks)
-    result = cluster.up(opts, state_dir=state_dir, dry_run=dry_run)
+        timeout=timeout, local_tasks=local_tasks, tls=tls)
+    result = lifecycle.up(opts, state_dir=state_dir, dry_run=dry_run)
     if as_json:
         _print_json(result)
     elif dry_run:
@@ -136,9 +140,9 @@ def status(state_dir: StateDirOpt = None, as_json: JsonOpt = False) -> None:
     """Show the scheduler, the workers connected vs expected, and each worker pool.
 
     Exits 0 when the scheduler is alive, 1 otherwise."""
-    from . import cluster
+    from . import lifecycle
 
-    result = cluster.status(state_dir)
+    result = lifecycle.status(state_dir)
     if as_json:
         _print_json(result)
     else:
@@ -175,9 +179,9 @@ def restart_workers(
     as_json: JsonOpt = False,
 ) -> None:
     """Relaunch the worker pool (after OOM or when half dead); the scheduler keeps its state."""
-    from . import cluster
+    from . import lifecycle
 
-    result = cluster.restart_workers(state_dir, hard=hard, timeout=timeout)
+    result = lifecycle.restart_workers(state_dir, hard=hard, timeout=timeout)
     if as_json:
         _print_json(result)
     else:
@@ -193,9 +197,9 @@ def down(
     as_json: JsonOpt = False,
 ) -> None:
     """Stop the workers and the scheduler (graceful, then hard). Logs are kept. Idempotent."""
-    from . import cluster
+    from . import lifecycle
 
-    result = cluster.down(state_dir, workers_only=workers_only)
+    result = lifecycle.down(state_dir, workers_only=workers_only)
     if as_json:
         _print_json(result)
 
@@ -207,12 +211,12 @@ def env(
     fmt: Annotated[str, typer.Option("--format", help="sh or json.")] = "sh",
 ) -> None:
     """Print the job's environment for batch scripts: eval "$(dasklaunch env)"."""
-    from . import cluster
+    from . import lifecycle
     from .errors import UsageError
 
     if fmt not in ("sh", "json"):
         raise UsageError(f"--format must be sh or json, not {fmt!r}")
-    env_path, values = cluster.env(state_dir)
+    env_path, values = lifecycle.env(state_dir)
     if path:
         print(env_path)
     elif fmt == "json":

@@ -117,21 +117,25 @@ def _network(opts: UpOptions, local: bool) -> list[str]:
 
 
 def scheduler_command(opts: UpOptions, scheduler_file: str, *, local: bool,
+                      tls_args: list[str] | tuple[str, ...] = (),
                       python: str = sys.executable) -> list[str]:
     argv = [python, "-m", "distributed.cli.dask_scheduler", "--scheduler-file", scheduler_file,
             "--port", str(opts.port), "--dashboard-address", opts.dashboard_address,
             "--preload", "dasklaunch.scheduler_plugin"]
     argv += _network(opts, local)
+    argv += list(tls_args)
     argv += list(opts.scheduler_args)
     return argv
 
 
 def worker_command(opts: UpOptions, plan: WorkerPlan, scheduler_file: str, *, local: bool,
+                   tls_args: list[str] | tuple[str, ...] = (),
                    python: str = sys.executable) -> list[str]:
     argv = [python, "-m", "distributed.cli.dask_worker", "--scheduler-file", scheduler_file,
             "--nthreads", str(plan.nthreads), "--nworkers", str(plan.nworkers),
             "--memory-limit", plan.memory_limit, "--death-timeout", f"{opts.death_timeout:g}"]
     argv += _network(opts, local)
+    argv += list(tls_args)
     if opts.local_directory:
         argv += ["--local-directory", opts.local_directory]
     if not opts.nanny:

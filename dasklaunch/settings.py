@@ -20,12 +20,13 @@ class UpOptions:
     death_timeout: float = 60.0
     worker_args: tuple[str, ...] = ()
     scheduler_args: tuple[str, ...] = ()
-    dashboard_address: str = ":8787"
+    dashboard_address: str = "8787"  # no host: the scheduler's own address, not 0.0.0.0
     port: int = 0
     nanny: bool = True
     wait_workers: str = "all"
     timeout: float = 120.0
     local_tasks: int | None = None
+    tls: bool = True
     extra_env: tuple[tuple[str, str], ...] = field(default=())
 
     def to_dict(self) -> dict:

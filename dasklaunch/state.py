@@ -91,11 +91,26 @@ class StateDir:
         if info.st_mode & 0o077:
             os.chmod(self.path, 0o700)
 
+    def make_subdir(self, name: str) -> Path:
+        path = self.path / name
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            info = os.lstat(path)
+            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+                raise StateDirError(f"{path} is not our directory; refusing") from None
+            os.chmod(path, 0o700)
+        return path
+
     def write_text(self, name: str, text: str) -> Path:
-        """Atomically replace `name` (temp file in the same dir + rename), mode 0600."""
+        """Atomically replace `name` (temp file beside it + rename), mode 0600.
+
+        mkstemp creates the temp file with O_EXCL and 0600, and rename replaces a planted
+        symlink instead of following it."""
         target = self.path / name
         try:
-            fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.", suffix=".tmp")
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
+                                       suffix=".tmp")
         except OSError as err:
             raise StateDirError(f"cannot write {target}: {err.strerror}") from err
         try:

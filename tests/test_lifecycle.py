@@ -30,9 +30,9 @@ def runner(request):
 
 
 def compute_on_all_workers(scheduler_file: str, expected: int) -> set:
-    from distributed import Client
+    import dasklaunch
 
-    with Client(scheduler_file=scheduler_file, timeout="30s") as client:
+    with dasklaunch.connect(os.path.dirname(scheduler_file), timeout="30s") as client:
         pids = client.run(os.getpid)
         assert len(pids) == expected
         futures = client.map(lambda x: x * x, range(40))
@@ -51,7 +51,7 @@ def test_up_compute_kill_restart_down(runner):
     sfile = facts["scheduler_file"]
     assert facts["workers"]["expected"] == 2
     address = facts["scheduler"]["address"]
-    assert address.startswith("tcp://127.0.0.1:")
+    assert address.startswith("tls://127.0.0.1:")
     pids_before = compute_on_all_workers(sfile, 2)
 
     status = json.loads(runner("status", "--json", check=True).stdout)
@@ -96,9 +96,9 @@ def test_restart_half_dead_pool_and_graceful_down(runner):
     runner("up", *runner.up_args, *FAST, check=True)
     sfile = str(runner.state_dir / "scheduler.json")
     # kill one worker task's whole tree (nanny + worker): the pool is half dead
-    from distributed import Client
+    import dasklaunch
 
-    with Client(scheduler_file=sfile, timeout="30s") as client:
+    with dasklaunch.connect(runner.state_dir, timeout="30s") as client:
         worker_pids = list(client.run(os.getpid).values())
     import psutil
 

@@ -83,7 +83,7 @@ def test_scheduler_command():
     opts = UpOptions(interface="ib0", scheduler_args=("--idle-timeout", "1h"))
     assert scheduler_command(opts, "/s/scheduler.json", local=False, python="py") == [
         "py", "-m", "distributed.cli.dask_scheduler", "--scheduler-file", "/s/scheduler.json",
-        "--port", "0", "--dashboard-address", ":8787", "--preload",
+        "--port", "0", "--dashboard-address", "8787", "--preload",
         "dasklaunch.scheduler_plugin", "--interface", "ib0",
         "--idle-timeout", "1h"]
     local = scheduler_command(UpOptions(), "/f", local=True, python="py")

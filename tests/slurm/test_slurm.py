@@ -9,7 +9,7 @@ import pytest
 from slurmbed import BRIDGE_ADDR, NODE_ADDR, NODES, processes_mentioning, wait_no_processes
 
 COMPUTE = '''
-from distributed import Client
+from dasklaunch import connect
 
 def span_all_workers(client):
     workers = list(client.scheduler_info()["workers"])
@@ -32,7 +32,7 @@ facts = json.loads(r.stdout)
 out["facts"] = facts
 out["steps_up"] = steps()
 out["status"] = json.loads(dl("status", "--json").stdout)
-with Client(scheduler_file=facts["scheduler_file"], timeout="30s") as client:
+with connect(timeout="30s") as client:
     out["hostnames"] = client.run(socket.gethostname)
     out["results"] = span_all_workers(client)
 dl("down")
@@ -61,8 +61,8 @@ def test_layout_matches_the_allocation(slurm, layout, workers, threads):
     result = slurm.salloc(f'''
 dl("up", "--interface", "lab0", {flag})
 out["status"] = json.loads(dl("status", "--json").stdout)
-from distributed import Client
-with Client(scheduler_file=os.environ["DASKLAUNCH_STATE_DIR"] + "/scheduler.json") as client:
+from dasklaunch import connect
+with connect() as client:
     out["nthreads"] = client.nthreads()
 dl("down")
 ''', "-N3", "--ntasks-per-node=2")
@@ -78,7 +78,7 @@ dl("down")
 def test_hard_killed_pool_comes_back_to_the_same_scheduler(slurm):
     result = slurm.salloc(COMPUTE + '''
 facts = json.loads(dl("up", "--interface", "lab0", "--json").stdout)
-with Client(scheduler_file=facts["scheduler_file"], timeout="30s") as client:
+with connect(timeout="30s") as client:
     before = span_all_workers(client)
     pool = record()["pools"][0]
     step = [s for s in sh("squeue", "--noheader", "--steps", "--format=%i %j").splitlines()

@@ -17,7 +17,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import replace
 from pathlib import Path
 
-from . import proc, render, schedfile
+from . import proc, render, schedfile, tls
 from .allocation import Allocation
 from .errors import (
     AlreadyUpError,
@@ -35,6 +35,7 @@ from .plan import expected_workers, plan_workers, scheduler_command, worker_comm
 from .report import Reporter
 from .settings import UpOptions
 from .state import StateDir, default_state_dir
+from .tls import PROTOCOL_ARGS, TLSFiles
 
 GRACE_SECONDS = 10.0
 POLL_SECONDS = 0.1
@@ -112,15 +113,24 @@ def build_steps(opts: UpOptions, alloc: Allocation, backend: str, state: StateDi
     sfile = str(state.scheduler_file)
     env = dict(extra_env or {})
     env.update(dict(opts.extra_env))
+    sched_env, pool_env = dict(env), dict(env)
+    tls_args: list[str] = []
+    if opts.tls:
+        files = TLSFiles.in_state_dir(state)
+        tls_args = PROTOCOL_ARGS
+        sched_env.update(files.server_env("scheduler"))
+        pool_env.update(files.server_env("worker"))
     sched_name = _step_name("scheduler")
     sched = Step(role="scheduler", name=sched_name,
                  placement="here" if (local or opts.scheduler_here) else "first-node",
-                 ntasks=1, nnodes=1, command=scheduler_command(opts, sfile, local=local),
-                 log=str(state.logs / f"{sched_name}.log"), env=env)
+                 ntasks=1, nnodes=1,
+                 command=scheduler_command(opts, sfile, local=local, tls_args=tls_args),
+                 log=str(state.logs / f"{sched_name}.log"), env=sched_env)
     pool_name = _step_name("workers", 1)
     pool = Step(role="workers", name=pool_name, placement=plan.placement, ntasks=plan.ntasks,
-                nnodes=plan.nnodes, command=worker_command(opts, plan, sfile, local=local),
-                log=str(state.logs / f"{pool_name}.log"), env=env)
+                nnodes=plan.nnodes,
+                command=worker_command(opts, plan, sfile, local=local, tls_args=tls_args),
+                log=str(state.logs / f"{pool_name}.log"), env=pool_env)
     return sched, pool, plan.expected_workers
 
 
@@ -193,11 +203,16 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
     state.create()
     with state.lock("up"), _interrupts_raise():
         _clear_stale(state, alloc.job_id, report)
+        client_env = {}
+        if opts.tls:
+            client_env = tls.create(state, alloc.job_id).client_env()
+        else:
+            report.warn("--no-tls: anyone who can reach the scheduler can run code as you")
         record = {"job_id": alloc.job_id, "backend": backend, "status": "starting",
                   "options": opts.to_dict(), "allocation": alloc.to_dict(),
                   "expected_workers": total, "restarts": 0, "generation": 1,
                   "started": time.time(), "scheduler": None, "pools": [],
-                  "submit_host": alloc.submit_host}
+                  "submit_host": alloc.submit_host, "client_env": client_env}
         state.write_record(record)
         try:
             launcher.start(sched)
@@ -229,7 +244,7 @@ def _dry_run(launcher: Launcher, state: StateDir, alloc: Allocation, sched: Step
     return {"dry_run": True, "backend": launcher.backend, "job_id": alloc.job_id,
             "state_dir": str(state.path), "scheduler_file": str(state.scheduler_file),
             "expected_workers": total, "allocation": alloc.to_dict(),
-            "env": {**sched.env},
+            "env": {"scheduler": sched.env, "workers": pool.env},
             "commands": [proc.display(argv) for argv in commands]}
 
 
