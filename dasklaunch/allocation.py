@@ -19,6 +19,7 @@ class Allocation:
     cpus_per_task: int | None = None
     mem_per_node: int | None = None  # bytes
     submit_host: str | None = None
+    mem_source: str = "unknown"
 
     @property
     def nnodes(self) -> int:
@@ -33,6 +34,7 @@ class Allocation:
             "job_id": self.job_id, "nodes": list(self.nodes),
             "tasks_per_node": list(self.tasks_per_node), "cpus_per_node": list(self.cpus_per_node),
             "cpus_per_task": self.cpus_per_task, "mem_per_node": self.mem_per_node,
+            "mem_source": self.mem_source,
         }
 
 
@@ -138,16 +140,27 @@ def from_slurm_env(env: dict[str, str], hostnames=None, job_record=None) -> Allo
         tasks = _spread(int(env["SLURM_NTASKS"]), nnodes)
     else:
         tasks = tuple(1 for _ in nodes)
-    mem = None
-    if env.get("SLURM_MEM_PER_NODE"):
-        mem = int(env["SLURM_MEM_PER_NODE"]) * 2**20
-    elif env.get("SLURM_MEM_PER_CPU"):
-        mem = int(env["SLURM_MEM_PER_CPU"]) * 2**20 * cpus[0]
+    mem, source = None, "unknown"
+    # --mem=0 means "the whole node": fall through to what the job record says.
+    if env.get("SLURM_MEM_PER_NODE", "0") != "0":
+        mem = _megabytes(env, "SLURM_MEM_PER_NODE")
+        source = f"SLURM_MEM_PER_NODE={env['SLURM_MEM_PER_NODE']}"
+    elif env.get("SLURM_MEM_PER_CPU", "0") != "0":
+        mem = _megabytes(env, "SLURM_MEM_PER_CPU") * cpus[0]
+        source = f"SLURM_MEM_PER_CPU={env['SLURM_MEM_PER_CPU']} x {cpus[0]} CPUs"
     elif job_record is not None:
         mem = memory_from_job_record(job_record(job_id), cpus[0])
+        source = "the job record (scontrol show job)"
     return Allocation(job_id=job_id, nodes=nodes, tasks_per_node=tasks, cpus_per_node=cpus,
                       cpus_per_task=cpus_per_task, mem_per_node=mem,
-                      submit_host=env.get("SLURM_SUBMIT_HOST"))
+                      submit_host=env.get("SLURM_SUBMIT_HOST"), mem_source=source)
+
+
+def _megabytes(env: dict[str, str], name: str) -> int:
+    value = env[name].strip()
+    if not value.isdigit():  # Slurm's "MB" are MiB
+        raise UsageError(f"{name}={value!r} is not a number of megabytes")
+    return int(value) * 2**20
 
 
 def _per_node(spec: str | None, nnodes: int, fallback: int) -> tuple[int, ...]:
@@ -173,13 +186,14 @@ def local_cpu_count() -> int:
 
 def local_allocation(ntasks: int | None = None) -> Allocation:
     """The machine we run on, shaped like a one-node allocation of `ntasks` tasks."""
-    import psutil
+    from .memory import node_memory
 
     cpus = local_cpu_count()
     tasks = ntasks if ntasks else cpus
     if tasks < 1:
         raise UsageError(f"--local-tasks must be at least 1, not {tasks}")
     host = socket.gethostname()
+    memory, source = node_memory({})
     return Allocation(job_id=f"local-{host}", nodes=(host,), tasks_per_node=(tasks,),
-                      cpus_per_node=(cpus,), mem_per_node=psutil.virtual_memory().total,
-                      submit_host=host)
+                      cpus_per_node=(cpus,), mem_per_node=memory, submit_host=host,
+                      mem_source=source)

@@ -64,9 +64,13 @@ def up(
                                   "ipogif0, ...).")] = None,
     scheduler_here: Annotated[bool, typer.Option(
         help="Run the scheduler where `up` runs, not in its own step on the first node.")] = False,
-    per_node: Annotated[bool, typer.Option(
-        help="One worker process per node with all its CPUs as threads, instead of one per "
-             "task.")] = False,
+    per_node: Annotated[Optional[bool], typer.Option(
+        "--per-node/--per-task",
+        help="One worker process per node with all its CPUs as threads, or one per Slurm task "
+             "[default: the profile's layout, else per task].")] = None,
+    profile: Annotated[Optional[str], typer.Option(
+        help="Memory profile (name or YAML file) for this job only: see `dasklaunch profile "
+             "list`.")] = None,
     nthreads: Annotated[Optional[int], typer.Option(
         help="Threads per worker process [default: CPUs per task, or per node].")] = None,
     nworkers: Annotated[int, typer.Option(help="Worker processes per task.")] = 1,
@@ -110,13 +114,17 @@ def up(
         local_directory=local_directory, death_timeout=death_timeout,
         worker_args=tuple(worker_arg or ()), scheduler_args=tuple(scheduler_arg or ()),
         dashboard_address=dashboard_address, port=port, nanny=nanny, wait_workers=wait_workers,
-        timeout=timeout, local_tasks=local_tasks, tls=tls)
+        timeout=timeout, local_tasks=local_tasks, tls=tls, profile=profile)
     result = lifecycle.up(opts, state_dir=state_dir, dry_run=dry_run)
     if as_json:
         _print_json(result)
     elif dry_run:
         print(f"# backend {result['backend']}, job {result['job_id']}, "
-              f"{result['expected_workers']} workers, state dir {result['state_dir']}")
+              f"{result['expected_workers']} workers ({result['layout']}, "
+              f"{result['threads_per_worker']} threads each), state dir {result['state_dir']}")
+        print(f"# memory: {result['memory']}")
+        if result["profile"]:
+            print(f"# profile: {result['profile']}")
         for command in result["commands"]:
             print(command)
     else:
@@ -156,6 +164,12 @@ def status(state_dir: StateDirOpt = None, as_json: JsonOpt = False) -> None:
         memory = ", ".join(_human(m) for m in workers["memory_per_worker"]) or "-"
         print(f"workers    {workers['connected']}/{workers['expected']} connected, "
               f"{workers['threads']} threads, memory per worker {memory}")
+        if workers.get("memory_sizing"):
+            print(f"memory     {workers['memory_sizing']}")
+        print(f"memory use highest {workers['highest_memory_use']:.0%} of a worker's limit, "
+              f"{workers['paused']} paused, {workers['memory_restarts']} restarted for memory")
+        if result.get("profile"):
+            print(f"profile    {result['profile']}")
         for host, count in result["hosts"].items():
             print(f"  {host:<24} {count} workers")
         for pool in result["pools"]:

@@ -31,7 +31,8 @@ from .errors import (
 )
 from .launch import Launcher, Step, choose_backend, current_allocation, make_launcher
 from .launch.slurm import SlurmLauncher
-from .plan import expected_workers, plan_workers, scheduler_command, worker_command
+from .memory import JOB_CONFIG_DIR
+from .plan import WorkerPlan, expected_workers, plan_workers, scheduler_command, worker_command
 from .report import Reporter
 from .settings import UpOptions
 from .state import StateDir, default_state_dir
@@ -106,13 +107,34 @@ def _step_name(role: str, generation: int = 0) -> str:
     return f"dl-sched-{suffix}" if role == "scheduler" else f"dl-workers{generation}-{suffix}"
 
 
-def build_steps(opts: UpOptions, alloc: Allocation, backend: str, state: StateDir,
-                extra_env: dict[str, str] | None = None) -> tuple[Step, Step, int]:
-    plan = plan_workers(alloc, opts)
+def job_config_dir(state: StateDir) -> Path:
+    return state.path / JOB_CONFIG_DIR
+
+
+def resolve_profile(opts: UpOptions, alloc: Allocation) -> tuple[UpOptions, dict, object]:
+    """Apply a profile's sizing hints under the explicit options. Returns the resolved
+    options, the plan keywords (memory fraction / limit) and the profile (or None)."""
+    if not opts.profile:
+        return replace(opts, per_node=bool(opts.per_node)), {}, None
+    from .memory import load_profile, profile_hints, validate_profile
+
+    profile = load_profile(opts.profile)
+    validate_profile(profile, alloc.mem_per_node)
+    hints = profile_hints(profile)
+    per_node = opts.per_node if opts.per_node is not None else hints["layout"] == "per-node"
+    sizing = {"memory_fraction": hints["memory_fraction"],
+              "profile_limit": hints["memory_limit"]}
+    return replace(opts, per_node=per_node), sizing, profile
+
+
+def build_steps(opts: UpOptions, plan: WorkerPlan, backend: str, state: StateDir,
+                extra_env: dict[str, str] | None = None) -> tuple[Step, Step]:
     local = backend == "local"
     sfile = str(state.scheduler_file)
     env = dict(extra_env or {})
     env.update(dict(opts.extra_env))
+    if opts.profile:
+        env["DASK_CONFIG"] = str(job_config_dir(state))
     sched_env, pool_env = dict(env), dict(env)
     tls_args: list[str] = []
     if opts.tls:
@@ -131,7 +153,7 @@ def build_steps(opts: UpOptions, alloc: Allocation, backend: str, state: StateDi
                 nnodes=plan.nnodes,
                 command=worker_command(opts, plan, sfile, local=local, tls_args=tls_args),
                 log=str(state.logs / f"{pool_name}.log"), env=pool_env)
-    return sched, pool, plan.expected_workers
+    return sched, pool
 
 
 def check_interface_here(interface: str) -> None:
@@ -191,28 +213,39 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
     backend = choose_backend(opts.backend)
     alloc = current_allocation(backend, opts.local_tasks)
     state = find_state_dir(state_dir, alloc.job_id)
-    sched, pool, total = build_steps(opts, alloc, backend, state, extra_env)
-    wait_for = expected_workers(plan_workers(alloc, opts), opts)
+    opts, sizing, profile = resolve_profile(opts, alloc)
+    plan = plan_workers(alloc, opts, **sizing)
+    sched, pool = build_steps(opts, plan, backend, state, extra_env)
+    total = plan.expected_workers
+    wait_for = expected_workers(plan, opts)
     launcher = make_launcher(backend, alloc.job_id)
     if isinstance(launcher, SlurmLauncher):
         launcher.first_node = alloc.nodes[0]
     if dry_run:
-        return _dry_run(launcher, state, alloc, sched, pool, total)
+        return _dry_run(launcher, state, alloc, sched, pool, plan, profile)
     if opts.interface and sched.placement == "here":
         check_interface_here(opts.interface)
     state.create()
     with state.lock("up"), _interrupts_raise():
         _clear_stale(state, alloc.job_id, report)
         client_env = {}
+        if profile is not None:
+            from .memory import JOB_CONFIG_FILE, job_config_yaml
+
+            state.make_subdir(JOB_CONFIG_DIR)
+            state.write_text(f"{JOB_CONFIG_DIR}/{JOB_CONFIG_FILE}", job_config_yaml(profile))
+            client_env["DASK_CONFIG"] = str(job_config_dir(state))
         if opts.tls:
-            client_env = tls.create(state, alloc.job_id).client_env()
+            client_env.update(tls.create(state, alloc.job_id).client_env())
         else:
             report.warn("--no-tls: anyone who can reach the scheduler can run code as you")
         record = {"job_id": alloc.job_id, "backend": backend, "status": "starting",
                   "options": opts.to_dict(), "allocation": alloc.to_dict(),
                   "expected_workers": total, "restarts": 0, "generation": 1,
                   "started": time.time(), "scheduler": None, "pools": [],
-                  "submit_host": alloc.submit_host, "client_env": client_env}
+                  "submit_host": alloc.submit_host, "client_env": client_env,
+                  "memory": {"per_worker": plan.memory_limit, "how": plan.memory_note},
+                  "profile": str(profile.source) if profile is not None else None}
         state.write_record(record)
         try:
             launcher.start(sched)
@@ -239,11 +272,14 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
 
 
 def _dry_run(launcher: Launcher, state: StateDir, alloc: Allocation, sched: Step, pool: Step,
-             total: int) -> dict:
+             plan: WorkerPlan, profile) -> dict:
     commands = [launcher.argv(sched), launcher.argv(pool)]
     return {"dry_run": True, "backend": launcher.backend, "job_id": alloc.job_id,
             "state_dir": str(state.path), "scheduler_file": str(state.scheduler_file),
-            "expected_workers": total, "allocation": alloc.to_dict(),
+            "expected_workers": plan.expected_workers, "allocation": alloc.to_dict(),
+            "layout": plan.placement, "threads_per_worker": plan.nthreads,
+            "memory_per_worker": plan.memory_limit, "memory": plan.memory_note,
+            "profile": str(profile.source) if profile is not None else None,
             "env": {"scheduler": sched.env, "workers": pool.env},
             "commands": [proc.display(argv) for argv in commands]}
 
@@ -347,10 +383,15 @@ def status(state_dir: Path | str | None = None) -> dict:
     hosts: dict[str, int] = {}
     memory = set()
     threads = 0
+    highest_use = 0.0
+    paused = 0
     for worker in workers.values():
         hosts[worker.get("host", "?")] = hosts.get(worker.get("host", "?"), 0) + 1
         memory.add(worker.get("memory_limit"))
         threads += worker.get("nthreads", 0)
+        if worker.get("memory_limit") and worker.get("memory") is not None:
+            highest_use = max(highest_use, worker["memory"] / worker["memory_limit"])
+        paused += worker.get("status") == "paused"
     pool_rows = []
     for pool in pools:
         running = launcher.running(pool)
@@ -369,12 +410,25 @@ def status(state_dir: Path | str | None = None) -> dict:
         },
         "workers": {"expected": record.get("expected_workers", 0), "connected": len(workers),
                     "threads": threads,
-                    "memory_per_worker": sorted(m for m in memory if m is not None)},
+                    "memory_per_worker": sorted(m for m in memory if m is not None),
+                    "memory_sizing": (record.get("memory") or {}).get("how"),
+                    "highest_memory_use": round(highest_use, 3), "paused": paused,
+                    "memory_restarts": _memory_restarts(pools)},
+        "profile": record.get("profile"),
         "hosts": dict(sorted(hosts.items())),
         "pools": pool_rows,
         "restarts": record.get("restarts", 0),
         "env_file": str(state.env_file) if state.env_file.exists() else None,
     }
+
+
+def _memory_restarts(pools: list[Step]) -> int:
+    """Workers the nannies restarted for exceeding `terminate`, as their logs say."""
+    count = 0
+    for pool in pools:
+        with suppress(OSError), open(pool.log, errors="replace") as log:
+            count += sum("memory budget. Restarting" in line for line in log)
+    return count
 
 
 # ------------------------------------------------------------------------------ restart-workers

@@ -54,13 +54,17 @@ class WorkerPlan:
     nworkers: int         # worker processes per task (dask worker --nworkers)
     nthreads: int         # threads per worker process
     memory_limit: str     # per worker process, as passed to --memory-limit
+    memory_note: str = ""  # how memory_limit was arrived at, for --dry-run and status
 
     @property
     def expected_workers(self) -> int:
         return self.ntasks * self.nworkers
 
 
-def plan_workers(alloc: Allocation, opts: UpOptions) -> WorkerPlan:
+def plan_workers(alloc: Allocation, opts: UpOptions, *, memory_fraction: float | None = None,
+                 profile_limit: int | None = None) -> WorkerPlan:
+    """The worker layout. `memory_fraction` / `profile_limit` are a profile's sizing hints;
+    an explicit --memory-limit wins over both."""
     if opts.nworkers < 1:
         raise UsageError(f"--nworkers must be at least 1, not {opts.nworkers}")
     if opts.nthreads is not None and opts.nthreads < 1:
@@ -78,20 +82,29 @@ def plan_workers(alloc: Allocation, opts: UpOptions) -> WorkerPlan:
         cpus_task = alloc.cpus_per_task or max(1, cpus_node // tasks_node)
     nthreads = opts.nthreads or max(1, cpus_task // opts.nworkers)
     workers_node = tasks_node * opts.nworkers
-    if opts.memory_limit is not None:
-        memory = opts.memory_limit.strip()
+    node = (f"{format_bytes(alloc.mem_per_node)} per node ({alloc.mem_source})"
+            if alloc.mem_per_node else "unknown memory per node")
+    if opts.memory_limit is not None or profile_limit is not None:
+        memory = (opts.memory_limit or str(profile_limit)).strip()
+        origin = "--memory-limit" if opts.memory_limit is not None else "the profile"
+        note = f"{memory} per worker from {origin}"
         if memory.lower() != "auto":
             limit = parse_bytes(memory)
+            note = f"{format_bytes(limit)} per worker from {origin}"
             if alloc.mem_per_node and limit * workers_node > alloc.mem_per_node:
                 raise UsageError(
-                    f"--memory-limit {memory} x {workers_node} workers per node exceeds the "
-                    f"allocation's {format_bytes(alloc.mem_per_node)} per node")
+                    f"memory limit {memory} ({origin}) x {workers_node} workers per node "
+                    f"exceeds the allocation's {node}")
     elif alloc.mem_per_node:
-        memory = str(alloc.mem_per_node // workers_node)
+        fraction = memory_fraction or 1.0
+        memory = str(int(alloc.mem_per_node * fraction) // workers_node)
+        note = (f"{node} x {fraction:g} / {workers_node} workers = "
+                f"{format_bytes(int(memory))} per worker")
     else:
-        memory = "auto"
+        memory, note = "auto", "Dask's auto (the allocation's memory is unknown)"
     return WorkerPlan(placement=placement, ntasks=ntasks, nnodes=alloc.nnodes,
-                      nworkers=opts.nworkers, nthreads=nthreads, memory_limit=memory)
+                      nworkers=opts.nworkers, nthreads=nthreads, memory_limit=memory,
+                      memory_note=note)
 
 
 def expected_workers(plan: WorkerPlan, opts: UpOptions) -> int:

@@ -23,7 +23,8 @@ class WorkersHandler(RequestHandler):
         scheduler = self.dask_server
         workers = {
             ws.address: {"host": ws.host, "nthreads": ws.nthreads,
-                         "memory_limit": ws.memory_limit, "name": str(ws.name)}
+                         "memory_limit": ws.memory_limit, "name": str(ws.name),
+                         "memory": ws.memory.process, "status": ws.status.name}
             for ws in list(scheduler.workers.values())
         }
         self.set_header("Content-Type", "application/json")

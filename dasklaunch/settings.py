@@ -12,7 +12,7 @@ class UpOptions:
     backend: str = "auto"
     interface: str | None = None
     scheduler_here: bool = False
-    per_node: bool = False
+    per_node: bool | None = None  # None: the profile's layout hint, else per task
     nthreads: int | None = None
     nworkers: int = 1
     memory_limit: str | None = None
@@ -27,6 +27,7 @@ class UpOptions:
     timeout: float = 120.0
     local_tasks: int | None = None
     tls: bool = True
+    profile: str | None = None
     extra_env: tuple[tuple[str, str], ...] = field(default=())
 
     def to_dict(self) -> dict:

@@ -91,8 +91,10 @@ def test_dry_run_prints_commands_and_starts_nothing(cli, tmp_path):
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[0].startswith("# backend local") and "3 workers" in lines[0]
-    assert "distributed.cli.dask_scheduler" in lines[1]
-    assert "dasklaunch.localstep --ntasks=3" in lines[2] and "--nthreads 2" in lines[2]
+    assert lines[1].startswith("# memory: ") and "/ 3 workers" in lines[1]
+    commands = [line for line in lines if not line.startswith("#")]
+    assert "distributed.cli.dask_scheduler" in commands[0]
+    assert "dasklaunch.localstep --ntasks=3" in commands[1] and "--nthreads 2" in commands[1]
     assert not (tmp_path / "state").exists()
 
 
