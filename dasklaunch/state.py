@@ -67,6 +67,9 @@ class StateDir:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with suppress(FileExistsError):
                 os.mkdir(self.path, 0o700)
+            # before writing anything inside: never follow a planted symlink or use a dir
+            # that someone else controls
+            self.check_safe()
             (self.logs).mkdir(mode=0o700, exist_ok=True)
         except PermissionError as err:
             raise StateDirError(f"cannot create state dir {self.path}: permission denied "
@@ -75,7 +78,6 @@ class StateDir:
             raise StateDirError(f"cannot create state dir {self.path}: {err.strerror}") from err
         finally:
             os.umask(old_umask)
-        self.check_safe()
         if not os.access(self.path, os.W_OK):
             raise StateDirError(f"state dir {self.path} is not writable")
 
