@@ -189,7 +189,7 @@ def local_allocation(ntasks: int | None = None) -> Allocation:
     from .memory import node_memory
 
     cpus = local_cpu_count()
-    tasks = ntasks if ntasks else cpus
+    tasks = cpus if ntasks is None else ntasks
     if tasks < 1:
         raise UsageError(f"--local-tasks must be at least 1, not {tasks}")
     host = socket.gethostname()

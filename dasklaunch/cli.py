@@ -22,11 +22,34 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except DasklaunchError as err:
+            if _debug(ctx):
+                raise
             first, _, rest = str(err).partition("\n")
             print(f"dasklaunch: error: {first}", file=sys.stderr)
             if rest:
                 print(rest, file=sys.stderr)
             raise typer.Exit(err.exit_code) from None
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as err:
+            if _debug(ctx):
+                raise
+            if _is_click_exception(err):
+                # a bad option value: one line too, with click's own exit code (2)
+                print(f"dasklaunch: error: {err.format_message()}", file=sys.stderr)
+                raise typer.Exit(err.exit_code) from None
+            print(f"dasklaunch: internal error: {type(err).__name__}: {err} "
+                  f"(run with --debug for the traceback)", file=sys.stderr)
+            raise typer.Exit(1) from None
+
+
+def _debug(ctx) -> bool:
+    return bool((ctx.obj or {}).get("debug"))
+
+
+def _is_click_exception(err: Exception) -> bool:
+    # typer ships its own copy of click, so match by name rather than by class
+    return any(cls.__name__ == "ClickException" for cls in type(err).__mro__)
 
 
 app = typer.Typer(cls=_Group, no_args_is_help=True, add_completion=False,
@@ -38,6 +61,13 @@ from .batch_cli import batch_command, logs_command  # noqa: E402 - commands join
 from .profile_cli import profile_app  # noqa: E402
 
 app.add_typer(profile_app, name="profile")
+
+
+@app.callback()
+def _root(ctx: typer.Context,
+          debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False
+          ) -> None:
+    ctx.obj = {"debug": debug}
 app.command("batch", context_settings={"allow_extra_args": True,
                                        "ignore_unknown_options": True})(batch_command)
 app.command("logs")(logs_command)
@@ -100,6 +130,16 @@ def up(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.")] = 120.0,
     local_tasks: Annotated[Optional[int], typer.Option(
         help="Local backend: tasks to fake [default: CPUs here].")] = None,
+    lifetime: Annotated[Optional[str], typer.Option(
+        help="Restart each worker after this long (e.g. 1h), so long jobs rotate them.")] = None,
+    lifetime_stagger: Annotated[Optional[str], typer.Option(
+        help="Random spread of --lifetime across workers (e.g. 5m).")] = None,
+    supervise: Annotated[bool, typer.Option(
+        help="Stay in the foreground and bring worker pools back (see `dasklaunch "
+             "supervise`).")] = False,
+    walltime_margin: Annotated[Optional[float], typer.Option(
+        help="With --supervise: bring the cluster down this many seconds before the job "
+             "ends.")] = None,
     dry_run: Annotated[bool, typer.Option(
         help="Print every command that would run, run nothing.")] = False,
     as_json: JsonOpt = False,
@@ -114,7 +154,12 @@ def up(
         local_directory=local_directory, death_timeout=death_timeout,
         worker_args=tuple(worker_arg or ()), scheduler_args=tuple(scheduler_arg or ()),
         dashboard_address=dashboard_address, port=port, nanny=nanny, wait_workers=wait_workers,
-        timeout=timeout, local_tasks=local_tasks, tls=tls, profile=profile)
+        timeout=timeout, local_tasks=local_tasks, tls=tls, profile=profile, lifetime=lifetime,
+        lifetime_stagger=lifetime_stagger)
+    if lifetime_stagger and not lifetime:
+        from .errors import UsageError
+
+        raise UsageError("--lifetime-stagger needs --lifetime")
     result = lifecycle.up(opts, state_dir=state_dir, dry_run=dry_run)
     if as_json:
         _print_json(result)
@@ -129,6 +174,12 @@ def up(
             print(command)
     else:
         _print_up(result)
+    if supervise and not dry_run:
+        from .supervise import SuperviseOptions
+        from .supervise import supervise as run_supervisor
+
+        raise typer.Exit(run_supervisor(result["state_dir"],
+                                        SuperviseOptions(walltime_margin=walltime_margin)))
 
 
 def _print_up(result: dict) -> None:
@@ -174,9 +225,45 @@ def status(state_dir: StateDirOpt = None, as_json: JsonOpt = False) -> None:
             print(f"  {host:<24} {count} workers")
         for pool in result["pools"]:
             print(f"pool       {pool['name']}: {pool['state']} ({pool['where']})")
-        print(f"restarts   {result['restarts']}")
+        print(f"restarts   {result['restarts']}"
+              + (f" (last: {result['last_restart']['reason']})" if result["last_restart"]
+                 else ""))
+        sup = result["supervisor"]
+        if sup:
+            state = "attached" if sup["attached"] else "not running"
+            print(f"supervisor {state}, {sup['restarts']} restarts"
+                  + (f", last reason: {sup['last_reason']}" if sup["last_reason"] else ""))
     if not result["scheduler"]["alive"]:
         raise typer.Exit(1)
+
+
+@app.command("supervise")
+def supervise_command(
+    state_dir: StateDirOpt = None,
+    min_workers: Annotated[Optional[int], typer.Option(
+        help="Relaunch when fewer workers stay connected [default: all expected].")] = None,
+    grace: Annotated[float, typer.Option(
+        help="Seconds below --min-workers before relaunching.")] = 30.0,
+    max_restarts: Annotated[int, typer.Option(help="Give up after this many restarts.")] = 5,
+    backoff: Annotated[float, typer.Option(
+        help="Seconds to wait after a relaunch that did not hold; doubles each time.")] = 5.0,
+    interval: Annotated[float, typer.Option(help="Seconds between checks.")] = 2.0,
+    restart_scheduler: Annotated[bool, typer.Option(
+        help="When the scheduler dies, restart the whole cluster (clients must "
+             "reconnect).")] = False,
+    walltime_margin: Annotated[Optional[float], typer.Option(
+        help="Bring the cluster down this many seconds before the job ends.")] = None,
+) -> None:
+    """Watch the running cluster in the foreground and bring worker pools back.
+
+    Exits 0 on SIGTERM/Ctrl-C (the cluster keeps running) or after `down`, 1 when it gives up
+    or the scheduler is gone."""
+    from .supervise import SuperviseOptions, supervise
+
+    opts = SuperviseOptions(min_workers=min_workers, grace=grace, max_restarts=max_restarts,
+                            backoff=backoff, interval=interval,
+                            restart_scheduler=restart_scheduler, walltime_margin=walltime_margin)
+    raise typer.Exit(supervise(state_dir, opts))
 
 
 def _human(n: int) -> str:

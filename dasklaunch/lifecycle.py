@@ -28,6 +28,7 @@ from .errors import (
     StartupError,
     StartupTimeout,
     StateDirError,
+    UsageError,
 )
 from .launch import Launcher, Step, choose_backend, current_allocation, make_launcher
 from .launch.slurm import SlurmLauncher
@@ -56,11 +57,13 @@ def find_state_dir(state_dir: Path | str | None = None, job_id: str | None = Non
     return StateDir(default_state_dir(job_id or current_job_id()))
 
 
-def _load(state: StateDir) -> dict:
+def _load(state: StateDir, report: Reporter | None = None) -> dict:
     if not state.exists():
         raise NotUpError(f"no dasklaunch cluster here: {state.path} does not exist "
                          f"(run `dasklaunch up`, or set --state-dir/DASKLAUNCH_STATE_DIR)")
-    record = state.read_record()
+    record, warning = state.read_record_or_backup()
+    if warning:
+        (report or Reporter()).warn(warning)
     if record is None:
         raise NotUpError(f"no dasklaunch cluster recorded in {state.path}")
     return record
@@ -210,6 +213,10 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
        report: Reporter | None = None, extra_env: dict[str, str] | None = None) -> dict:
     """Bring the cluster up and return its facts (address, dashboard, workers, env file)."""
     report = report or Reporter()
+    if opts.timeout <= 0:
+        raise UsageError(f"--timeout must be > 0 seconds, not {opts.timeout:g}")
+    if opts.death_timeout <= 0:
+        raise UsageError(f"--death-timeout must be > 0 seconds, not {opts.death_timeout:g}")
     backend = choose_backend(opts.backend)
     alloc = current_allocation(backend, opts.local_tasks)
     state = find_state_dir(state_dir, alloc.job_id)
@@ -260,7 +267,12 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
                                deadline=time.monotonic() + opts.timeout, known=set())
             record.update(scheduler=sched.to_dict(), pools=[pool.to_dict()], status="up",
                           address=info.address, dashboard_port=info.dashboard_port)
-            _write_env(state, record, info)
+            try:
+                _write_env(state, record, info)
+            except StateDirError as err:
+                # The cluster is up and recorded: losing it over the env file would be worse.
+                report.warn(f"{err}; the cluster is up, but `source` will not work until "
+                            f"the env file can be written (dasklaunch.connect() still does)")
             state.write_record(record)
         except BaseException as err:
             _rollback(launcher, state, record, sched, [pool], report)
@@ -418,8 +430,21 @@ def status(state_dir: Path | str | None = None) -> dict:
         "hosts": dict(sorted(hosts.items())),
         "pools": pool_rows,
         "restarts": record.get("restarts", 0),
+        "last_restart": record.get("last_restart"),
+        "supervisor": _supervisor_summary(state),
         "env_file": str(state.env_file) if state.env_file.exists() else None,
     }
+
+
+def _supervisor_summary(state: StateDir) -> dict | None:
+    from .supervise import read_supervisor
+
+    data = read_supervisor(state)
+    if data is None:
+        return None
+    return {"attached": data["attached"], "restarts": data.get("restarts", 0),
+            "last_reason": data.get("last_reason"),
+            "pid": (data.get("process") or {}).get("pid")}
 
 
 def _memory_restarts(pools: list[Step]) -> int:
@@ -438,44 +463,53 @@ def restart_workers(state_dir: Path | str | None = None, *, hard: bool = False,
     """Stop the worker pools (gracefully unless `hard`), relaunch them, wait for the workers."""
     report = report or Reporter()
     state = find_state_dir(state_dir)
-    record = _load(state)
+    _load(state, report)
+    with state.lock("restart-workers"), _interrupts_raise():
+        return relaunch_pools(state, _load(state, report), hard=hard, timeout=timeout,
+                              report=report)
+
+
+def relaunch_pools(state: StateDir, record: dict, *, hard: bool = False,
+                   timeout: float | None = None, report: Reporter,
+                   reason: str = "restart-workers") -> dict:
+    """Stop every worker pool and start it again; the caller holds the job lock."""
     opts = UpOptions.from_dict(record["options"])
     if timeout is not None:
         opts = replace(opts, timeout=timeout)
-    with state.lock("restart-workers"), _interrupts_raise():
-        launcher = _launcher(record)
-        sched, pools = _steps(record)
-        info = schedfile.read(state.scheduler_file)
-        if sched is None or info is None or not schedfile.answers(info):
-            raise NotUpError("the scheduler is gone, so there is nothing to restart workers "
-                             "against; run `dasklaunch down` then `dasklaunch up`")
-        ident = schedfile.identity(info) or {}
-        for pool in pools:
-            outcome = launcher.stop(pool, grace=GRACE_SECONDS, hard=hard)
-            report.info(f"worker pool {pool.name}: {outcome}")
-        # Workers killed hard may still be listed until the scheduler notices; count only new ones.
-        known = set(ident.get("workers", {}))
-        generation = record.get("generation", 1) + 1
-        new_pools = []
-        for pool in pools:
-            name = _step_name("workers", generation)
-            new_pools.append(replace(pool, name=name, log=str(state.logs / f"{name}.log"),
-                                     argv=[], started=0.0, leader=None, pgid=None,
-                                     task_pids=[], step_id=None))
-        record.update(generation=generation, restarts=record.get("restarts", 0) + 1)
-        wait_for = sum(_pool_expected(record, p) for p in new_pools)
-        try:
-            for pool in new_pools:
-                launcher.start(pool)
-            record["pools"] = [p.to_dict() for p in new_pools]
-            state.write_record(record)
-            _wait_ready(launcher, state, sched, new_pools, wait_for, opts, report,
-                        deadline=time.monotonic() + opts.timeout, known=known)
-        except KeyboardInterrupt:
-            raise Interrupted("interrupted: the new workers are still starting; check "
-                              "`dasklaunch status`") from None
-        record["status"] = "up"
+    launcher = _launcher(record)
+    sched, pools = _steps(record)
+    info = schedfile.read(state.scheduler_file)
+    if sched is None or info is None or not schedfile.answers(info):
+        raise NotUpError("the scheduler is gone, so there is nothing to restart workers "
+                         "against; run `dasklaunch down` then `dasklaunch up`")
+    ident = schedfile.identity(info) or {}
+    for pool in pools:
+        outcome = launcher.stop(pool, grace=GRACE_SECONDS, hard=hard)
+        report.info(f"worker pool {pool.name}: {outcome}")
+    # Workers killed hard may still be listed until the scheduler notices; count only new ones.
+    known = set(ident.get("workers", {}))
+    generation = record.get("generation", 1) + 1
+    new_pools = []
+    for pool in pools:
+        name = _step_name("workers", generation)
+        new_pools.append(replace(pool, name=name, log=str(state.logs / f"{name}.log"),
+                                 argv=[], started=0.0, leader=None, pgid=None,
+                                 task_pids=[], step_id=None))
+    record.update(generation=generation, restarts=record.get("restarts", 0) + 1,
+                  last_restart={"time": time.time(), "reason": reason})
+    wait_for = sum(_pool_expected(record, p) for p in new_pools)
+    try:
+        for pool in new_pools:
+            launcher.start(pool)
+        record["pools"] = [p.to_dict() for p in new_pools]
         state.write_record(record)
+        _wait_ready(launcher, state, sched, new_pools, wait_for, opts, report,
+                    deadline=time.monotonic() + opts.timeout, known=known)
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted: the new workers are still starting; check "
+                          "`dasklaunch status`") from None
+    record["status"] = "up"
+    state.write_record(record)
     return {"restarted": len(new_pools), "workers": wait_for, "address": info.address,
             "generation": generation}
 
@@ -496,7 +530,7 @@ def down(state_dir: Path | str | None = None, *, workers_only: bool = False,
         report.info(f"nothing to stop: no dasklaunch cluster in {state.path}")
         return {"stopped": [], "state_dir": str(state.path)}
     with state.lock("down"):
-        record = state.read_record() or {}
+        record = _load(state, report)
         launcher = _launcher(record)
         sched, pools = _steps(record)
         stopped = []

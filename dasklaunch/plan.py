@@ -153,5 +153,10 @@ def worker_command(opts: UpOptions, plan: WorkerPlan, scheduler_file: str, *, lo
         argv += ["--local-directory", opts.local_directory]
     if not opts.nanny:
         argv.append("--no-nanny")
+    if opts.lifetime:
+        # --lifetime-restart: the nanny starts a fresh worker, so the pool rotates, not shrinks
+        argv += ["--lifetime", opts.lifetime, "--lifetime-restart"]
+        if opts.lifetime_stagger:
+            argv += ["--lifetime-stagger", opts.lifetime_stagger]
     argv += list(opts.worker_args)
     return argv

@@ -28,6 +28,8 @@ class UpOptions:
     local_tasks: int | None = None
     tls: bool = True
     profile: str | None = None
+    lifetime: str | None = None          # rotate workers: dask worker --lifetime ...
+    lifetime_stagger: str | None = None
     extra_env: tuple[tuple[str, str], ...] = field(default=())
 
     def to_dict(self) -> dict:

@@ -22,6 +22,7 @@ from pathlib import Path
 from .errors import BusyError, StateDirError
 
 STATE_FILE = "state.json"
+STATE_BACKUP = ".state.json.backup"  # a second copy, so a damaged record never loses the pids
 SCHEDULER_FILE = "scheduler.json"
 ENV_FILE = "env.sh"
 LOCK_FILE = ".lock"
@@ -127,32 +128,50 @@ class StateDir:
             raise StateDirError(f"cannot write {target}: {err.strerror}") from err
         return target
 
-    def read_record(self) -> dict | None:
+    def read_record(self, name: str = STATE_FILE) -> dict | None:
         """The state record, or None when absent. A damaged record raises StateDirError."""
+        path = self.path / name
         try:
-            text = self.record_file.read_text()
+            text = path.read_text()
         except FileNotFoundError:
             return None
         except OSError as err:
-            raise StateDirError(f"cannot read {self.record_file}: {err.strerror}") from err
+            raise StateDirError(f"cannot read {path}: {err.strerror}") from err
         try:
             record = json.loads(text)
             if not isinstance(record, dict) or record.get("version") != RECORD_VERSION:
                 raise ValueError("unexpected content")
         except ValueError as err:
-            raise StateDirError(f"state record {self.record_file} is damaged ({err}); "
+            raise StateDirError(f"state record {path} is damaged ({err}); "
                                 f"inspect it, or remove it to start over") from err
         return record
 
+    def read_record_or_backup(self) -> tuple[dict | None, str | None]:
+        """The record, falling back to the backup copy when the main one is damaged.
+        Returns (record, warning)."""
+        try:
+            return self.read_record(), None
+        except StateDirError as err:
+            try:
+                backup = self.read_record(STATE_BACKUP)
+            except StateDirError:
+                raise err from None
+            if backup is None:
+                raise
+            return backup, f"{err}; using the backup copy {STATE_BACKUP}"
+
     def write_record(self, record: dict) -> None:
         record = {**record, "version": RECORD_VERSION}
-        self.write_text(STATE_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
+        text = json.dumps(record, indent=2, sort_keys=True) + "\n"
+        self.write_text(STATE_BACKUP, text)
+        self.write_text(STATE_FILE, text)
 
     def remove(self, name: str) -> bool:
         try:
             os.unlink(self.path / name)
             return True
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError, PermissionError):
+            # a directory in its place is not ours to remove (unlink gives EPERM on Linux)
             return False
 
     @contextmanager

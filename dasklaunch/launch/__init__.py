@@ -38,6 +38,10 @@ def current_allocation(backend: str, local_tasks: int | None = None,
                                 "(run inside salloc/sbatch, or use --backend local)")
     if shutil.which("srun") is None:
         raise NoAllocationError("SLURM_JOB_ID is set but srun is not on PATH")
+    conf = env.get("SLURM_CONF")
+    if conf and not os.path.isfile(conf):
+        # Slurm's commands would retry for a minute before failing: say it now.
+        raise NoAllocationError(f"SLURM_CONF={conf} does not exist")
     return from_slurm_env(env, hostnames=scontrol_hostnames, job_record=scontrol_job)
 
 
