@@ -61,7 +61,7 @@ def cluster(state_dir: Path | str | None = None, *, quiet: bool = True,
     the block raises."""
     opts = UpOptions(**options)
     report = Reporter(quiet=quiet)
-    facts = _lifecycle.up(opts, state_dir=state_dir, report=report)
+    facts = _lifecycle.up(opts, state_dir=state_dir, report=report, explicit=set(options))
     try:
         client = connect(facts["state_dir"])
         try:

@@ -122,6 +122,7 @@ def check_up_options(params: dict) -> None:
 
     from .allocation import Allocation
     from .launch import choose_backend
+    from .lifecycle import resolve_profile
     from .plan import expected_workers, plan_workers
     from .settings import UpOptions
 
@@ -134,11 +135,12 @@ def check_up_options(params: dict) -> None:
     if opts.local_tasks is not None and opts.local_tasks < 1:
         raise UsageError(f"--local-tasks must be at least 1, not {opts.local_tasks}")
     # Larger than any job and with no memory figure, so only allocation-independent rules
-    # (worker counts, memory syntax, --wait-workers) can fail here.
+    # (worker counts, memory syntax, the profile, --wait-workers) can fail here.
     huge = 1 << 20
     anywhere = Allocation(job_id="batch", nodes=("batch",), tasks_per_node=(huge,),
                           cpus_per_node=(huge,))
-    expected_workers(plan_workers(anywhere, opts), opts)
+    opts, sizing, _ = resolve_profile(opts, anywhere)
+    expected_workers(plan_workers(anywhere, opts, **sizing), opts)
 
 
 def _job_state_dir(job_id: str, state_dir: str | None) -> Path:

@@ -52,7 +52,7 @@ def _is_click_exception(err: Exception) -> bool:
     return any(cls.__name__ == "ClickException" for cls in type(err).__mro__)
 
 
-app = typer.Typer(cls=_Group, no_args_is_help=True, add_completion=False,
+app = typer.Typer(cls=_Group, no_args_is_help=True,
                   pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Launch and manage a Dask cluster inside a Slurm allocation "
                        "(or on this machine when there is none).")
@@ -86,6 +86,7 @@ def _print_json(data: dict) -> None:
 
 @app.command()
 def up(
+    ctx: typer.Context,
     state_dir: StateDirOpt = None,
     backend: Annotated[str, typer.Option(help="auto (Slurm inside an allocation, else local), "
                                               "slurm or local.")] = "auto",
@@ -160,7 +161,12 @@ def up(
         from .errors import UsageError
 
         raise UsageError("--lifetime-stagger needs --lifetime")
-    result = lifecycle.up(opts, state_dir=state_dir, dry_run=dry_run)
+    from .jobqueue import SOURCES
+
+    explicit = {name for name in SOURCES
+                if ctx.get_parameter_source(name if name != "worker_args" else "worker_arg")
+                .name not in ("DEFAULT", "DEFAULT_MAP")}
+    result = lifecycle.up(opts, state_dir=state_dir, dry_run=dry_run, explicit=explicit)
     if as_json:
         _print_json(result)
     elif dry_run:
@@ -168,6 +174,9 @@ def up(
               f"{result['expected_workers']} workers ({result['layout']}, "
               f"{result['threads_per_worker']} threads each), state dir {result['state_dir']}")
         print(f"# memory: {result['memory']}")
+        for name, origin in sorted(result.get("sources", {}).items()):
+            if origin != "default":
+                print(f"# {name.replace('_', '-')}: from {origin}")
         if result["profile"]:
             print(f"# profile: {result['profile']}")
         for command in result["commands"]:
@@ -228,6 +237,8 @@ def status(state_dir: StateDirOpt = None, as_json: JsonOpt = False) -> None:
         print(f"restarts   {result['restarts']}"
               + (f" (last: {result['last_restart']['reason']})" if result["last_restart"]
                  else ""))
+        for job in result["scale_out"]:
+            print(f"scale-out  job {job['job_id']} ({job['name']}): {job['state']}")
         sup = result["supervisor"]
         if sup:
             state = "attached" if sup["attached"] else "not running"
@@ -235,6 +246,36 @@ def status(state_dir: StateDirOpt = None, as_json: JsonOpt = False) -> None:
                   + (f", last reason: {sup['last_reason']}" if sup["last_reason"] else ""))
     if not result["scheduler"]["alive"]:
         raise typer.Exit(1)
+
+
+@app.command("scale-out")
+def scale_out_command(
+    jobs: Annotated[int, typer.Option("--jobs", help="How many extra worker-only jobs this "
+                                                    "cluster should have (0 cancels them).")],
+    state_dir: StateDirOpt = None,
+    cores: Annotated[Optional[int], typer.Option(
+        help="CPUs per job [default: per node of this allocation].")] = None,
+    memory: Annotated[Optional[str], typer.Option(
+        help="Memory per job, e.g. 16GiB [default: per node of this allocation].")] = None,
+    processes: Annotated[int, typer.Option(help="Worker processes per job.")] = 1,
+    walltime: Annotated[Optional[str], typer.Option(help="Time limit per job.")] = None,
+    job_option: Annotated[Optional[list[str]], typer.Option(
+        "--job-option", help="Extra #SBATCH option, e.g. --qos=debug (repeatable).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add (or remove) worker-only Slurm jobs whose workers join this job's scheduler.
+
+    The job scripts come from dask-jobqueue's SLURMJob; `status` lists the jobs and `down`
+    cancels them."""
+    from .jobqueue import scale_out
+
+    result = scale_out(state_dir, jobs, cores=cores, memory=memory, processes=processes,
+                       walltime=walltime, job_options=job_option or [])
+    if as_json:
+        _print_json(result)
+    else:
+        for job in result["jobs"]:
+            print(f"job {job['job_id']} ({job['name']}): {job['state']}")
 
 
 @app.command("supervise")

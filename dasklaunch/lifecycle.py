@@ -210,9 +210,18 @@ def _clear_stale(state: StateDir, job_id: str, report: Reporter) -> None:
 
 
 def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = False,
-       report: Reporter | None = None, extra_env: dict[str, str] | None = None) -> dict:
-    """Bring the cluster up and return its facts (address, dashboard, workers, env file)."""
+       report: Reporter | None = None, extra_env: dict[str, str] | None = None,
+       explicit: set[str] | frozenset[str] | None = None) -> dict:
+    """Bring the cluster up and return its facts (address, dashboard, workers, env file).
+
+    `explicit` names the options the user gave; the others may come from the jobqueue.slurm
+    section of the user's Dask config (None: do not consult it)."""
     report = report or Reporter()
+    sources: dict[str, str] = {}
+    if explicit is not None:
+        from .jobqueue import apply_jobqueue_defaults
+
+        opts, sources = apply_jobqueue_defaults(opts, explicit)
     if opts.timeout <= 0:
         raise UsageError(f"--timeout must be > 0 seconds, not {opts.timeout:g}")
     if opts.death_timeout <= 0:
@@ -229,7 +238,8 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
     if isinstance(launcher, SlurmLauncher):
         launcher.first_node = alloc.nodes[0]
     if dry_run:
-        return _dry_run(launcher, state, alloc, sched, pool, plan, profile)
+        return {**_dry_run(launcher, state, alloc, sched, pool, plan, profile),
+                "sources": sources}
     if opts.interface and sched.placement == "here":
         check_interface_here(opts.interface)
     state.create()
@@ -431,9 +441,21 @@ def status(state_dir: Path | str | None = None) -> dict:
         "pools": pool_rows,
         "restarts": record.get("restarts", 0),
         "last_restart": record.get("last_restart"),
+        "scale_out": _scale_out_summary(record),
         "supervisor": _supervisor_summary(state),
         "env_file": str(state.env_file) if state.env_file.exists() else None,
     }
+
+
+def _scale_out_summary(record: dict) -> list[dict]:
+    jobs = record.get("scale_out") or []
+    if not jobs:
+        return []
+    from .jobqueue import live_jobs
+
+    states = live_jobs([j["job_id"] for j in jobs])
+    return [{"job_id": j["job_id"], "name": j["name"], "state": states.get(j["job_id"], "GONE"),
+             "processes": j.get("processes", 1)} for j in jobs]
 
 
 def _supervisor_summary(state: StateDir) -> dict | None:
@@ -534,6 +556,11 @@ def down(state_dir: Path | str | None = None, *, workers_only: bool = False,
         launcher = _launcher(record)
         sched, pools = _steps(record)
         stopped = []
+        if record.get("scale_out"):
+            from .jobqueue import cancel_all
+
+            cancel_all(record, report)
+            record["scale_out"] = []
         for step in pools + ([] if workers_only or sched is None else [sched]):
             outcome = launcher.stop(step, grace=GRACE_SECONDS)
             report.info(f"{step.role} {step.name}: {outcome}")

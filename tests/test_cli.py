@@ -149,3 +149,10 @@ def test_dask_launch_is_registered_under_the_dask_cli(tmp_path):
     status = subprocess.run(["dask", "launch", "status"], capture_output=True, text=True,
                             env=env, timeout=60)
     assert status.returncode == 1 and "no dasklaunch cluster" in status.stderr
+
+
+def test_shell_completion_completes_commands():
+    env = dict(os.environ, COMP_WORDS="dasklaunch rest", COMP_CWORD="1",
+               _DASKLAUNCH_COMPLETE="complete_bash")
+    out = subprocess.run(["dasklaunch"], env=env, capture_output=True, text=True, timeout=60)
+    assert "restart-workers" in out.stdout

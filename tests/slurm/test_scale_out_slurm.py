@@ -1,0 +1,39 @@
+"""scale-out: worker-only jobs from dask-jobqueue's SLURMJob join this job's scheduler."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def test_scale_out_adds_and_down_cancels_worker_jobs(slurm, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    result = slurm.salloc(f'''
+os.environ["HOME"] = "{home}"
+dl("up", "--interface", "lab0")
+out["scale"] = json.loads(dl("scale-out", "--jobs", "2", "--cores", "1", "--memory", "300MB",
+                             "--json").stdout)
+for _ in range(120):
+    st = json.loads(dl("status", "--json").stdout)
+    if st["workers"]["connected"] == 3:
+        break
+    time.sleep(0.5)
+out["status"] = st
+out["script"] = open(out["scale"]["jobs"][0]["script"]).read()
+out["fewer"] = json.loads(dl("scale-out", "--jobs", "1", "--json").stdout)
+dl("down")
+ids = [j["job_id"] for j in out["scale"]["jobs"]]
+time.sleep(1)
+out["left"] = sh("squeue", "--noheader", "--jobs=" + ",".join(ids), "--format=%i %T")
+''', "-N1")
+    status = result["status"]
+    assert status["workers"]["connected"] == 3, status
+    assert len(status["hosts"]) >= 2  # the extra workers run in other jobs, on other nodes
+    assert [j["state"] for j in status["scale_out"]] == ["RUNNING", "RUNNING"]
+    script = result["script"]
+    assert "#SBATCH" in script and "--protocol tls" in script and "--interface lab0" in script
+    assert "distributed.cli.dask_worker" in script
+    assert len(result["fewer"]["jobs"]) == 1
+    assert not result["left"].strip()
+    # importing dask_jobqueue wrote nothing into the user's Dask config
+    assert not (Path(home) / ".config" / "dask" / "jobqueue.yaml").exists()
