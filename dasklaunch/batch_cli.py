@@ -202,7 +202,9 @@ def _load_record(state_dir: Path | None):
     if not state.exists():
         raise NotUpError(f"no dasklaunch cluster here: {state.path} does not exist (run "
                          f"`dasklaunch up`, or set --state-dir/DASKLAUNCH_STATE_DIR)")
-    record = state.read_record()
+    record, warning = state.read_record_or_backup()
+    if warning:
+        print(f"dasklaunch: warning: {warning}", file=sys.stderr)
     if record is None:
         raise NotUpError(f"no dasklaunch cluster recorded in {state.path}")
     return state, record
@@ -300,7 +302,7 @@ def _follow(state, which: str, lines: int | None, record: dict) -> None:
         if time.monotonic() >= next_record:
             next_record = time.monotonic() + RECORD_POLL_SECONDS
             with suppress(StateDirError):
-                files = log_files(state.read_record() or record, which)
+                files = log_files(state.read_record_or_backup()[0] or record, which)
             if len(files) > 1:
                 printer.headers = True
         for path in files:

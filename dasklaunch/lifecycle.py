@@ -511,15 +511,22 @@ def relaunch_pools(state: StateDir, record: dict, *, hard: bool = False,
     # Workers killed hard may still be listed until the scheduler notices; count only new ones.
     known = set(ident.get("workers", {}))
     generation = record.get("generation", 1) + 1
+    nodes = launcher.current_nodes() if isinstance(launcher, SlurmLauncher) else None
     new_pools = []
     for pool in pools:
         name = _step_name("workers", generation)
-        new_pools.append(replace(pool, name=name, log=str(state.logs / f"{name}.log"),
-                                 argv=[], started=0.0, leader=None, pgid=None,
-                                 task_pids=[], step_id=None))
+        fresh = replace(pool, name=name, log=str(state.logs / f"{name}.log"), argv=[],
+                        started=0.0, leader=None, pgid=None, task_pids=[], step_id=None)
+        if nodes is not None and 0 < len(nodes) < pool.nnodes:
+            per_node = max(1, pool.ntasks // pool.nnodes)
+            fresh = replace(fresh, nnodes=len(nodes), ntasks=per_node * len(nodes))
+            report.info(f"the job has {len(nodes)} of its {pool.nnodes} nodes left "
+                        f"({','.join(nodes)}): relaunching {fresh.ntasks} tasks on them")
+        new_pools.append(fresh)
     record.update(generation=generation, restarts=record.get("restarts", 0) + 1,
                   last_restart={"time": time.time(), "reason": reason})
     wait_for = sum(_pool_expected(record, p) for p in new_pools)
+    record["expected_workers"] = wait_for
     try:
         for pool in new_pools:
             launcher.start(pool)

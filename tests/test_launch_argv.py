@@ -24,7 +24,7 @@ def test_srun_for_the_scheduler_step_on_the_first_node():
 def test_srun_for_workers_per_task_and_per_node():
     assert srun_argv(step("tasks"), "123") == [
         "srun", "--jobid=123", "--job-name=dl-workers1-abc", "--overlap", "--nodes=3",
-        "--ntasks=6", "--kill-on-bad-exit=0", "dask-cmd", "--x"]
+        "--ntasks=6", "--kill-on-bad-exit=0", "--no-kill", "dask-cmd", "--x"]
     per_node = srun_argv(step("per-node", 3, 3), "123")
     assert "--ntasks-per-node=1" in per_node and "--ntasks=3" in per_node
 

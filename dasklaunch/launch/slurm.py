@@ -7,6 +7,7 @@ Steps are named uniquely (`--job-name` on srun names the step), so their ids are
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -32,11 +33,13 @@ def srun_argv(step: Step, job_id: str, nodelist: str | None = None) -> list[str]
             argv.append(f"--nodelist={nodelist}")
         # one task: if it dies the step is over anyway
         argv.append("--kill-on-bad-exit=1")
-    elif step.placement == "per-node":
-        argv += [f"--nodes={step.nnodes}", f"--ntasks={step.ntasks}", "--ntasks-per-node=1",
-                 "--kill-on-bad-exit=0"]
     else:
-        argv += [f"--nodes={step.nnodes}", f"--ntasks={step.ntasks}", "--kill-on-bad-exit=0"]
+        # --no-kill: a failed node ends only its own workers (in a job submitted with
+        # --no-kill); the pool on the other nodes keeps working.
+        argv += [f"--nodes={step.nnodes}", f"--ntasks={step.ntasks}"]
+        if step.placement == "per-node":
+            argv.append("--ntasks-per-node=1")
+        argv += ["--kill-on-bad-exit=0", "--no-kill"]
     return argv + list(step.command)
 
 
@@ -88,6 +91,17 @@ class SlurmLauncher(Launcher):
         step.leader = proc.identify(child.pid).to_dict()
         step.task_pids = [child.pid]
         return step
+
+    def current_nodes(self) -> list[str] | None:
+        """The job's nodes now: Slurm drops a failed node from a --no-kill job."""
+        try:
+            record = scontrol_job(self.job_id)
+        except Exception:  # slurmctld unreachable: keep the recorded layout
+            return None
+        match = re.search(r"\bNodeList=(\S+)", record)
+        if not match or match.group(1) in ("(null)", ""):
+            return None
+        return scontrol_hostnames(match.group(1))
 
     def live_steps(self) -> dict[str, str] | None:
         try:

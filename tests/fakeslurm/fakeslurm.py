@@ -90,6 +90,7 @@ def srun(argv: list[str]) -> int:
     parser.add_argument("--ntasks-per-node", type=int)
     parser.add_argument("--nodelist")
     parser.add_argument("--kill-on-bad-exit", type=int, choices=[0, 1], required=True)
+    parser.add_argument("--no-kill", action="store_true")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     if not args.command:
@@ -161,6 +162,9 @@ def squeue(argv: list[str]) -> int:
 
 
 def scontrol(argv: list[str]) -> int:
+    if argv[:3] == ["show", "job", "--oneliner"] and len(argv) == 4:
+        print(f"JobId={argv[3]} JobState=RUNNING NodeList=localhost NumNodes=1")
+        return 0
     if argv[:2] != ["show", "hostnames"] or len(argv) != 3:
         print(f"fake scontrol: unsupported {argv}", file=sys.stderr)
         return 2
