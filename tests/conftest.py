@@ -13,17 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from procs import group_alive, recorded_groups
-
-HERE = Path(__file__).parent
-FAKE_BIN = HERE / "fakeslurm" / "bin"
-
-
-def _clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SLURM_", "DASK_", "DASKLAUNCH_", "SCHEDULER_FILE"))}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+from procs import FAKE_BIN, _clean_env, group_alive, recorded_groups
 
 
 class Runner:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 
@@ -24,3 +25,14 @@ def group_alive(pgid: int, not_before: float = 0.0) -> list[int]:
     from dasklaunch import proc
 
     return proc.group_members(pgid, not_before)
+
+
+HERE = Path(__file__).parent
+FAKE_BIN = HERE / "fakeslurm" / "bin"
+
+
+def _clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SLURM_", "DASK_", "DASKLAUNCH_", "SCHEDULER_FILE"))}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env

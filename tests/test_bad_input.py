@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FAKE_BIN, _clean_env
+from procs import FAKE_BIN, _clean_env
 
 pytestmark = pytest.mark.lifecycle
 

@@ -1,0 +1,723 @@
+"""`dasklaunch batch` and `dasklaunch logs`: the sbatch script against golden files, its shell
+semantics with a stand-in dasklaunch, the CLI (CliRunner), and the script run for real with bash
+against the local backend: a command's result and exit code, and SIGTERM at any point."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from procs import group_alive, recorded_groups
+from typer.testing import CliRunner
+
+from dasklaunch import batch, batch_cli
+from dasklaunch.batch import BatchSpec
+from dasklaunch.cli import app
+from dasklaunch.errors import CommandError, UsageError
+from dasklaunch.state import StateDir
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SLURM_", "DASK_", "DASKLAUNCH_", "SCHEDULER_FILE"))}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+EXPECTED = Path(__file__).parent / "expected" / "sbatch"
+NASTY = 'it\'s "x" $HOME'
+VENV = ("/opt/venv/bin/dasklaunch",)
+
+# ------------------------------------------------------------------------------------ golden files
+
+CASES = {
+    "minimal": BatchSpec(command=("python3", "analysis.py"), dasklaunch=VENV),
+    "full": BatchSpec(
+        command=("python3", "analysis.py", "--input", "/data/run 1"), dasklaunch=VENV,
+        up_args=("--interface", "ib0", "--per-node", "--worker-arg=--lifetime=2h"),
+        nodes="16", ntasks_per_node=8, time="02:00:00", partition="batch", account="proj123",
+        qos="normal", constraint="haswell&ib", job_name="analysis",
+        output="/scratch/me/%x-%j.out",
+        sbatch_args=("--mem=0", "--exclusive", "--mail-type=END,FAIL", "-w nid0001"),
+        walltime_margin=300, state_dir="/scratch/me/dl state"),
+    "nasty": BatchSpec(
+        command=("sh", "-c", f"echo {NASTY}; exit 3", NASTY, "$(touch /tmp/pwned)", "a\\b"),
+        dasklaunch=("/opt/my env/bin/python3", "-m", "dasklaunch"),
+        up_args=(f"--scheduler-arg=--name={NASTY}", "--local-directory", "/tmp/a b"),
+        nodes="2-4", job_name=NASTY, output="/scratch/it's/#1 \\ %j.out",
+        sbatch_args=(f"--comment={NASTY} # not a comment",), state_dir=f"~/{NASTY}"),
+}
+
+
+def golden(name: str, text: str) -> None:
+    path = EXPECTED / f"{name}.sh"
+    if os.environ.get("DASKLAUNCH_UPDATE_EXPECTED") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert text == path.read_text(), (
+        f"rendering changed; if intended, regenerate {path.relative_to(ROOT)} with "
+        f"DASKLAUNCH_UPDATE_EXPECTED=1 pytest tests/test_batch.py")
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_script_matches_expected(name):
+    golden(name, batch.render(CASES[name]))
+
+
+def test_render_is_pure_and_directives_sorted():
+    spec = CASES["full"]
+    assert batch.render(spec) == batch.render(spec)
+    lines = batch.directives(spec)
+    assert lines == sorted(lines)
+    assert "#SBATCH --signal=B:TERM@300" in lines
+    text = batch.render(spec)
+    # sbatch reads directives only before the first command
+    head = text.split("\nset -u\n")[0]
+    assert all(line in head for line in lines)
+
+
+def test_scripts_are_valid_bash(tmp_path):
+    for name, spec in CASES.items():
+        path = tmp_path / f"{name}.sh"
+        path.write_text(batch.render(spec))
+        result = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+        assert result.returncode == 0, (name, result.stderr)
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
+@pytest.mark.parametrize("name", ["minimal", "full"])
+def test_scripts_pass_shellcheck(tmp_path, name):
+    path = tmp_path / f"{name}.sh"
+    path.write_text(batch.render(CASES[name]))
+    result = subprocess.run(["shellcheck", "--shell=bash", str(path)], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def sbatch_tokens(line: str) -> list[str]:
+    """sbatch's own reading of a directive line (_get_argument in src/sbatch/opt.c): quotes
+    group, a backslash escapes the next character anywhere, an unquoted # ends the line."""
+    tokens, i = [], 0
+    while i < len(line):
+        while i < len(line) and line[i].isspace():
+            i += 1
+        if i >= len(line):
+            break
+        arg, quote, escape = [], None, False
+        while i < len(line) and (quote or not line[i].isspace()):
+            ch = line[i]
+            i += 1
+            if escape:
+                escape = False
+            elif ch == "\\":
+                escape = True
+                continue
+            elif quote:
+                if ch == quote:
+                    quote = None
+                    continue
+            elif ch in "'\"":
+                quote = ch
+                continue
+            elif ch == "#":
+                return tokens
+            arg.append(ch)
+        tokens.append("".join(arg))
+    return tokens
+
+
+@pytest.mark.parametrize("value", [NASTY, "a\\b", "tab\there", "x'y", "#1 not a comment",
+                                   "%j.out", "a  b", "ünïcode"])
+def test_directive_values_survive_sbatch_parsing(value):
+    spec = BatchSpec(command=("true",), dasklaunch=VENV, job_name=value, output=value,
+                     sbatch_args=(f"--comment={value}",))
+    parsed = {}
+    for line in batch.directives(spec):
+        [token] = sbatch_tokens(line[len("#SBATCH "):])
+        name, _, parsed_value = token.partition("=")
+        parsed[name] = parsed_value
+    assert parsed["--job-name"] == parsed["--output"] == parsed["--comment"] == value
+
+
+# ----------------------------------------------------------------------------- pure helpers
+
+@pytest.mark.parametrize("text, seconds", [
+    ("10", 600), ("1:30", 90), ("02:00:00", 7200), ("1-0", 86400), ("1-02:03", 93780),
+    ("1-02:03:04", 93784), ("0", None), ("UNLIMITED", None), ("infinite", None)])
+def test_slurm_time(text, seconds):
+    assert batch.slurm_time_seconds(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "1h", "1:2:3:4", "-5", "1-", "ten"])
+def test_slurm_time_rejects(text):
+    with pytest.raises(UsageError, match="not a Slurm time"):
+        batch.slurm_time_seconds(text)
+
+
+@pytest.mark.parametrize("out, job", [("4242\n", "4242"), ("4242;cluster1\n", "4242"),
+                                      ("warning: x\n77\n", "77")])
+def test_parse_job_id(out, job):
+    assert batch.parse_job_id(out) == job
+
+
+@pytest.mark.parametrize("out", ["", "Submitted batch job 12", "abc;x"])
+def test_parse_job_id_rejects(out):
+    with pytest.raises(CommandError, match="no job id"):
+        batch.parse_job_id(out)
+
+
+@pytest.mark.parametrize("changes, needle", [
+    ({"command": ()}, "no command"),
+    ({"nodes": "three"}, "--nodes"),
+    ({"nodes": "0"}, "--nodes"),
+    ({"ntasks_per_node": 0}, "--ntasks-per-node"),
+    ({"time": "1"}, "--walltime-margin 60s leaves no time"),
+    ({"time": "2:00", "walltime_margin": 120}, "leaves no time"),
+    ({"walltime_margin": 0}, "--walltime-margin"),
+    ({"walltime_margin": 70000}, "--walltime-margin"),
+    ({"job_name": "a\nb"}, "line break"),
+    ({"partition": " "}, "must not be empty"),
+    ({"sbatch_args": ("--nodes=2",)}, "use --nodes"),
+    ({"sbatch_args": ("-t5",)}, "use --time"),
+    ({"sbatch_args": ("--signal=USR1@30",)}, "use --walltime-margin"),
+    ({"sbatch_args": ("mem=4G",)}, "one sbatch option"),
+    ({"sbatch_args": ("--mem 4G",)}, "--name=value"),
+    ({"sbatch_args": ("--comment=a\nb",)}, "line break"),
+])
+def test_bad_specs(changes, needle):
+    spec = BatchSpec(**{"command": ("true",), "dasklaunch": VENV, **changes})
+    with pytest.raises(UsageError, match=needle.replace("(", r"\(")):
+        batch.render(spec)
+
+
+def test_installed_command_prefers_the_console_script_beside_python(tmp_path):
+    python = tmp_path / "bin" / "python3"
+    python.parent.mkdir()
+    python.write_text("")
+    assert batch.installed_command(str(python)) == (str(python), "-m", "dasklaunch")
+    script = tmp_path / "bin" / "dasklaunch"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    assert batch.installed_command(str(python)) == (str(script),)
+
+
+# -------------------------------------------------- shell semantics, with a stand-in dasklaunch
+
+FAKE_DASKLAUNCH = '''\
+#!{python}
+"""Records each call; `up` and `down` exit with $FAKE_UP_EXIT / 0."""
+import json, os, sys
+log = os.environ["FAKE_LOG"]
+with open(log, "a") as f:
+    f.write(json.dumps({{"argv": sys.argv[1:],
+                        "state_dir": os.environ.get("DASKLAUNCH_STATE_DIR")}}) + "\\n")
+def record(event):
+    with open(log, "a") as f:
+        f.write(json.dumps({{"event": event}}) + "\\n")
+if sys.argv[1] == "up" and os.environ.get("FAKE_UP_HANGS"):
+    import signal, time
+    def rollback(*_):
+        record("up got SIGTERM")
+        time.sleep(1)  # rolling back, with the job lock held
+        record("up rolled back")
+        sys.exit(130)
+    signal.signal(signal.SIGTERM, rollback)
+    record("up waiting")
+    time.sleep(60)
+if sys.argv[1] == "up":
+    sys.exit(int(os.environ.get("FAKE_UP_EXIT", "0")))
+if sys.argv[1] == "env":
+    path = os.path.join(os.path.dirname(log), "env.sh")
+    with open(path, "w") as f:
+        f.write("export SCHEDULER_FILE=/fake/scheduler.json\\n")
+    print(path)
+'''
+
+
+def run_with_fake(tmp_path, spec: BatchSpec, **env) -> tuple[subprocess.CompletedProcess, list]:
+    fake = tmp_path / "fake-dasklaunch"
+    fake.write_text(FAKE_DASKLAUNCH.format(python=sys.executable))
+    fake.chmod(0o755)
+    script = tmp_path / "job.sh"
+    script.write_text(batch.render(spec))
+    log = tmp_path / "calls.jsonl"
+    environ = {**_clean_env(), "DASKLAUNCH": str(fake), "FAKE_LOG": str(log), **env}
+    result = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=environ,
+                            stdin=subprocess.DEVNULL, timeout=60)
+    calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return result, calls
+
+
+def test_every_word_reaches_up_and_the_command_unchanged(tmp_path):
+    printer = tmp_path / "argv.py"
+    printer.write_text("import json, os, sys\n"
+                       "seen = [sys.argv[1:], os.environ['SCHEDULER_FILE']]\n"
+                       "print('ARGV ' + json.dumps(seen))\n")
+    words = [NASTY, "$(touch pwned)", "a\\b", "*", "", "--nodes", "5", "line\nbreak"]
+    spec = BatchSpec(command=(sys.executable, str(printer), *words), dasklaunch=("unused",),
+                     up_args=(f"--scheduler-arg=--name={NASTY}", "--interface", "a b"),
+                     state_dir=f"{tmp_path}/{NASTY}")
+    result, calls = run_with_fake(tmp_path, spec)
+    assert result.returncode == 0, result.stderr
+    line = [ln for ln in result.stdout.splitlines() if ln.startswith("ARGV ")][0]
+    assert json.loads(line[5:]) == [words, "/fake/scheduler.json"]
+    assert [c["argv"] for c in calls] == [
+        ["up", f"--scheduler-arg=--name={NASTY}", "--interface", "a b"], ["env", "--path"],
+        ["down"]]
+    assert {c["state_dir"] for c in calls} == {f"{tmp_path}/{NASTY}"}
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+
+
+@pytest.mark.parametrize("code", [0, 3, 130])
+def test_exit_code_is_the_commands_and_down_always_runs(tmp_path, code):
+    spec = BatchSpec(command=("sh", "-c", f"exit {code}"), dasklaunch=("unused",))
+    result, calls = run_with_fake(tmp_path, spec)
+    assert result.returncode == code, result.stderr
+    assert [c["argv"][0] for c in calls] == ["up", "env", "down"]
+    assert f"command exited {code}" in result.stderr
+
+
+def test_builtin_as_command(tmp_path):
+    result, _ = run_with_fake(tmp_path, BatchSpec(command=("exit", "4"), dasklaunch=("x",)))
+    assert result.returncode == 4
+
+
+def test_sigterm_during_up_waits_for_its_rollback_before_down(tmp_path):
+    spec = BatchSpec(command=("true",), dasklaunch=("unused",))
+    fake = tmp_path / "fake-dasklaunch"
+    fake.write_text(FAKE_DASKLAUNCH.format(python=sys.executable))
+    fake.chmod(0o755)
+    script = tmp_path / "job.sh"
+    script.write_text(batch.render(spec))
+    log = tmp_path / "calls.jsonl"
+    env = {**_clean_env(), "DASKLAUNCH": str(fake), "FAKE_LOG": str(log), "FAKE_UP_HANGS": "1"}
+    proc = subprocess.Popen(["bash", str(script)], env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    from dasklaunch.proc import wait_until
+
+    assert wait_until(lambda: log.exists() and "up waiting" in log.read_text(), 30)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    order = [e.get("event") or e["argv"][0] for e in events]
+    assert order == ["up", "up waiting", "up got SIGTERM", "up rolled back", "down"]
+
+
+def test_failed_up_skips_the_command_but_not_down(tmp_path):
+    marker = tmp_path / "ran"
+    spec = BatchSpec(command=("touch", str(marker)), dasklaunch=("unused",))
+    result, calls = run_with_fake(tmp_path, spec, FAKE_UP_EXIT="2")
+    assert result.returncode == 2
+    assert "dasklaunch up failed (exit 2)" in result.stderr
+    assert [c["argv"][0] for c in calls] == ["up", "down"]
+    assert not marker.exists()
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch):
+    for key in list(os.environ):
+        if key.startswith(("SLURM_", "DASKLAUNCH_", "DASK_")):
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    return lambda *args: runner.invoke(app, list(args))
+
+
+def one_error_line(result) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("dasklaunch: error: ")
+    return lines[0]
+
+
+def test_dry_run_prints_the_script(cli):
+    result = cli("batch", "--nodes", "3", "--interface", "lab0", "--time", "30",
+                 "--dry-run", "--", "python3", "analysis.py", "--nodes", "5", "--interface", "x")
+    assert result.exit_code == 0, result.stderr
+    text = result.stdout
+    assert text.startswith("#!/bin/bash\n")
+    assert "#SBATCH --nodes=3\n" in text and "#SBATCH --time=30\n" in text
+    assert "#SBATCH --signal=B:TERM@60\n" in text
+    assert '\n"${dasklaunch[@]}" up --interface lab0 &\n' in text
+    # everything after -- is the command's, even words that look like options
+    assert "\nargv=(python3 analysis.py --nodes 5 --interface x)\n" in text
+    assert f"\n    dasklaunch=({batch.shlex.join(batch.installed_command())})\n" in text
+    assert "DASKLAUNCH_STATE_DIR" not in text
+
+
+def test_batch_and_up_options_in_any_order(cli):
+    result = cli("batch", "--per-node", "--nodes", "2", "-i", "ib0", "--worker-arg=--lifetime=1h",
+                 "--job-name", "x", "--dry-run", "--", "true")
+    assert result.exit_code == 0, result.stderr
+    assert ' up --per-node -i ib0 --worker-arg=--lifetime=1h &\n' in result.stdout
+    assert "#SBATCH --job-name=x\n" in result.stdout
+
+
+def test_state_dir_given_to_up_is_used_by_every_step(cli, monkeypatch):
+    monkeypatch.setenv("DASKLAUNCH_STATE_DIR", "/from/the/environment")
+    result = cli("batch", "--state-dir", "/scratch/my state", "--dry-run", "--", "true")
+    assert result.exit_code == 0, result.stderr
+    assert "\nexport DASKLAUNCH_STATE_DIR='/scratch/my state'\n" in result.stdout
+    assert " up --state-dir '/scratch/my state' &" in result.stdout
+    only_env = cli("batch", "--dry-run", "--", "true")
+    assert "export DASKLAUNCH_STATE_DIR" not in only_env.stdout
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--nodes", "3"], "no command to run"),
+    (["--nodes", "3", "--"], "no command to run"),
+    (["--nodez", "3", "--", "x"], "unknown option --nodez (did you mean --nodes"),
+    (["--interfase", "ib0", "--", "x"], "did you mean --interface"),
+    (["--nworkers", "0", "--", "x"], "--nworkers must be at least 1"),
+    (["--nworkers", "two", "--", "x"], "'--nworkers'"),
+    (["--memory-limit", "twelve", "--", "x"], "not a memory size"),
+    (["--wait-workers", "many", "--", "x"], "--wait-workers"),
+    (["--backend", "pbs", "--", "x"], "unknown backend"),
+    (["--profile", "nosuch", "--", "x"], "unknown profile"),
+    (["--time", "1", "--", "x"], "--walltime-margin 60s leaves no time"),
+    (["--time", "soon", "--", "x"], "not a Slurm time"),
+    (["--nodes", "many", "--", "x"], "--nodes"),
+    (["--job-name", "a\nb", "--", "x"], "line break"),
+    (["--sbatch-arg=--nodes=2", "--", "x"], "use --nodes"),
+    (["--sbatch-arg", "exclusive", "--", "x"], "one sbatch option"),
+])
+def test_bad_input_is_exit_2_with_one_line(cli, args, needle):
+    result = cli("batch", "--dry-run", *args)
+    assert result.exit_code == 2, result.stdout + result.stderr
+    assert needle in one_error_line(result)
+    assert result.stdout == ""
+
+
+FAKE_SBATCH = '''\
+#!/bin/sh
+# Stands in for sbatch: records its arguments and the script, answers like --parsable.
+printf '%s\\n' "$@" > "$FAKE_SBATCH_DIR/argv"
+cp "$2" "$FAKE_SBATCH_DIR/script.sh"
+echo "$2" > "$FAKE_SBATCH_DIR/path"
+[ -n "$FAKE_SBATCH_FAIL" ] && { echo "sbatch: error: $FAKE_SBATCH_FAIL" >&2; exit 1; }
+echo "4242;cluster1"
+'''
+
+
+@pytest.fixture
+def fake_sbatch(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    sbatch = bin_dir / "sbatch"
+    sbatch.write_text(FAKE_SBATCH)
+    sbatch.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_SBATCH_DIR", str(tmp_path))
+    return tmp_path
+
+
+def test_submit_prints_the_job_id(cli, fake_sbatch):
+    args = ["batch", "--nodes", "2", "--job-name", NASTY, "--", "python3", "a.py"]
+    result = cli(*args)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "4242\n"
+    assert "submitted batch job 4242" in result.stderr
+    assert "dasklaunch logs --state-dir" in result.stderr
+    assert (fake_sbatch / "argv").read_text().splitlines()[0] == "--parsable"
+    dry = cli(*args[:1], "--dry-run", *args[1:])
+    assert (fake_sbatch / "script.sh").read_text() == dry.stdout
+    # sbatch keeps its own copy: the temporary script is gone
+    assert not Path((fake_sbatch / "path").read_text().strip()).exists()
+
+
+def test_submit_failure_is_one_line(cli, fake_sbatch, monkeypatch):
+    monkeypatch.setenv("FAKE_SBATCH_FAIL", "Batch job submission failed: Invalid partition")
+    result = cli("batch", "--partition", "nosuch", "--", "true")
+    assert result.exit_code == 1
+    assert "Invalid partition" in one_error_line(result)
+
+
+def test_submit_without_sbatch(cli, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    result = cli("batch", "--", "true")
+    assert result.exit_code == 1
+    assert "command not found: sbatch" in one_error_line(result)
+
+
+# ----------------------------------------------------------------------------------------- logs
+
+def fake_cluster(path: Path, pools: int = 2) -> StateDir:
+    state = StateDir(path)
+    state.create()
+    sched = state.logs / "dl-sched-1.log"
+    sched.write_text("".join(f"sched line {i}\n" for i in range(5)))
+    record = {"job_id": "1", "backend": "local", "scheduler": {"log": str(sched)}, "pools": []}
+    for n in range(pools):
+        log = state.logs / f"dl-workers{n}.log"
+        log.write_text("".join(f"pool{n} line {i}\n" for i in range(3)))
+        record["pools"].append({"log": str(log)})
+    state.write_record(record)
+    return state
+
+
+def test_logs_all_scheduler_workers(cli, tmp_path):
+    state = fake_cluster(tmp_path / "state")
+    result = cli("logs", "--state-dir", str(state.path))
+    assert result.exit_code == 0, result.stderr
+    out = result.stdout
+    assert out.startswith(f"==> {state.logs / 'dl-sched-1.log'} <==\nsched line 0\n")
+    assert "pool1 line 2\n" in out and out.count("==>") == 3
+    sched = cli("logs", "scheduler", "-n", "2", "--state-dir", str(state.path))
+    assert sched.stdout == "sched line 3\nsched line 4\n"
+    workers = cli("logs", "workers", "--lines", "1", "--state-dir", str(state.path))
+    assert "pool0 line 2\n" in workers.stdout and "pool1 line 2\n" in workers.stdout
+    assert "sched line" not in workers.stdout
+
+
+def test_logs_of_a_log_not_written_yet(cli, tmp_path):
+    state = fake_cluster(tmp_path / "state", pools=1)
+    (state.logs / "dl-workers0.log").unlink()
+    result = cli("logs", "workers", "--state-dir", str(state.path))
+    assert result.exit_code == 0
+    assert "no such log (yet)" in result.stderr
+
+
+def test_logs_errors(cli, tmp_path):
+    not_up = cli("logs", "--state-dir", str(tmp_path / "none"))
+    assert not_up.exit_code == 1 and "no dasklaunch cluster" in one_error_line(not_up)
+    state = fake_cluster(tmp_path / "state")
+    bad = cli("logs", "everything", "--state-dir", str(state.path))
+    assert bad.exit_code == 2 and "scheduler, workers or all" in one_error_line(bad)
+    negative = cli("logs", "-n", "-1", "--state-dir", str(state.path))
+    assert negative.exit_code == 2 and "--lines" in one_error_line(negative)
+
+
+@pytest.mark.parametrize("tail", ["x\n", "x", ""])
+@pytest.mark.parametrize("lines", [None, 0, 1, 3, 50])
+def test_read_tail_across_blocks(tmp_path, monkeypatch, tail, lines):
+    monkeypatch.setattr(batch_cli, "_BLOCK", 7)
+    path = tmp_path / "log"
+    body = "".join(f"line {i}\n" for i in range(20)) + tail
+    path.write_text(body)
+    data, end = batch_cli.read_tail(path, lines)
+    all_lines = body.splitlines(keepends=True)
+    assert end == len(body)
+    expected = "".join(all_lines if lines is None else all_lines[len(all_lines) - lines:]
+                       if lines else [])
+    assert data.decode() == expected
+
+
+def test_logs_follow_until_ctrl_c(tmp_path):
+    state = fake_cluster(tmp_path / "state", pools=1)
+    env = {**_clean_env(), "DASKLAUNCH_STATE_DIR": str(state.path), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "dasklaunch", "logs", "workers", "-f",
+                             "-n", "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, stdin=subprocess.DEVNULL)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
+
+    def expect(text: str) -> list[str]:
+        seen = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                seen.append(lines.get(timeout=0.5))
+            except queue.Empty:
+                continue
+            if text in seen[-1]:
+                return seen
+        raise AssertionError(f"{text!r} never came; saw {seen}")
+
+    try:
+        assert expect("pool0 line 2") == ["pool0 line 2\n"]
+        with open(state.logs / "dl-workers0.log", "a") as log:
+            log.write("half a li")
+            log.flush()
+            time.sleep(0.6)
+            log.write("ne\n")
+        assert expect("half a line") == ["half a line\n"]
+        # restart-workers: the record names a new pool log, followed from its start
+        record = state.read_record()
+        new_log = state.logs / "dl-workers9.log"
+        new_log.write_text("new pool 0\n")
+        record["pools"] = [{"log": str(new_log)}]
+        state.write_record(record)
+        seen = expect("new pool 0")
+        assert f"==> {new_log} <==\n" in seen
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+    assert code == 0, proc.stderr.read()
+
+
+# --------------------------------------------------------- the script, for real, on this machine
+
+CLIENT = '''\
+import os, sys
+from distributed import Client
+with Client(scheduler_file=os.environ["SCHEDULER_FILE"], timeout="60s") as client:
+    total = client.submit(sum, range(10)).result()
+    print("RESULT", total, len(client.scheduler_info()["workers"]), flush=True)
+sys.exit(int(sys.argv[1]))
+'''
+
+SLEEPER = '''\
+import os, time
+print("COMMAND", "READY", os.getpid(), flush=True)
+time.sleep(300)
+'''
+
+UP_ARGS = ["--local-tasks", "2", "--dashboard-address", ":0", "--timeout", "90"]
+
+
+def render_with_cli(state_dir: Path, *command: str) -> str:
+    result = CliRunner().invoke(app, ["batch", "--dry-run", *UP_ARGS, "--", *command],
+                                env={"DASKLAUNCH_STATE_DIR": str(state_dir)})
+    assert result.exit_code == 0, result.stderr
+    return result.stdout
+
+
+def local_env(state_dir: Path) -> dict[str, str]:
+    # PYTHONPATH: the job must run this checkout even if another one is installed
+    return {**_clean_env(), "DASKLAUNCH_STATE_DIR": str(state_dir), "PYTHONPATH": str(ROOT)}
+
+
+def assert_cluster_down(state_dir: Path) -> None:
+    record = json.loads((state_dir / "state.json").read_text())
+    assert record["status"] == "down"
+    groups = recorded_groups(state_dir)
+    assert groups
+    for pgid, started in groups:
+        assert not group_alive(pgid, started), f"process group {pgid} still runs"
+    assert not (state_dir / "scheduler.json").exists()
+
+
+@pytest.mark.lifecycle
+@pytest.mark.parametrize("code", [0, 3])
+def test_script_runs_the_command_against_a_local_cluster(tmp_path, no_leftovers, code):
+    state_dir = tmp_path / "state"
+    no_leftovers.append(state_dir)
+    (tmp_path / "client.py").write_text(CLIENT)
+    script = tmp_path / "job.sh"
+    script.write_text(render_with_cli(state_dir, sys.executable, "client.py", str(code)))
+    result = subprocess.run(["bash", str(script)], cwd=tmp_path, env=local_env(state_dir),
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                            timeout=240)
+    assert result.returncode == code, result.stdout + result.stderr
+    assert "RESULT 45 2" in result.stdout
+    assert "dasklaunch batch: cluster down" in result.stderr
+    assert_cluster_down(state_dir)
+    logs = subprocess.run([sys.executable, "-m", "dasklaunch", "logs", "scheduler", "-n", "5"],
+                          env=local_env(state_dir), capture_output=True, text=True, timeout=60)
+    assert logs.returncode == 0 and "scheduler" in logs.stdout.lower(), logs.stderr
+
+
+def start_script(tmp_path: Path, state_dir: Path) -> tuple[subprocess.Popen, queue.Queue]:
+    (tmp_path / "sleeper.py").write_text(SLEEPER)
+    script = tmp_path / "job.sh"
+    script.write_text(render_with_cli(state_dir, sys.executable, "sleeper.py"))
+    proc = subprocess.Popen(["bash", str(script)], cwd=tmp_path, env=local_env(state_dir),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            stdin=subprocess.DEVNULL)
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump():
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put("")
+
+    threading.Thread(target=pump, daemon=True).start()
+    return proc, lines
+
+
+def read_until(lines: queue.Queue, text: str, timeout: float = 180) -> list[str]:
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        if line == "":
+            break
+        seen.append(line)
+        if text in line:
+            return seen
+    raise AssertionError(f"{text!r} never came:\n{''.join(seen)}")
+
+
+def drain(lines: queue.Queue) -> str:
+    out = []
+    while True:
+        line = lines.get(timeout=60)
+        if line == "":
+            return "".join(out)
+        out.append(line)
+
+
+@pytest.mark.lifecycle
+def test_sigterm_while_the_command_runs_brings_the_cluster_down(tmp_path, no_leftovers):
+    state_dir = tmp_path / "state"
+    no_leftovers.append(state_dir)
+    proc, lines = start_script(tmp_path, state_dir)
+    try:
+        ready = read_until(lines, "COMMAND READY")
+        command_pid = int(ready[-1].split()[-1])
+        proc.send_signal(signal.SIGTERM)  # what --signal=B:TERM@MARGIN does at the margin
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    rest = drain(lines)
+    assert code == 143, rest
+    assert "SIGTERM during command" in rest and "cluster down" in rest
+    assert_cluster_down(state_dir)
+    from dasklaunch import proc as dlproc
+
+    assert dlproc.wait_until(lambda: not os.path.exists(f"/proc/{command_pid}")
+                             or "Z" in _state_of(command_pid), 10)
+
+
+def _state_of(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
+
+
+@pytest.mark.lifecycle
+def test_sigterm_while_up_waits_rolls_back_then_down(tmp_path, no_leftovers):
+    state_dir = tmp_path / "state"
+    no_leftovers.append(state_dir)
+    proc, lines = start_script(tmp_path, state_dir)
+    try:
+        read_until(lines, "scheduler starting")
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    rest = drain(lines)
+    assert code == 143, rest
+    assert "SIGTERM during up" in rest
+    assert "COMMAND READY" not in rest
+    # up rolled back and released the job lock, so down ran (it finds nothing left to stop)
+    assert "job is busy" not in rest and "cluster down" in rest
+    for pgid, started in recorded_groups(state_dir):
+        assert not group_alive(pgid, started)
+
+
+def test_help_shows_the_command_form(cli):
+    result = cli("batch", "--help")
+    assert result.exit_code == 0
+    assert "-- COMMAND" in result.stdout
+    text = textwrap.dedent(result.stdout)
+    assert "--walltime-margin" in text and "--sbatch-arg" in text
