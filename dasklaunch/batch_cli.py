@@ -44,16 +44,17 @@ def batch_command(
         help="Seconds before the walltime at which Slurm sends SIGTERM to the script, which "
              "then stops the command and brings the cluster down.")] = batch.DEFAULT_MARGIN,
     dry_run: Annotated[bool, typer.Option(
-        help="Print the script instead of submitting it.")] = False,
+        "--dry-run", help="Print the script instead of submitting it.")] = False,
 ) -> None:
     """Submit an sbatch job that brings a cluster up, runs COMMAND, and brings it down.
 
     dasklaunch batch [BATCH OPTIONS] [UP OPTIONS] -- COMMAND [ARGS]...
 
     Options that are not batch options go, unchanged, to `dasklaunch up` inside the job (see
-    `dasklaunch up --help`). COMMAND runs with the cluster's environment (SCHEDULER_FILE,
-    DASK_SCHEDULER_ADDRESS, ...). The cluster is brought down when COMMAND ends, on scancel, and
-    --walltime-margin seconds before the walltime; the job exits with COMMAND's exit code.
+    `dasklaunch up --help`); nothing after -- is read as an option. COMMAND runs with the
+    cluster's environment (SCHEDULER_FILE, DASK_SCHEDULER_ADDRESS, ...). The cluster is brought
+    down when COMMAND ends, on scancel, and --walltime-margin seconds before the walltime; the
+    job exits with COMMAND's exit code.
     Prints the job id (the script, with --dry-run).
     """
     up_args, command, state_dir = split_up_args(ctx, list(ctx.args))
@@ -302,9 +303,11 @@ def _follow(state, which: str, lines: int | None, record: dict) -> None:
         if time.monotonic() >= next_record:
             next_record = time.monotonic() + RECORD_POLL_SECONDS
             with suppress(StateDirError):
-                files = log_files(state.read_record_or_backup()[0] or record, which)
-            if len(files) > 1:
-                printer.headers = True
+                current = log_files(state.read_record_or_backup()[0] or record, which)
+                # a new log (restart-workers, a new up) gets a header even when alone
+                if current != files or len(current) > 1:
+                    printer.headers = True
+                files = current
         for path in files:
             offsets[path] = _emit_new(printer, path, offsets.get(path, 0))
         time.sleep(POLL_SECONDS)

@@ -137,7 +137,7 @@ def scale_out(state_dir: Path | str | None, jobs: int, *, cores: int | None = No
         raise UsageError(f"--processes must be >= 1, not {processes}")
     state = lifecycle.find_state_dir(state_dir)
     with state.lock("scale-out"):
-        record = lifecycle._load(state, report)
+        record = lifecycle.load_record(state, report)
         if record.get("status") != "up" or not record.get("address"):
             raise NotUpError("the cluster is not up: run `dasklaunch up` first")
         if record["backend"] != "slurm":

@@ -57,7 +57,7 @@ def find_state_dir(state_dir: Path | str | None = None, job_id: str | None = Non
     return StateDir(default_state_dir(job_id or current_job_id()))
 
 
-def _load(state: StateDir, report: Reporter | None = None) -> dict:
+def load_record(state: StateDir, report: Reporter | None = None) -> dict:
     if not state.exists():
         raise NotUpError(f"no dasklaunch cluster here: {state.path} does not exist "
                          f"(run `dasklaunch up`, or set --state-dir/DASKLAUNCH_STATE_DIR)")
@@ -69,11 +69,11 @@ def _load(state: StateDir, report: Reporter | None = None) -> dict:
     return record
 
 
-def _launcher(record: dict) -> Launcher:
+def launcher_for(record: dict) -> Launcher:
     return make_launcher(record["backend"], record["job_id"])
 
 
-def _steps(record: dict) -> tuple[Step | None, list[Step]]:
+def steps_of(record: dict) -> tuple[Step | None, list[Step]]:
     sched = Step.from_dict(record["scheduler"]) if record.get("scheduler") else None
     return sched, [Step.from_dict(p) for p in record.get("pools", [])]
 
@@ -87,7 +87,7 @@ def _log_tail(path: str | Path, lines: int = 8) -> str:
 
 
 @contextmanager
-def _interrupts_raise():
+def interrupts_raise():
     """Turn SIGTERM/SIGHUP into KeyboardInterrupt so `up` rolls back on them as on Ctrl-C."""
     def handler(signum, _frame):
         raise KeyboardInterrupt(signal.Signals(signum).name)
@@ -201,8 +201,8 @@ def _clear_stale(state: StateDir, job_id: str, report: Reporter) -> None:
         state.remove(state.scheduler_file.name)
         report.info(f"removed stale scheduler file {state.scheduler_file} ({why})")
     if record:
-        launcher = _launcher(record)
-        sched, pools = _steps(record)
+        launcher = launcher_for(record)
+        sched, pools = steps_of(record)
         for step in pools + ([sched] if sched else []):
             if launcher.running(step):
                 launcher.stop(step, hard=True)
@@ -243,7 +243,7 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
     if opts.interface and sched.placement == "here":
         check_interface_here(opts.interface)
     state.create()
-    with state.lock("up"), _interrupts_raise():
+    with state.lock("up"), interrupts_raise():
         _clear_stale(state, alloc.job_id, report)
         client_env = {}
         if profile is not None:
@@ -396,9 +396,9 @@ def facts(state: StateDir, record: dict, info: schedfile.SchedulerInfo) -> dict:
 
 def status(state_dir: Path | str | None = None) -> dict:
     state = find_state_dir(state_dir)
-    record = _load(state)
-    launcher = _launcher(record)
-    sched, pools = _steps(record)
+    record = load_record(state)
+    launcher = launcher_for(record)
+    sched, pools = steps_of(record)
     info = schedfile.read(state.scheduler_file)
     ident = schedfile.identity(info) if info else None
     workers = (ident or {}).get("workers", {})
@@ -435,7 +435,7 @@ def status(state_dir: Path | str | None = None) -> dict:
                     "memory_per_worker": sorted(m for m in memory if m is not None),
                     "memory_sizing": (record.get("memory") or {}).get("how"),
                     "highest_memory_use": round(highest_use, 3), "paused": paused,
-                    "memory_restarts": _memory_restarts(pools)},
+                    "memory_restarts": memory_restarts(pools)},
         "profile": record.get("profile"),
         "hosts": dict(sorted(hosts.items())),
         "pools": pool_rows,
@@ -469,7 +469,7 @@ def _supervisor_summary(state: StateDir) -> dict | None:
             "pid": (data.get("process") or {}).get("pid")}
 
 
-def _memory_restarts(pools: list[Step]) -> int:
+def memory_restarts(pools: list[Step]) -> int:
     """Workers the nannies restarted for exceeding `terminate`, as their logs say."""
     count = 0
     for pool in pools:
@@ -485,9 +485,9 @@ def restart_workers(state_dir: Path | str | None = None, *, hard: bool = False,
     """Stop the worker pools (gracefully unless `hard`), relaunch them, wait for the workers."""
     report = report or Reporter()
     state = find_state_dir(state_dir)
-    _load(state, report)
-    with state.lock("restart-workers"), _interrupts_raise():
-        return relaunch_pools(state, _load(state, report), hard=hard, timeout=timeout,
+    load_record(state, report)
+    with state.lock("restart-workers"), interrupts_raise():
+        return relaunch_pools(state, load_record(state, report), hard=hard, timeout=timeout,
                               report=report)
 
 
@@ -498,8 +498,8 @@ def relaunch_pools(state: StateDir, record: dict, *, hard: bool = False,
     opts = UpOptions.from_dict(record["options"])
     if timeout is not None:
         opts = replace(opts, timeout=timeout)
-    launcher = _launcher(record)
-    sched, pools = _steps(record)
+    launcher = launcher_for(record)
+    sched, pools = steps_of(record)
     info = schedfile.read(state.scheduler_file)
     if sched is None or info is None or not schedfile.answers(info):
         raise NotUpError("the scheduler is gone, so there is nothing to restart workers "
@@ -559,9 +559,9 @@ def down(state_dir: Path | str | None = None, *, workers_only: bool = False,
         report.info(f"nothing to stop: no dasklaunch cluster in {state.path}")
         return {"stopped": [], "state_dir": str(state.path)}
     with state.lock("down"):
-        record = _load(state, report)
-        launcher = _launcher(record)
-        sched, pools = _steps(record)
+        record = load_record(state, report)
+        launcher = launcher_for(record)
+        sched, pools = steps_of(record)
         stopped = []
         if record.get("scale_out"):
             from .jobqueue import cancel_all

@@ -119,14 +119,14 @@ class Supervisor:
 
     def run(self) -> int:
         self.opts.check()
-        record = lifecycle._load(self.state, self.report)
+        record = lifecycle.load_record(self.state, self.report)
         end = None
         if self.opts.walltime_margin is not None and record["backend"] == "slurm":
             end = job_end_time(record["job_id"])
         self.event(f"watching job {record['job_id']} ({record.get('expected_workers')} workers"
                    f"{'' if end is None else ', job ends ' + time.ctime(end)})")
         try:
-            with lifecycle._interrupts_raise():
+            with lifecycle.interrupts_raise():
                 while True:
                     outcome = self.tick(end)
                     if outcome is not None:
@@ -158,8 +158,8 @@ class Supervisor:
         return self.relaunch(problem, now)
 
     def diagnose(self, record: dict, ident: dict, now: float) -> str | None:
-        launcher = lifecycle._launcher(record)
-        _, pools = lifecycle._steps(record)
+        launcher = lifecycle.launcher_for(record)
+        _, pools = lifecycle.steps_of(record)
         expected = record.get("expected_workers", 0)
         connected = len(ident.get("workers", {}))
         for pool in pools:
@@ -179,8 +179,8 @@ class Supervisor:
         return None
 
     def relaunch(self, problem: str, now: float) -> int | None:
-        _, pools = lifecycle._steps(self.state.read_record_or_backup()[0])
-        oom = lifecycle._memory_restarts(pools)
+        _, pools = lifecycle.steps_of(self.state.read_record_or_backup()[0])
+        oom = lifecycle.memory_restarts(pools)
         reason = problem + (f"; {oom} nanny restarts for memory in its log" if oom else "")
         if self.data["restarts"] >= self.opts.max_restarts:
             self.data["last_reason"] = reason
@@ -191,7 +191,7 @@ class Supervisor:
             return None
         try:
             with self.state.lock("supervise"):
-                record = lifecycle._load(self.state, self.report)
+                record = lifecycle.load_record(self.state, self.report)
                 fresh = self.diagnose(record, schedfile.identity(
                     schedfile.read(self.state.scheduler_file)) or {"workers": {}}, now)
                 if fresh is None:  # someone (restart-workers) fixed it meanwhile

@@ -7,7 +7,6 @@ slurmd instead would leave Slurm unaware for SlurmdTimeout (300 s)."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 
 import pytest
@@ -55,4 +54,3 @@ dl("down")
     assert result["status"]["workers"]["connected"] == result["status"]["workers"]["expected"]
     assert result["hosts_after_restart"] == ["node1", "node2"]
     assert result["compute_after_restart"] == 45
-    _ = subprocess  # the fixture restores node3 for the tests that follow
