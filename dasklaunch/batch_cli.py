@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import batch
-from .errors import NotUpError, StateDirError, UsageError
+from .errors import StateDirError, UsageError
 
 StateDirOpt = Annotated[Optional[Path], typer.Option(
     "--state-dir", envvar="DASKLAUNCH_STATE_DIR",
@@ -197,18 +197,10 @@ def logs_command(
 
 
 def _load_record(state_dir: Path | None):
-    from .lifecycle import find_state_dir
+    from .lifecycle import find_state_dir, load_record
 
     state = find_state_dir(state_dir)
-    if not state.exists():
-        raise NotUpError(f"no dasklaunch cluster here: {state.path} does not exist (run "
-                         f"`dasklaunch up`, or set --state-dir/DASKLAUNCH_STATE_DIR)")
-    record, warning = state.read_record_or_backup()
-    if warning:
-        print(f"dasklaunch: warning: {warning}", file=sys.stderr)
-    if record is None:
-        raise NotUpError(f"no dasklaunch cluster recorded in {state.path}")
-    return state, record
+    return state, load_record(state)
 
 
 def log_files(record: dict, which: str) -> list[Path]:

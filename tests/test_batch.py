@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from procs import group_alive, recorded_groups
+from procs import _clean_env, group_alive, recorded_groups
 from typer.testing import CliRunner
 
 from dasklaunch import batch, batch_cli
@@ -28,12 +28,6 @@ from dasklaunch.state import StateDir
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def _clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SLURM_", "DASK_", "DASKLAUNCH_", "SCHEDULER_FILE"))}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 EXPECTED = Path(__file__).parent / "expected" / "sbatch"
 NASTY = 'it\'s "x" $HOME'
 VENV = ("/opt/venv/bin/dasklaunch",)
