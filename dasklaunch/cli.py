@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 from typer.core import TyperGroup
 
-from .errors import DasklaunchError
+from .errors import DasklaunchError, print_error
 
 
 class _Group(TyperGroup):
@@ -24,10 +24,7 @@ class _Group(TyperGroup):
         except DasklaunchError as err:
             if _debug(ctx):
                 raise
-            first, _, rest = str(err).partition("\n")
-            print(f"dasklaunch: error: {first}", file=sys.stderr)
-            if rest:
-                print(rest, file=sys.stderr)
+            print_error(err)
             raise typer.Exit(err.exit_code) from None
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
@@ -353,18 +350,9 @@ def env(
     fmt: Annotated[str, typer.Option("--format", help="sh or json.")] = "sh",
 ) -> None:
     """Print the job's environment for batch scripts: eval "$(dasklaunch env)"."""
-    from . import lifecycle
-    from .errors import UsageError
+    from .jobenv import show_env
 
-    if fmt not in ("sh", "json"):
-        raise UsageError(f"--format must be sh or json, not {fmt!r}")
-    env_path, values = lifecycle.env(state_dir)
-    if path:
-        print(env_path)
-    elif fmt == "json":
-        _print_json(values)
-    else:
-        sys.stdout.write(env_path.read_text())
+    show_env(state_dir, path, fmt)
 
 
 def main() -> None:

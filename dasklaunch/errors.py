@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 
 class DasklaunchError(Exception):
     """Base class: `str(err)` is the one-line message shown to the user."""
@@ -61,3 +63,11 @@ class Interrupted(DasklaunchError):
     """SIGINT/SIGTERM arrived while a command was changing the cluster."""
 
     exit_code = 130
+
+
+def print_error(err: DasklaunchError) -> None:
+    """The one format for a domain error on stderr: one line, then any detail lines."""
+    first, _, rest = str(err).partition("\n")
+    print(f"dasklaunch: error: {first}", file=sys.stderr)
+    if rest:
+        print(rest, file=sys.stderr)

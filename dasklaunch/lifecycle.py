@@ -36,7 +36,7 @@ from .memory import JOB_CONFIG_DIR
 from .plan import WorkerPlan, expected_workers, plan_workers, scheduler_command, worker_command
 from .report import Reporter
 from .settings import UpOptions
-from .state import StateDir, default_state_dir
+from .state import StateDir, find_state_dir
 from .tls import PROTOCOL_ARGS, TLSFiles
 
 GRACE_SECONDS = 10.0
@@ -44,18 +44,6 @@ POLL_SECONDS = 0.1
 
 
 # ---------------------------------------------------------------------------------- finding a job
-
-def current_job_id(environ: dict[str, str] | None = None) -> str:
-    env = os.environ if environ is None else environ
-    return env.get("SLURM_JOB_ID") or f"local-{socket.gethostname()}"
-
-
-def find_state_dir(state_dir: Path | str | None = None, job_id: str | None = None) -> StateDir:
-    """--state-dir, else DASKLAUNCH_STATE_DIR, else the default for this job."""
-    if state_dir:
-        return StateDir(Path(state_dir).expanduser())
-    return StateDir(default_state_dir(job_id or current_job_id()))
-
 
 def load_record(state: StateDir, report: Reporter | None = None) -> dict:
     if not state.exists():
@@ -583,19 +571,6 @@ def down(state_dir: Path | str | None = None, *, workers_only: bool = False,
 
 
 # ------------------------------------------------------------------------------------------ env
-
-def env(state_dir: Path | str | None = None) -> tuple[Path, dict[str, str]]:
-    """The env file's path and its variables; NotUpError when the cluster is not up."""
-    state = find_state_dir(state_dir)
-    if not state.env_file.exists():
-        raise NotUpError(f"no env file in {state.path}: the cluster is not up "
-                         f"(run `dasklaunch up`)")
-    info = schedfile.read(state.scheduler_file)
-    record = state.read_record() or {}
-    values = render.env_json(scheduler_file=str(state.scheduler_file),
-                             scheduler_address=info.address if info else record.get("address", ""),
-                             state_dir=str(state.path), extra=record.get("client_env"))
-    return state.env_file, values
 
 
 def dumps(data: dict) -> str:

@@ -14,6 +14,7 @@ import errno
 import fcntl
 import json
 import os
+import socket
 import stat
 import tempfile
 from contextlib import contextmanager, suppress
@@ -29,6 +30,11 @@ LOCK_FILE = ".lock"
 RECORD_VERSION = 1
 
 
+def current_job_id(environ: dict[str, str] | None = None) -> str:
+    env = os.environ if environ is None else environ
+    return env.get("SLURM_JOB_ID") or f"local-{socket.gethostname()}"
+
+
 def default_state_dir(job_id: str, environ: dict[str, str] | None = None) -> Path:
     env = os.environ if environ is None else environ
     if env.get("DASKLAUNCH_STATE_DIR"):
@@ -36,6 +42,13 @@ def default_state_dir(job_id: str, environ: dict[str, str] | None = None) -> Pat
     if env.get("SCRATCH"):
         return Path(env["SCRATCH"]) / "dasklaunch" / job_id
     return Path(env.get("HOME") or Path.home()) / ".dasklaunch" / job_id
+
+
+def find_state_dir(state_dir: Path | str | None = None, job_id: str | None = None) -> StateDir:
+    """--state-dir, else DASKLAUNCH_STATE_DIR, else the default for this job."""
+    if state_dir:
+        return StateDir(Path(state_dir).expanduser())
+    return StateDir(default_state_dir(job_id or current_job_id()))
 
 
 class StateDir:

@@ -1,0 +1,61 @@
+"""The console script answers `env` without typer, and defers everything unusual to the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from dasklaunch.entry import parse_env_args
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    ([], {"path_only": False, "fmt": "sh", "state_dir": None}),
+    (["--path"], {"path_only": True, "fmt": "sh", "state_dir": None}),
+    (["--format", "json"], {"path_only": False, "fmt": "json", "state_dir": None}),
+    (["--format=json", "--state-dir", "/s"], {"path_only": False, "fmt": "json", "state_dir": "/s"}),
+    (["--state-dir=/s", "--path"], {"path_only": True, "fmt": "sh", "state_dir": "/s"}),
+])
+def test_plain_spellings_take_the_fast_path(args, expected, monkeypatch):
+    monkeypatch.delenv("DASKLAUNCH_STATE_DIR", raising=False)
+    assert parse_env_args(args) == expected
+
+
+def test_state_dir_comes_from_the_environment_like_the_cli(monkeypatch):
+    monkeypatch.setenv("DASKLAUNCH_STATE_DIR", "/from/env")
+    assert parse_env_args([])["state_dir"] == "/from/env"
+    assert parse_env_args(["--state-dir", "/given"])["state_dir"] == "/given"
+
+
+@pytest.mark.parametrize("args", [
+    ["--help"], ["--format"], ["--format", "xml"], ["--path", "--path"], ["--state-dir", "--path"],
+    ["--state-dir="], ["--bogus"], ["extra"], ["--format", "sh", "--format", "json"],
+])
+def test_anything_else_defers_to_the_full_cli(args):
+    assert parse_env_args(args) is None
+
+
+PROBE = """
+import sys
+sys.argv = ["dasklaunch", "env", "--path"]
+from dasklaunch.entry import main
+try:
+    main()
+except SystemExit as exit:
+    code = exit.code
+else:
+    code = 0
+heavy = sorted(m for m in ("typer", "click", "pydantic", "distributed", "dask", "yaml")
+               if m in sys.modules)
+print("CODE", code, "HEAVY", heavy)
+"""
+
+
+def test_env_fast_path_imports_nothing_heavy(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+           "DASKLAUNCH_STATE_DIR": str(tmp_path / "none")}
+    done = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.stdout.strip().splitlines()[-1] == "CODE 1 HEAVY []"
+    assert done.stderr.count("\n") == 1 and "dasklaunch: error: no env file" in done.stderr
