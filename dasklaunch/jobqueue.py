@@ -7,7 +7,9 @@ writes ~/.config/dask/jobqueue.yaml, and neither may leak into other commands.
 
 from __future__ import annotations
 
+import os
 import signal
+import site
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -24,9 +26,48 @@ SOURCES = ("interface", "nthreads", "nworkers", "memory_limit", "local_directory
            "worker_args")
 
 
+def _dask_config_paths(environ: dict[str, str]) -> list[str]:
+    # the same places, in the same way, as dask.config._get_paths
+    paths = [environ.get("DASK_ROOT_CONFIG", "/etc/dask"), os.path.join(sys.prefix, "etc", "dask"),
+             *[os.path.join(prefix, "etc", "dask") for prefix in site.PREFIXES],
+             os.path.join(os.path.expanduser("~"), ".config", "dask")]
+    if "DASK_CONFIG" in environ:
+        paths.append(environ["DASK_CONFIG"])
+    return paths
+
+
+def may_set_jobqueue(environ: dict[str, str] | None = None) -> bool:
+    """False only when no Dask config file or variable can hold a jobqueue section.
+
+    `import dask` costs a quarter of a second before `up` can start anything; most users have
+    no jobqueue config, and a substring test over a few small files settles that. Anything
+    unreadable or unusual answers True and leaves the decision to dask.config itself."""
+    env = os.environ if environ is None else environ
+    if "DASK_INTERNAL_INHERIT_CONFIG" in env:
+        return True
+    if any(name.upper().startswith("DASK_JOBQUEUE") for name in env):
+        return True
+    for path in map(Path, _dask_config_paths(env)):
+        try:
+            if path.is_dir():
+                files = [f for f in path.iterdir()
+                         if f.suffix.lower() in (".json", ".yaml", ".yml")]
+            elif path.exists():
+                files = [path]
+            else:
+                continue
+            if any(b"jobqueue" in f.read_bytes().lower() for f in files):
+                return True
+        except OSError:
+            return True
+    return False
+
+
 def user_jobqueue_slurm() -> dict:
     """The `jobqueue.slurm` section of the user's Dask config (files and DASK_* variables),
     without dask_jobqueue's own defaults: only what the user set."""
+    if not may_set_jobqueue():
+        return {}
     import dask.config
 
     section = dask.config.get("jobqueue.slurm", default={}) or {}

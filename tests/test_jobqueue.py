@@ -50,3 +50,41 @@ def test_dry_run_shows_where_values_came_from(tmp_path):
     assert "# nworkers: from jobqueue.yaml (processes)" in out.stdout
     assert "# nthreads: from command line" in out.stdout
     assert "--nthreads 3 --nworkers 2" in out.stdout and "--interface lo" in out.stdout
+
+
+def _config_env(tmp_path, monkeypatch) -> dict[str, str]:
+    home = tmp_path / "home"
+    (home / ".config" / "dask").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    return {"HOME": str(home), "DASK_ROOT_CONFIG": str(tmp_path / "etc")}
+
+
+def test_no_jobqueue_config_is_known_without_importing_dask(tmp_path, monkeypatch):
+    from dasklaunch.jobqueue import may_set_jobqueue
+
+    env = _config_env(tmp_path, monkeypatch)
+    (tmp_path / "home" / ".config" / "dask" / "distributed.yaml").write_text(
+        "distributed:\n  worker:\n    memory:\n      target: 0.7\n")
+    assert not may_set_jobqueue(env)
+    assert may_set_jobqueue({**env, "DASK_JOBQUEUE__SLURM__CORES": "4"})
+    assert may_set_jobqueue({**env, "DASK_INTERNAL_INHERIT_CONFIG": "e30="})
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "site.yml").write_text("jobqueue:\n  slurm:\n    interface: ib0\n")
+    assert may_set_jobqueue(env)
+
+
+def test_the_quick_check_finds_what_dask_finds(tmp_path, monkeypatch):
+    env = _config_env(tmp_path, monkeypatch)
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("jobqueue:\n  slurm:\n    cores: 6\n")
+    code = ("from dasklaunch.jobqueue import may_set_jobqueue, user_jobqueue_slurm; "
+            "import sys; print(may_set_jobqueue(), user_jobqueue_slurm(), "
+            "'dask' in sys.modules)")
+    run = {**os.environ, **env}
+    run.pop("DASK_CONFIG", None)
+    quiet = subprocess.run([sys.executable, "-c", code], env=run, capture_output=True,
+                           text=True, timeout=60, check=True)
+    assert quiet.stdout.split() == ["False", "{}", "False"]
+    found = subprocess.run([sys.executable, "-c", code], env={**run, "DASK_CONFIG": str(extra)},
+                           capture_output=True, text=True, timeout=60, check=True)
+    assert found.stdout.strip() == "True {'cores': 6} True"
