@@ -123,6 +123,9 @@ def up(
         help="Scheduler port [default 0: a free one; clients use the scheduler file].")] = 0,
     nanny: Annotated[bool, typer.Option(
         "--nanny/--no-nanny", help="Run workers under a nanny (restarts, memory limits).")] = True,
+    start_method: Annotated[Optional[str], typer.Option(
+        help="How nannies start workers: spawn (Dask's default), fork (faster start-up, see "
+             "README) or forkserver.")] = None,
     wait_workers: Annotated[str, typer.Option(
         help="Return when this many workers are connected, or 'all'.")] = "all",
     timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.")] = 120.0,
@@ -153,7 +156,7 @@ def up(
         worker_args=tuple(worker_arg or ()), scheduler_args=tuple(scheduler_arg or ()),
         dashboard_address=dashboard_address, port=port, nanny=nanny, wait_workers=wait_workers,
         timeout=timeout, local_tasks=local_tasks, tls=tls, profile=profile, lifetime=lifetime,
-        lifetime_stagger=lifetime_stagger)
+        lifetime_stagger=lifetime_stagger, start_method=start_method)
     if lifetime_stagger and not lifetime:
         from .errors import UsageError
 

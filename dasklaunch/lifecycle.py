@@ -33,14 +33,21 @@ from .errors import (
 from .launch import Launcher, Step, choose_backend, current_allocation, make_launcher
 from .launch.slurm import SlurmLauncher
 from .memory import JOB_CONFIG_DIR
-from .plan import WorkerPlan, expected_workers, plan_workers, scheduler_command, worker_command
+from .plan import (
+    WorkerPlan,
+    expected_workers,
+    plan_workers,
+    scheduler_command,
+    start_method_env,
+    worker_command,
+)
 from .report import Reporter
 from .settings import UpOptions
 from .state import StateDir, find_state_dir
 from .tls import PROTOCOL_ARGS, TLSFiles
 
 GRACE_SECONDS = 10.0
-POLL_SECONDS = 0.1
+POLL_SECONDS = 0.05
 
 
 # ---------------------------------------------------------------------------------- finding a job
@@ -127,6 +134,7 @@ def build_steps(opts: UpOptions, plan: WorkerPlan, backend: str, state: StateDir
     if opts.profile:
         env["DASK_CONFIG"] = str(job_config_dir(state))
     sched_env, pool_env = dict(env), dict(env)
+    pool_env.update(start_method_env(opts.start_method, {**os.environ, **env}))
     tls_args: list[str] = []
     if opts.tls:
         files = TLSFiles.in_state_dir(state)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from .allocation import Allocation
 from .errors import UsageError
-from .settings import UpOptions
+from .settings import START_METHODS, UpOptions
 
 LOCAL_HOST = "127.0.0.1"
 
@@ -139,6 +139,29 @@ def scheduler_command(opts: UpOptions, scheduler_file: str, *, local: bool,
     argv += list(tls_args)
     argv += list(opts.scheduler_args)
     return argv
+
+
+# distributed.nanny.pre-spawn-environ's defaults. The nanny sets them in its own process just
+# before it starts a worker; a forked worker inherits a process whose libraries (malloc,
+# OpenMP, BLAS) already read the old values, so with fork/forkserver they must be in the
+# environment the nanny itself starts with, as distributed's docs advise.
+PRE_SPAWN_ENVIRON = {"MALLOC_TRIM_THRESHOLD_": "65536", "OMP_NUM_THREADS": "1",
+                     "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+START_METHOD_VARIABLE = "DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD"
+
+
+def start_method_env(method: str | None, inherited: dict[str, str]) -> dict[str, str]:
+    """Variables for the worker step that make the nanny start workers with `method`.
+    `inherited` is the environment the step gets anyway: what the user set there wins."""
+    if method is None:
+        return {}
+    if method not in START_METHODS:
+        raise UsageError(f"--start-method must be one of {', '.join(START_METHODS)}, "
+                         f"not {method!r}")
+    env = {START_METHOD_VARIABLE: method}
+    if method != "spawn":
+        env.update({k: v for k, v in PRE_SPAWN_ENVIRON.items() if k not in inherited})
+    return env
 
 
 def worker_command(opts: UpOptions, plan: WorkerPlan, scheduler_file: str, *, local: bool,

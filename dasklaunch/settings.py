@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 BACKENDS = ("auto", "slurm", "local")
+START_METHODS = ("spawn", "fork", "forkserver")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class UpOptions:
     profile: str | None = None
     lifetime: str | None = None          # rotate workers: dask worker --lifetime ...
     lifetime_stagger: str | None = None
+    start_method: str | None = None      # the nanny's multiprocessing method; None: Dask's
     extra_env: tuple[tuple[str, str], ...] = field(default=())
 
     def to_dict(self) -> dict:

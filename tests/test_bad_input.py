@@ -65,6 +65,7 @@ CASES = [
     (["up", "--backend", "slurm"], None, 2, "no Slurm allocation"),
     (["up", "--no-nanny", "--nworkers", "2"], None, 2, "--no-nanny"),
     (["up", "--lifetime-stagger", "5m"], None, 2, "--lifetime"),
+    (["up", "--start-method", "vfork"], None, 2, "--start-method"),
     (["up", "--profile", "no-such-profile"], None, 2, "no-such-profile"),
     (["up", "--profile", "{broken}"], None, 2, "not YAML"),
     (["up", "--state-dir", "{a_file}"], None, 2, "a-file"),

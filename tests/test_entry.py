@@ -14,7 +14,8 @@ from dasklaunch.entry import parse_env_args
     ([], {"path_only": False, "fmt": "sh", "state_dir": None}),
     (["--path"], {"path_only": True, "fmt": "sh", "state_dir": None}),
     (["--format", "json"], {"path_only": False, "fmt": "json", "state_dir": None}),
-    (["--format=json", "--state-dir", "/s"], {"path_only": False, "fmt": "json", "state_dir": "/s"}),
+    (["--format=json", "--state-dir", "/s"],
+     {"path_only": False, "fmt": "json", "state_dir": "/s"}),
     (["--state-dir=/s", "--path"], {"path_only": True, "fmt": "sh", "state_dir": "/s"}),
 ])
 def test_plain_spellings_take_the_fast_path(args, expected, monkeypatch):

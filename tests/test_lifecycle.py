@@ -212,3 +212,26 @@ def test_down_workers_only_keeps_the_scheduler(local_runner):
     assert json.loads(local_runner("status", "--json").stdout)["workers"]["connected"] == 1
     local_runner("down", check=True)
     assert_nothing_runs(local_runner)
+
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_start_method_reaches_the_nannies(runner, method):
+    import dasklaunch
+
+    def worker_facts() -> tuple:  # nested, so that cloudpickle sends it by value
+        import dask
+        import psutil
+
+        return (dask.config.get("distributed.worker.multiprocessing-method"),
+                os.environ.get("OMP_NUM_THREADS"),
+                "spawn_main" in " ".join(psutil.Process().cmdline()))
+
+    runner("up", *runner.up_args, *FAST, "--start-method", method, check=True)
+    try:
+        with dasklaunch.connect(runner.state_dir, timeout="30s") as client:
+            facts = set(client.run(worker_facts).values())
+    finally:
+        runner("down", check=True)
+    # a spawned worker runs multiprocessing's spawn_main; a forked one keeps the nanny's argv
+    assert facts == ({("fork", "1", False)} if method == "fork" else {("spawn", "1", True)})

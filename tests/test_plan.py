@@ -106,3 +106,16 @@ def test_worker_command_never_uses_nprocs():
 def test_options_round_trip_through_the_record():
     opts = UpOptions(interface="lab0", worker_args=("--a", "b"), extra_env=(("X", "1"),))
     assert UpOptions.from_dict(opts.to_dict()) == opts
+
+
+def test_start_method_env():
+    from dasklaunch.plan import PRE_SPAWN_ENVIRON, START_METHOD_VARIABLE, start_method_env
+
+    assert start_method_env(None, {}) == {}
+    assert start_method_env("spawn", {}) == {START_METHOD_VARIABLE: "spawn"}
+    forked = start_method_env("fork", {"OMP_NUM_THREADS": "8"})
+    assert forked[START_METHOD_VARIABLE] == "fork"
+    assert "OMP_NUM_THREADS" not in forked  # the user's own setting wins
+    assert forked["MALLOC_TRIM_THRESHOLD_"] == PRE_SPAWN_ENVIRON["MALLOC_TRIM_THRESHOLD_"]
+    with pytest.raises(UsageError, match="--start-method"):
+        start_method_env("vfork", {})

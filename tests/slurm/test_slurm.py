@@ -225,3 +225,25 @@ dl("down")
     assert f"belongs to job {first['job_id']}" in second["stderr"]
     assert second["status"]["workers"]["connected"] == 3
     assert json.loads((slurm.state_dir / "state.json").read_text())["job_id"] == second["job_id"]
+
+
+def test_fork_start_method_on_every_node_and_after_restart(slurm):
+    result = slurm.salloc('''
+from dasklaunch import connect
+
+def worker_facts():
+    import dask, psutil
+    return (socket.gethostname(), dask.config.get("distributed.worker.multiprocessing-method"),
+            os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+            "spawn_main" in " ".join(psutil.Process().cmdline()))
+
+dl("up", "--interface", "lab0", "--start-method", "fork")
+with connect(timeout="30s") as client:
+    out["before"] = sorted(client.run(worker_facts).values())
+dl("restart-workers")
+with connect(timeout="30s") as client:
+    out["after"] = sorted(client.run(worker_facts).values())
+dl("down")
+''', "-N3")
+    expected = [[node, "fork", "65536", False] for node in NODES]
+    assert result["before"] == result["after"] == expected
