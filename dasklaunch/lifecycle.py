@@ -32,7 +32,6 @@ from .errors import (
 )
 from .launch import Launcher, Step, choose_backend, current_allocation, make_launcher
 from .launch.slurm import SlurmLauncher
-from .memory import JOB_CONFIG_DIR
 from .plan import (
     WorkerPlan,
     expected_workers,
@@ -43,7 +42,7 @@ from .plan import (
 )
 from .report import Reporter
 from .settings import UpOptions
-from .state import StateDir, find_state_dir
+from .state import JOB_CONFIG_DIR, StateDir, find_state_dir
 from .tls import PROTOCOL_ARGS, TLSFiles
 
 GRACE_SECONDS = 10.0
@@ -264,10 +263,10 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
             launcher.start(sched)
             record["scheduler"] = sched.to_dict()
             state.write_record(record)
-            report.info(f"scheduler starting: {launcher.describe(sched)}, log {sched.log}")
             launcher.start(pool)
             record["pools"] = [pool.to_dict()]
             state.write_record(record)
+            report.info(f"scheduler starting: {launcher.describe(sched)}, log {sched.log}")
             report.info(f"workers starting: {total} expected, log {pool.log}")
             info = _wait_ready(launcher, state, sched, [pool], wait_for, opts, report,
                                deadline=time.monotonic() + opts.timeout, known=set())

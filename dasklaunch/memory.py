@@ -49,7 +49,6 @@ LAYOUTS = ("per-node", "per-task")
 THRESHOLDS = ("target", "spill", "pause", "terminate")
 
 # Where a job's rendered profile goes inside its state dir; DASK_CONFIG points at the directory.
-JOB_CONFIG_DIR = "dask"
 JOB_CONFIG_FILE = "distributed.yaml"
 
 _MEMORY = "distributed.worker.memory"

@@ -29,6 +29,9 @@ ENV_FILE = "env.sh"
 LOCK_FILE = ".lock"
 RECORD_VERSION = 1
 
+# the job's own Dask config directory (DASK_CONFIG) inside the state dir, for --profile
+JOB_CONFIG_DIR = "dask"
+
 
 def current_job_id(environ: dict[str, str] | None = None) -> str:
     env = os.environ if environ is None else environ

@@ -12,6 +12,7 @@ import pytest
 
 from dasklaunch import memory
 from dasklaunch.errors import UsageError
+from dasklaunch.state import JOB_CONFIG_DIR
 
 EXPECTED = Path(__file__).parent / "expected" / "profiles"
 REQUIRED = {"dask-default", "seed", "conservative", "no-terminate", "large-scale"}
@@ -150,7 +151,7 @@ def test_rendered_profiles_reach_dask_through_dask_config(tmp_path):
     runs = []
     for name in [*shipped_names(), str(underscored)]:
         profile = memory.load_profile(name)
-        config_dir = tmp_path / "jobs" / profile.name / memory.JOB_CONFIG_DIR
+        config_dir = tmp_path / "jobs" / profile.name / JOB_CONFIG_DIR
         config_dir.mkdir(parents=True)
         (config_dir / memory.JOB_CONFIG_FILE).write_text(memory.job_config_yaml(profile))
         expected = leaves(profile.distributed)
