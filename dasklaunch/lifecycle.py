@@ -53,6 +53,10 @@ POLL_SECONDS = 0.05
 
 def load_record(state: StateDir, report: Reporter | None = None) -> dict:
     if not state.exists():
+        recovered = state.recovered_record()
+        if recovered is not None and recovered.get("status") != "down":
+            raise NotUpError(f"state dir {state.path} was deleted while its cluster may still "
+                             f"run; `dasklaunch down` stops it from the copy of its record")
         raise NotUpError(f"no dasklaunch cluster here: {state.path} does not exist "
                          f"(run `dasklaunch up`, or set --state-dir/DASKLAUNCH_STATE_DIR)")
     record, warning = state.read_record_or_backup()
@@ -237,6 +241,8 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
                 "sources": sources}
     if opts.interface and sched.placement == "here":
         check_interface_here(opts.interface)
+    if not state.exists():
+        _refuse_orphaned_cluster(state)
     state.create()
     with state.lock("up"), interrupts_raise():
         _clear_stale(state, alloc.job_id, report)
@@ -286,6 +292,19 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
                                   "started") from None
             raise
     return facts(state, record, info)
+
+
+def _refuse_orphaned_cluster(state: StateDir) -> None:
+    """A cluster whose state dir was deleted under it must be stopped before a new one starts."""
+    recovered = state.recovered_record()
+    if recovered is None or recovered.get("status") == "down":
+        return
+    launcher = launcher_for(recovered)
+    sched, pools = steps_of(recovered)
+    if any(launcher.running(step) for step in (sched, *pools) if step is not None):
+        raise AlreadyUpError(f"the cluster of {state.path} still runs although that dir was "
+                             f"deleted; run `dasklaunch down` first")
+    state.forget_recovery_copy()
 
 
 def _dry_run(launcher: Launcher, state: StateDir, alloc: Allocation, sched: Step, pool: Step,
@@ -550,23 +569,23 @@ def down(state_dir: Path | str | None = None, *, workers_only: bool = False,
     """Stop workers, then the scheduler: graceful first, hard after a grace period. Idempotent."""
     report = report or Reporter()
     state = find_state_dir(state_dir)
-    if not state.exists() or not state.record_file.exists():
+    if not state.exists():
+        recovered = state.recovered_record()
+        if recovered is None:
+            report.info(f"nothing to stop: no dasklaunch cluster in {state.path}")
+            return {"stopped": [], "state_dir": str(state.path)}
+        report.warn(f"state dir {state.path} is gone; stopping its cluster from the copy "
+                    f"of its record in {state.recovery_copy}")
+        stopped = _stop_everything(recovered, workers_only, report)
+        if not workers_only:
+            state.forget_recovery_copy()
+        return {"stopped": stopped, "state_dir": str(state.path)}
+    if not state.record_file.exists():
         report.info(f"nothing to stop: no dasklaunch cluster in {state.path}")
         return {"stopped": [], "state_dir": str(state.path)}
     with state.lock("down"):
         record = load_record(state, report)
-        launcher = launcher_for(record)
-        sched, pools = steps_of(record)
-        stopped = []
-        if record.get("scale_out"):
-            from .jobqueue import cancel_all
-
-            cancel_all(record, report)
-            record["scale_out"] = []
-        for step in pools + ([] if workers_only or sched is None else [sched]):
-            outcome = launcher.stop(step, grace=GRACE_SECONDS)
-            report.info(f"{step.role} {step.name}: {outcome}")
-            stopped.append({"name": step.name, "role": step.role, "outcome": outcome})
+        stopped = _stop_everything(record, workers_only, report)
         if not workers_only:
             for name in (state.scheduler_file.name, state.env_file.name):
                 state.remove(name)
@@ -574,7 +593,26 @@ def down(state_dir: Path | str | None = None, *, workers_only: bool = False,
         else:
             record["status"] = "workers-down"
         state.write_record(record)
+        if not workers_only:
+            state.forget_recovery_copy()
     return {"stopped": stopped, "state_dir": str(state.path)}
+
+
+def _stop_everything(record: dict, workers_only: bool, report: Reporter) -> list[dict]:
+    """Scale-out jobs, then the pools, then (unless workers_only) the scheduler."""
+    launcher = launcher_for(record)
+    sched, pools = steps_of(record)
+    stopped = []
+    if record.get("scale_out"):
+        from .jobqueue import cancel_all
+
+        cancel_all(record, report)
+        record["scale_out"] = []
+    for step in pools + ([] if workers_only or sched is None else [sched]):
+        outcome = launcher.stop(step, grace=GRACE_SECONDS)
+        report.info(f"{step.role} {step.name}: {outcome}")
+        stopped.append({"name": step.name, "role": step.role, "outcome": outcome})
+    return stopped
 
 
 # ------------------------------------------------------------------------------------------ env

@@ -6,12 +6,17 @@ Layout:
     env.sh           `source`-able exports for batch scripts
     logs/            scheduler and worker logs, one file per launch, kept by `down`
     .lock            flock'ed by every command that changes the cluster
+
+A copy of the record also lives outside the state dir, in the user's runtime directory
+($XDG_RUNTIME_DIR/dasklaunch, else /tmp/dasklaunch-UID, both owner-only): if the state dir is
+deleted while the cluster runs, `down` still finds the process groups and steps to stop.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import socket
@@ -52,6 +57,45 @@ def find_state_dir(state_dir: Path | str | None = None, job_id: str | None = Non
     if state_dir:
         return StateDir(Path(state_dir).expanduser())
     return StateDir(default_state_dir(job_id or current_job_id()))
+
+
+def atomic_write(target: Path, text: str) -> Path:
+    """Replace `target` atomically (temp file beside it + rename), mode 0600.
+
+    mkstemp creates the temp file with O_EXCL and 0600, and rename replaces a planted
+    symlink instead of following it."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as err:
+        raise StateDirError(f"cannot write {target}: {err.strerror}") from err
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except OSError as err:
+        with suppress(OSError):
+            os.unlink(tmp)
+        raise StateDirError(f"cannot write {target}: {err.strerror}") from err
+    return target
+
+
+def recovery_dir(environ: dict[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    runtime = env.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isdir(runtime):
+        return Path(runtime) / "dasklaunch"
+    return Path(tempfile.gettempdir()) / f"dasklaunch-{os.getuid()}"
+
+
+def _own_private_dir(path: Path) -> bool:
+    """Create `path` 0700, or accept it when it is ours, a real directory, private."""
+    with suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    info = os.lstat(path)
+    return (stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
+            and not info.st_mode & 0o077)
 
 
 class StateDir:
@@ -122,27 +166,7 @@ class StateDir:
         return path
 
     def write_text(self, name: str, text: str) -> Path:
-        """Atomically replace `name` (temp file beside it + rename), mode 0600.
-
-        mkstemp creates the temp file with O_EXCL and 0600, and rename replaces a planted
-        symlink instead of following it."""
-        target = self.path / name
-        try:
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
-                                       suffix=".tmp")
-        except OSError as err:
-            raise StateDirError(f"cannot write {target}: {err.strerror}") from err
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        except OSError as err:
-            with suppress(OSError):
-                os.unlink(tmp)
-            raise StateDirError(f"cannot write {target}: {err.strerror}") from err
-        return target
+        return atomic_write(self.path / name, text)
 
     def read_record(self, name: str = STATE_FILE) -> dict | None:
         """The state record, or None when absent. A damaged record raises StateDirError."""
@@ -181,6 +205,38 @@ class StateDir:
         text = json.dumps(record, indent=2, sort_keys=True) + "\n"
         self.write_text(STATE_BACKUP, text)
         self.write_text(STATE_FILE, text)
+        self._write_recovery_copy(record)
+
+    @property
+    def recovery_copy(self) -> Path:
+        key = hashlib.sha256(str(self.path).encode()).hexdigest()[:20]
+        return recovery_dir() / f"{key}.json"
+
+    def _write_recovery_copy(self, record: dict) -> None:
+        # Best effort: the copy only matters if the state dir is deleted, and a runtime dir we
+        # cannot use (full, or planted by someone else) must not fail the command itself.
+        copy = self.recovery_copy
+        with suppress(OSError, StateDirError):
+            if _own_private_dir(copy.parent):
+                atomic_write(copy, json.dumps({**record, "state_dir": str(self.path)}))
+
+    def recovered_record(self) -> dict | None:
+        """The copy of this state dir's record kept outside it, when it is ours and intact."""
+        copy = self.recovery_copy
+        try:
+            info = os.lstat(copy)
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
+                return None
+            record = json.loads(copy.read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(record, dict) or record.get("state_dir") != str(self.path):
+            return None
+        return record
+
+    def forget_recovery_copy(self) -> None:
+        with suppress(OSError):
+            os.unlink(self.recovery_copy)
 
     def remove(self, name: str) -> bool:
         try:

@@ -66,8 +66,16 @@ def local_runner(tmp_path, no_leftovers) -> Runner:
     state_dir = tmp_path / "state"
     env = _clean_env()
     env["DASKLAUNCH_STATE_DIR"] = str(state_dir)
+    env["XDG_RUNTIME_DIR"] = _runtime_dir(tmp_path)
     no_leftovers.append(state_dir)
     return Runner(env, state_dir)
+
+
+def _runtime_dir(tmp_path: Path) -> str:
+    # each test keeps its own copy of the record outside the state dir
+    path = tmp_path / "run"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return str(path)
 
 
 FAKE_JOB_ID = "4242"
@@ -83,7 +91,7 @@ def fake_slurm_runner(tmp_path, no_leftovers) -> Runner:
         "SLURM_JOB_ID": FAKE_JOB_ID, "SLURM_JOB_NODELIST": "localhost", "SLURM_NNODES": "1",
         "SLURM_NTASKS": "2", "SLURM_TASKS_PER_NODE": "2", "SLURM_JOB_CPUS_PER_NODE": "2",
         "SLURM_CPUS_ON_NODE": "2", "SLURM_MEM_PER_NODE": "2000", "SLURM_SUBMIT_HOST": "login1",
-        "DASKLAUNCH_STATE_DIR": str(state_dir),
+        "DASKLAUNCH_STATE_DIR": str(state_dir), "XDG_RUNTIME_DIR": _runtime_dir(tmp_path),
     })
     no_leftovers.append(state_dir)
     return Runner(env, state_dir)

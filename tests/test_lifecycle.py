@@ -235,3 +235,27 @@ def test_start_method_reaches_the_nannies(runner, method):
         runner("down", check=True)
     # a spawned worker runs multiprocessing's spawn_main; a forked one keeps the nanny's argv
     assert facts == ({("fork", "1", False)} if method == "fork" else {("spawn", "1", True)})
+
+
+def test_deleted_state_dir_does_not_lose_the_cluster(runner):
+    import shutil
+
+    runner("up", *runner.up_args, *FAST, check=True)
+    groups = recorded_groups(runner.state_dir)
+    assert groups
+    shutil.rmtree(runner.state_dir)
+
+    status = runner("status")
+    assert status.returncode == 1 and "was deleted" in status.stderr
+    assert len(status.stderr.strip().splitlines()) == 1
+    again = runner("up", *runner.up_args, *FAST)
+    assert again.returncode == 3 and "still runs" in again.stderr
+    assert all(group_alive(pgid, started) for pgid, started in groups), "nothing was harmed"
+
+    down = runner("down", check=True)
+    assert "is gone" in down.stderr
+    assert not any(group_alive(pgid, started) for pgid, started in groups)
+    # the cluster is really gone, so the job can start over
+    runner("up", *runner.up_args, *FAST, check=True)
+    runner("down", check=True)
+    assert_nothing_runs(runner)
