@@ -60,6 +60,8 @@ class BatchSpec:
     sbatch_args: tuple[str, ...] = ()
     walltime_margin: int = DEFAULT_MARGIN
     state_dir: str | None = None
+    prologue: tuple[str, ...] = ()   # shell lines run first (module load, conda activate, ...)
+    prologue_source: str = "--prologue"
 
 
 # ----------------------------------------------------------------------------------- validation
@@ -185,6 +187,13 @@ def _fill(text: str, values: dict[str, str]) -> str:
     return "".join(out)
 
 
+def _prologue(spec: BatchSpec) -> str:
+    # Shell code on purpose, as in dask-jobqueue's job-script-prologue: not quoted.
+    if not spec.prologue:
+        return ""
+    return "\n".join([f"# prologue, from {spec.prologue_source}", *spec.prologue, ""])
+
+
 def render(spec: BatchSpec) -> str:
     """The sbatch script for `spec`. Pure: the same spec always gives the same text."""
     _check(spec)
@@ -195,6 +204,7 @@ def render(spec: BatchSpec) -> str:
         "margin": str(spec.walltime_margin),
         "dasklaunch": shlex.join(spec.dasklaunch),
         "state_dir": state_dir,
+        "prologue": _prologue(spec),
         "up_args": "".join(f" {shlex.quote(arg)}" for arg in spec.up_args),
         "command": shlex.join(spec.command),
     })

@@ -43,6 +43,10 @@ def batch_command(
     walltime_margin: Annotated[int, typer.Option(
         help="Seconds before the walltime at which Slurm sends SIGTERM to the script, which "
              "then stops the command and brings the cluster down.")] = batch.DEFAULT_MARGIN,
+    prologue: Annotated[Optional[list[str]], typer.Option(
+        "--prologue", help="A shell line to run first, e.g. 'module load python' (repeatable) "
+                           "[default: jobqueue.slurm.job-script-prologue from the Dask "
+                           "config].")] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the script instead of submitting it.")] = False,
 ) -> None:
@@ -63,7 +67,7 @@ def batch_command(
         nodes=nodes, ntasks_per_node=ntasks_per_node, time=time_limit, partition=partition,
         account=account, qos=qos, constraint=constraint, job_name=job_name, output=output,
         sbatch_args=tuple(sbatch_arg or ()), walltime_margin=walltime_margin,
-        state_dir=state_dir)
+        state_dir=state_dir, **_prologue_of(prologue))
     text = batch.render(spec)
     if dry_run:
         sys.stdout.write(text)
@@ -73,6 +77,18 @@ def batch_command(
     print(f"submitted batch job {job_id}", file=sys.stderr)
     print(f"cluster logs: dasklaunch logs --state-dir "
           f"{shlex.quote(str(_job_state_dir(job_id, state_dir)))}", file=sys.stderr)
+
+
+def _prologue_of(given: list[str] | None) -> dict:
+    if given is not None:
+        return {"prologue": tuple(given), "prologue_source": "--prologue"}
+    from .jobqueue import user_jobqueue_slurm
+
+    lines = user_jobqueue_slurm().get("job-script-prologue") or []
+    if isinstance(lines, str):
+        lines = [lines]
+    return {"prologue": tuple(str(line) for line in lines),
+            "prologue_source": "jobqueue.slurm.job-script-prologue in the Dask config"}
 
 
 def split_up_args(ctx: typer.Context, args: list[str]) -> tuple[list[str], list[str], str | None]:

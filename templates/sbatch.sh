@@ -5,6 +5,7 @@
 # brings the cluster down: when the command ends, on scancel, and {{margin}} s before the
 # walltime, when Slurm sends SIGTERM to this shell. It exits with the command's exit code.
 
+{{prologue}}
 # No `set -e`: every way out below is explicit, so that `down` always runs and the exit code
 # is the command's, not that of whichever line failed last.
 set -u

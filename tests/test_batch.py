@@ -50,6 +50,10 @@ CASES = {
         up_args=(f"--scheduler-arg=--name={NASTY}", "--local-directory", "/tmp/a b"),
         nodes="2-4", job_name=NASTY, output="/scratch/it's/#1 \\ %j.out",
         sbatch_args=(f"--comment={NASTY} # not a comment",), state_dir=f"~/{NASTY}"),
+    "prologue": BatchSpec(
+        command=("python3", "analysis.py"), dasklaunch=VENV, nodes="3",
+        prologue=("module load python/3.11", "source /opt/conda/bin/activate logs"),
+        prologue_source="jobqueue.slurm.job-script-prologue in the Dask config"),
 }
 
 
@@ -281,6 +285,16 @@ def test_exit_code_is_the_commands_and_down_always_runs(tmp_path, code):
     assert f"command exited {code}" in result.stderr
 
 
+def test_prologue_runs_first_and_shapes_the_whole_job(tmp_path):
+    # an unset variable in the prologue must not trip the script's own `set -u`
+    spec = BatchSpec(command=("sh", "-c", 'echo "SEEN $FROM_PROLOGUE"'), dasklaunch=("unused",),
+                     prologue=('export FROM_PROLOGUE="${NOT_SET_ANYWHERE}loaded"',))
+    result, calls = run_with_fake(tmp_path, spec)
+    assert result.returncode == 0, result.stderr
+    assert "SEEN loaded" in result.stdout
+    assert [c["argv"][0] for c in calls] == ["up", "env", "down"]
+
+
 def test_builtin_as_command(tmp_path):
     result, _ = run_with_fake(tmp_path, BatchSpec(command=("exit", "4"), dasklaunch=("x",)))
     assert result.returncode == 4
@@ -350,6 +364,21 @@ def test_dry_run_prints_the_script(cli):
     assert "\nargv=(python3 analysis.py --nodes 5 --interface x)\n" in text
     assert f"\n    dasklaunch=({batch.shlex.join(batch.installed_command())})\n" in text
     assert "DASKLAUNCH_STATE_DIR" not in text
+
+
+def test_prologue_from_jobqueue_config_or_the_flag(cli, monkeypatch, tmp_path):
+    config = tmp_path / "jobqueue.yaml"
+    config.write_text("jobqueue:\n  slurm:\n    job-script-prologue:\n"
+                      "      - module load python\n      - conda activate logs\n")
+    monkeypatch.setenv("DASK_CONFIG", str(config))
+    # a process of its own: dask reads its config files once, at import
+    text = subprocess.run([sys.executable, "-m", "dasklaunch", "batch", "--dry-run", "--", "true"],
+                          capture_output=True, text=True, timeout=60, check=True).stdout
+    assert ("# prologue, from jobqueue.slurm.job-script-prologue in the Dask config\n"
+            "module load python\nconda activate logs\n") in text
+    text = cli("batch", "--prologue", "module load dask", "--dry-run", "--", "true").stdout
+    assert "# prologue, from --prologue\nmodule load dask\n" in text
+    assert "conda activate" not in text
 
 
 def test_batch_and_up_options_in_any_order(cli):

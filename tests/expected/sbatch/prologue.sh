@@ -1,0 +1,89 @@
+#!/bin/bash
+#SBATCH --job-name=dasklaunch
+#SBATCH --nodes=3
+#SBATCH --signal=B:TERM@60
+#
+# Rendered by `dasklaunch batch`. It brings a Dask cluster up, runs the command, and always
+# brings the cluster down: when the command ends, on scancel, and 60 s before the
+# walltime, when Slurm sends SIGTERM to this shell. It exits with the command's exit code.
+
+# prologue, from jobqueue.slurm.job-script-prologue in the Dask config
+module load python/3.11
+source /opt/conda/bin/activate logs
+
+# No `set -e`: every way out below is explicit, so that `down` always runs and the exit code
+# is the command's, not that of whichever line failed last.
+set -u
+
+# The installation that rendered this script, so compute nodes run the same code; an array,
+# not a function, so that a child started with & is dasklaunch itself and gets our signals.
+if [[ -n "${DASKLAUNCH:-}" ]]; then
+    dasklaunch=("$DASKLAUNCH")
+else
+    dasklaunch=(/opt/venv/bin/dasklaunch)
+fi
+
+say() { echo "dasklaunch batch: $*" >&2; }
+
+phase="setup"
+
+# shellcheck disable=SC2317  # trap handlers: bash calls them, no line here does
+cluster_down() {
+    local code=$?
+    # Ignored here, ignored by `down` too: a second signal must not cut the teardown short.
+    trap '' TERM INT HUP
+    say "bringing the cluster down"
+    if "${dasklaunch[@]}" down; then
+        say "cluster down"
+    else
+        say "warning: dasklaunch down exited $?"
+    fi
+    exit "$code"
+}
+
+# shellcheck disable=SC2317
+on_signal() {
+    trap '' TERM INT HUP
+    say "SIG$1 during $phase (walltime margin, scancel or Ctrl-C): stopping it and the cluster"
+    # `jobs -p`, not $!: it also knows a child forked an instant before the signal arrived.
+    local children
+    children=$(jobs -p)
+    if [[ -n "$children" ]]; then
+        # shellcheck disable=SC2086
+        kill -TERM $children 2>/dev/null
+        # `up` rolls back on SIGTERM while holding the job lock, which `down` needs. The command
+        # is not waited for: one that ignores SIGTERM must not use up the margin.
+        if [[ $phase == up ]]; then wait; fi
+    fi
+    exit "$2"
+}
+
+trap cluster_down EXIT
+trap 'on_signal TERM 143' TERM
+trap 'on_signal INT 130' INT
+trap 'on_signal HUP 129' HUP
+
+# Children run in the background and are waited for: bash runs a trap only between commands,
+# so a foreground child would delay the walltime SIGTERM until it returned.
+phase="up"
+"${dasklaunch[@]}" up &
+wait $!
+code=$?
+if (( code != 0 )); then
+    say "dasklaunch up failed (exit $code)"
+    exit "$code"
+fi
+
+env_file=$("${dasklaunch[@]}" env --path) || exit
+# shellcheck disable=SC1090
+source "$env_file"
+
+argv=(python3 analysis.py)
+say "running: ${argv[*]}"
+phase="command"
+# Explicitly from our stdin: a background command would otherwise read /dev/null.
+"${argv[@]}" <&0 &
+wait $!
+code=$?
+say "command exited $code"
+exit "$code"
