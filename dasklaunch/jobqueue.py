@@ -8,18 +8,20 @@ writes ~/.config/dask/jobqueue.yaml, and neither may leak into other commands.
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import site
 import sys
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
 from . import proc
 from .errors import CommandError, NotUpError, UsageError
-from .plan import format_bytes, parse_bytes
+from .plan import format_bytes, parse_bytes, start_method_env
 from .report import Reporter
 from .settings import UpOptions
-from .state import StateDir
+from .state import JOB_CONFIG_DIR, StateDir
 
 # up option <- how it is derived from jobqueue.slurm
 SOURCES = ("interface", "nthreads", "nworkers", "memory_limit", "local_directory",
@@ -123,6 +125,16 @@ def _import_dask_jobqueue():
     return dask_jobqueue
 
 
+def worker_job_exports(opts: UpOptions, state: StateDir, inherited: Mapping[str, str]) -> list[str]:
+    """What the job's own worker steps get in their environment, as lines for the job script:
+    the job's profile (DASK_CONFIG), --start-method, and variables dasklaunch was told to set."""
+    env = dict(opts.extra_env)
+    if opts.profile:
+        env["DASK_CONFIG"] = str(state.path / JOB_CONFIG_DIR)
+    env.update(start_method_env(opts.start_method, {**inherited, **env}))
+    return [f"export {name}={shlex.quote(value)}" for name, value in sorted(env.items())]
+
+
 def worker_job_script(record: dict, state: StateDir, *, name: str, cores: int, memory: int,
                       processes: int, walltime: str | None, job_options: list[str]) -> str:
     """The sbatch script of one worker-only job that joins this job's scheduler."""
@@ -139,6 +151,10 @@ def worker_job_script(record: dict, state: StateDir, *, name: str, cores: int, m
                                       tls_worker_key=str(files.key), require_encryption=True)
         kwargs["protocol"] = "tls"
     directives = [f"--output={state.logs}/{name}-%j.log", *job_options]
+    import dask.config
+
+    prologue = list(dask.config.get("jobqueue.slurm.job-script-prologue", default=None) or [])
+    kwargs["job_script_prologue"] = prologue + worker_job_exports(opts, state, os.environ)
     job = jq.SLURMJob(scheduler=record["address"], name=name, job_name=name, cores=cores,
                       memory=f"{memory}B", processes=processes, interface=opts.interface,
                       death_timeout=opts.death_timeout, local_directory=opts.local_directory,

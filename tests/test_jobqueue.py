@@ -90,19 +90,25 @@ def test_the_quick_check_finds_what_dask_finds(tmp_path, monkeypatch):
     assert found.stdout.strip() == "True {'cores': 6} True"
 
 
-def test_scale_out_jobs_run_the_jobqueue_prologue(tmp_path):
+def test_scale_out_jobs_run_the_prologue_and_get_the_jobs_worker_environment(tmp_path):
     config = tmp_path / "jobqueue.yaml"
     config.write_text("jobqueue:\n  slurm:\n    job-script-prologue:\n      - module load dask\n")
     code = f"""
 from dasklaunch.jobqueue import worker_job_script
 from dasklaunch.settings import UpOptions
 from dasklaunch.state import StateDir
-record = {{"address": "tcp://10.0.0.1:8786", "options": UpOptions(tls=False).to_dict()}}
+opts = UpOptions(tls=False, profile="seed", start_method="fork")
+record = {{"address": "tcp://10.0.0.1:8786", "options": opts.to_dict()}}
 print(worker_job_script(record, StateDir({str(tmp_path)!r}), name="dl-x", cores=2,
                         memory=2**30, processes=1, walltime=None, job_options=[]))
 """
     env = {**os.environ, "DASK_CONFIG": str(config), "HOME": str(tmp_path)}
+    env.pop("OMP_NUM_THREADS", None)
     script = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                             text=True, timeout=60, check=True).stdout
     assert "\nmodule load dask\n" in script
     assert script.index("module load dask") < script.index("distributed.cli.dask_worker")
+    # the workers of scale-out jobs get what the job's own worker steps get
+    assert f"\nexport DASK_CONFIG={tmp_path}/dask\n" in script
+    assert "\nexport DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD=fork\n" in script
+    assert "\nexport OMP_NUM_THREADS=1\n" in script

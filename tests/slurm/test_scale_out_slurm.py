@@ -10,7 +10,7 @@ def test_scale_out_adds_and_down_cancels_worker_jobs(slurm, tmp_path):
     home.mkdir()
     result = slurm.salloc(f'''
 os.environ["HOME"] = "{home}"
-dl("up", "--interface", "lab0")
+dl("up", "--interface", "lab0", "--profile", "seed")
 out["scale"] = json.loads(dl("scale-out", "--jobs", "2", "--cores", "1", "--memory", "300MB",
                              "--json").stdout)
 for _ in range(120):
@@ -19,6 +19,10 @@ for _ in range(120):
         break
     time.sleep(0.5)
 out["status"] = st
+import dask
+from dasklaunch import connect
+with connect(timeout="30s") as client:
+    out["target"] = sorted(client.run(dask.config.get, "distributed.worker.memory.target").values())
 out["script"] = open(out["scale"]["jobs"][0]["script"]).read()
 out["fewer"] = json.loads(dl("scale-out", "--jobs", "1", "--json").stdout)
 dl("down")
@@ -30,6 +34,7 @@ out["left"] = sh("squeue", "--noheader", "--jobs=" + ",".join(ids), "--format=%i
     assert status["workers"]["connected"] == 3, status
     assert len(status["hosts"]) >= 2  # node1 is held exclusively, so the worker jobs land elsewhere
     assert [j["state"] for j in status["scale_out"]] == ["RUNNING", "RUNNING"]
+    assert result["target"] == [False, False, False]  # the job's profile reached the extra jobs too
     script = result["script"]
     assert "#SBATCH" in script and "--protocol tls" in script and "--interface lab0" in script
     assert "distributed.cli.dask_worker" in script
