@@ -41,9 +41,10 @@ def _dask_config_paths(environ: dict[str, str]) -> list[str]:
 def may_set_jobqueue(environ: dict[str, str] | None = None) -> bool:
     """False only when no Dask config file or variable can hold a jobqueue section.
 
-    `import dask` costs a quarter of a second before `up` can start anything; most users have
-    no jobqueue config, and a substring test over a few small files settles that. Anything
-    unreadable or unusual answers True and leaves the decision to dask.config itself."""
+    `import dask` costs a quarter of a second before `up` can start anything. Most users
+    have no jobqueue config, or only the all-commented jobqueue.yaml that importing
+    dask_jobqueue once leaves in ~/.config/dask; parsing a few small files settles that.
+    Anything unreadable or unusual answers True and leaves the decision to dask.config."""
     env = os.environ if environ is None else environ
     if "DASK_INTERNAL_INHERIT_CONFIG" in env:
         return True
@@ -58,11 +59,26 @@ def may_set_jobqueue(environ: dict[str, str] | None = None) -> bool:
                 files = [path]
             else:
                 continue
-            if any(b"jobqueue" in f.read_bytes().lower() for f in files):
+            if any(_holds_jobqueue(f.read_bytes()) for f in files):
                 return True
         except OSError:
             return True
     return False
+
+
+def _holds_jobqueue(text: bytes) -> bool:
+    if b"jobqueue" not in text.lower():
+        return False
+    import yaml
+
+    try:
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError:
+        return True
+    if data is None:
+        return False
+    return not isinstance(data, Mapping) or any(
+        not isinstance(key, str) or key.lower() == "jobqueue" for key in data)
 
 
 def user_jobqueue_slurm() -> dict:

@@ -68,7 +68,14 @@ def test_no_jobqueue_config_is_known_without_importing_dask(tmp_path, monkeypatc
     assert not may_set_jobqueue(env)
     assert may_set_jobqueue({**env, "DASK_JOBQUEUE__SLURM__CORES": "4"})
     assert may_set_jobqueue({**env, "DASK_INTERNAL_INHERIT_CONFIG": "e30="})
+    # what importing dask_jobqueue once leaves behind: its defaults, every line commented out
+    (tmp_path / "home" / ".config" / "dask" / "jobqueue.yaml").write_text(
+        "# jobqueue:\n#   slurm:\n#     name: dask-worker\n#     interface: null\n")
+    assert not may_set_jobqueue(env)
     (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "broken.yaml").write_text("jobqueue: [unclosed\n")
+    assert may_set_jobqueue(env)
+    (tmp_path / "etc" / "broken.yaml").unlink()
     (tmp_path / "etc" / "site.yml").write_text("jobqueue:\n  slurm:\n    interface: ib0\n")
     assert may_set_jobqueue(env)
 
