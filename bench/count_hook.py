@@ -3,20 +3,20 @@
     python count_hook.py COUNTS.json -- up --interface lab0 ...
 
 Counted in-process (no change to dasklaunch): subprocesses it starts (by program), HTTP
-requests (by path, with bytes read), raw TCP connects, psutil whole-process-table walks and
-single-process lookups, sleeps (poll-loop iterations), and its CPU time.
+requests (by path, with bytes read), TCP connects (HTTP's included), psutil whole-process-table
+walks and single-process lookups, sleeps (poll-loop iterations), and its CPU time.
 """
 
 from __future__ import annotations
 
 import atexit
+import http.client
 import json
 import os
 import resource
 import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -37,33 +37,29 @@ def install(out: Path) -> None:
 
     subprocess.Popen.__init__ = popen_init
 
-    real_urlopen = urllib.request.urlopen
+    # dasklaunch probes with http.client (urllib would use it too): count at that level
+    real_request = http.client.HTTPConnection.request
+    real_getresponse = http.client.HTTPConnection.getresponse
+    real_read = http.client.HTTPResponse.read
 
-    class Counted:
-        def __init__(self, resp, key):
-            self._resp, self._key = resp, key
+    def request(self, method, url, *a, **kw):
+        self._counted_key = urlsplit(url).path
+        COUNTS["http"][self._counted_key] += 1
+        return real_request(self, method, url, *a, **kw)
 
-        def read(self, *a):
-            data = self._resp.read(*a)
-            COUNTS["http_bytes"][self._key] += len(data)
-            return data
+    def getresponse(self, *a, **kw):
+        response = real_getresponse(self, *a, **kw)
+        response._counted_key = getattr(self, "_counted_key", "?")
+        return response
 
-        def __enter__(self):
-            return self
+    def read(self, *a, **kw):
+        data = real_read(self, *a, **kw)
+        COUNTS["http_bytes"][getattr(self, "_counted_key", "?")] += len(data)
+        return data
 
-        def __exit__(self, *exc):
-            self._resp.close()
-
-        def __getattr__(self, name):
-            return getattr(self._resp, name)
-
-    def urlopen(url, *a, **kw):
-        target = url if isinstance(url, str) else url.full_url
-        key = urlsplit(target).path
-        COUNTS["http"][key] += 1
-        return Counted(real_urlopen(url, *a, **kw), key)
-
-    urllib.request.urlopen = urlopen
+    http.client.HTTPConnection.request = request
+    http.client.HTTPConnection.getresponse = getresponse
+    http.client.HTTPResponse.read = read
 
     import socket
 
