@@ -242,7 +242,8 @@ def ttr(args) -> None:
         name = args.contender
         if name.startswith("dasklaunch"):
             state = ctx.rundir / "state"
-            extra = ["--no-tls"] if name == "dasklaunch-notls" else []
+            extra = {"dasklaunch-notls": ["--no-tls"],
+                     "dasklaunch-here": ["--scheduler-here"]}.get(name, [])
             env = dict(ctx.env)
             if name in ("dasklaunch-fork", "dasklaunch-forkserver"):
                 env["DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD"] = name.split("-")[1]
@@ -280,16 +281,22 @@ def ttr(args) -> None:
             sruns.append(w)
             ctx.result["t_launcher"] = time.perf_counter() - t0
             client = connect(sfile, None, deadline)
-        elif name in ("floor", "floor-fork"):
+        elif name in ("floor", "floor-fork", "floor-step"):
             env = dict(ctx.env)
             if name == "floor-fork":
                 env["DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD"] = "fork"
+            sched_argv = [C.PY, "-m", "distributed.cli.dask_scheduler", "--scheduler-file",
+                          str(sfile), "--interface", C.IFACE]
+            if name == "floor-step":
+                # the placement dasklaunch's default obeys: the scheduler in its own job step
+                sched_argv = ["srun", "--overlap", "-N1", "-n1", *sched_argv]
             ru0 = _ru()
             t0_wall = time.time()
             t0 = time.perf_counter()
-            C.spawn([C.PY, "-m", "distributed.cli.dask_scheduler", "--scheduler-file", str(sfile),
-                     "--interface", C.IFACE], ctx.rundir / "scheduler.log", env, ctx.pidfile,
-                    "floor scheduler")
+            sched = C.spawn(sched_argv, ctx.rundir / "scheduler.log", env, ctx.pidfile,
+                            "floor scheduler")
+            if name == "floor-step":
+                sruns.append(sched)
             w = C.spawn(["srun", C.PY, "-m", "distributed.cli.dask_worker", "--scheduler-file",
                          str(sfile), "--interface", C.IFACE, "--nthreads", str(nthreads),
                          "--nworkers", "1", "--memory-limit", mem],
