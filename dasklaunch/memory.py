@@ -28,7 +28,6 @@ import copy
 import difflib
 import importlib.util
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from contextlib import suppress
@@ -39,9 +38,10 @@ from typing import Any
 
 import yaml
 
-from .errors import DasklaunchError, UsageError
+from .errors import DasklaunchError, StateDirError, UsageError
 from .plan import format_bytes, parse_bytes
 from .resources import data_dir
+from .state import atomic_write
 
 PROFILE_KEYS = ("description", "why", "dasklaunch", "distributed")
 HINT_KEYS = ("layout", "memory-fraction", "memory-limit")
@@ -922,26 +922,13 @@ def _backup(path: Path) -> Path:
 def _atomic_write(path: Path, text: str) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        mode = path.stat().st_mode & 0o777 if path.exists() else None
-        # The temporary name must not end in .yaml, or a Dask process starting meanwhile
-        # would read the half-written file.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        # a user's config file, not job state: keep its mode, or give a new one the umask's
+        mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
+        atomic_write(path, text, mode)
     except OSError as err:
         raise UsageError(f"cannot write {path}: {err.strerror}") from None
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
-        else:
-            os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except OSError as err:
-        with suppress(OSError):
-            os.unlink(tmp)
-        raise UsageError(f"cannot write {path}: {err.strerror}") from None
+    except StateDirError as err:
+        raise UsageError(str(err)) from None
 
 
 def _umask() -> int:

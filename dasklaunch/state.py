@@ -59,11 +59,12 @@ def find_state_dir(state_dir: Path | str | None = None, job_id: str | None = Non
     return StateDir(default_state_dir(job_id or current_job_id()))
 
 
-def atomic_write(target: Path, text: str) -> Path:
-    """Replace `target` atomically (temp file beside it + rename), mode 0600.
+def atomic_write(target: Path, text: str, mode: int | None = None) -> Path:
+    """Replace `target` atomically (temp file beside it + rename), mode 0600 unless `mode`.
 
     mkstemp creates the temp file with O_EXCL and 0600, and rename replaces a planted
-    symlink instead of following it."""
+    symlink instead of following it. The temp name ends in .tmp, so a reader globbing for
+    *.yaml or *.json (Dask's config loader) never sees a half-written file."""
     try:
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     except OSError as err:
@@ -73,6 +74,8 @@ def atomic_write(target: Path, text: str) -> Path:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, target)
     except OSError as err:
         with suppress(OSError):
