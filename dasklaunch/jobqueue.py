@@ -18,10 +18,10 @@ from pathlib import Path
 
 from . import proc
 from .errors import CommandError, NotUpError, UsageError
-from .plan import format_bytes, parse_bytes, start_method_env
+from .plan import format_bytes, parse_bytes
 from .report import Reporter
 from .settings import UpOptions
-from .state import JOB_CONFIG_DIR, StateDir
+from .state import StateDir
 
 # up option <- how it is derived from jobqueue.slurm
 SOURCES = ("interface", "nthreads", "nworkers", "memory_limit", "local_directory",
@@ -144,10 +144,9 @@ def _import_dask_jobqueue():
 def worker_job_exports(opts: UpOptions, state: StateDir, inherited: Mapping[str, str]) -> list[str]:
     """What the job's own worker steps get in their environment, as lines for the job script:
     the job's profile (DASK_CONFIG), --start-method, and variables dasklaunch was told to set."""
-    env = dict(opts.extra_env)
-    if opts.profile:
-        env["DASK_CONFIG"] = str(state.path / JOB_CONFIG_DIR)
-    env.update(start_method_env(opts.start_method, {**inherited, **env}))
+    from .lifecycle import worker_env
+
+    env = worker_env(opts, state, inherited=inherited)
     return [f"export {name}={shlex.quote(value)}" for name, value in sorted(env.items())]
 
 

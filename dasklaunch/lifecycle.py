@@ -13,6 +13,7 @@ import secrets
 import signal
 import socket
 import time
+from collections.abc import Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from pathlib import Path
@@ -128,16 +129,32 @@ def resolve_profile(opts: UpOptions, alloc: Allocation) -> tuple[UpOptions, dict
     return replace(opts, per_node=per_node), sizing, profile
 
 
-def build_steps(opts: UpOptions, plan: WorkerPlan, backend: str, state: StateDir,
-                extra_env: dict[str, str] | None = None) -> tuple[Step, Step]:
-    local = backend == "local"
-    sfile = str(state.scheduler_file)
+def job_env(opts: UpOptions, state: StateDir,
+            extra_env: dict[str, str] | None = None) -> dict[str, str]:
+    """Variables every Dask process of the job gets: the caller's, the options', the profile."""
     env = dict(extra_env or {})
     env.update(dict(opts.extra_env))
     if opts.profile:
         env["DASK_CONFIG"] = str(job_config_dir(state))
-    sched_env, pool_env = dict(env), dict(env)
-    pool_env.update(start_method_env(opts.start_method, {**os.environ, **env}))
+    return env
+
+
+def worker_env(opts: UpOptions, state: StateDir, extra_env: dict[str, str] | None = None,
+               inherited: Mapping[str, str] | None = None) -> dict[str, str]:
+    """job_env plus --start-method's variables, for any worker: pools and scale-out jobs.
+    `inherited` is what the workers get anyway (default: this process's environment)."""
+    env = job_env(opts, state, extra_env)
+    inherited = os.environ if inherited is None else inherited
+    env.update(start_method_env(opts.start_method, {**inherited, **env}))
+    return env
+
+
+def build_steps(opts: UpOptions, plan: WorkerPlan, backend: str, state: StateDir,
+                extra_env: dict[str, str] | None = None) -> tuple[Step, Step]:
+    local = backend == "local"
+    sfile = str(state.scheduler_file)
+    sched_env = job_env(opts, state, extra_env)
+    pool_env = worker_env(opts, state, extra_env)
     tls_args: list[str] = []
     if opts.tls:
         files = TLSFiles.in_state_dir(state)
