@@ -82,12 +82,9 @@ def batch_command(
 def _prologue_of(given: list[str] | None) -> dict:
     if given is not None:
         return {"prologue": tuple(given), "prologue_source": "--prologue"}
-    from .jobqueue import user_jobqueue_slurm
+    from .jobqueue import job_script_prologue
 
-    lines = user_jobqueue_slurm().get("job-script-prologue") or []
-    if isinstance(lines, str):
-        lines = [lines]
-    return {"prologue": tuple(str(line) for line in lines),
+    return {"prologue": tuple(job_script_prologue()),
             "prologue_source": "jobqueue.slurm.job-script-prologue in the Dask config"}
 
 

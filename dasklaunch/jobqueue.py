@@ -92,6 +92,14 @@ def user_jobqueue_slurm() -> dict:
     return {k.replace("_", "-"): v for k, v in section.items() if v not in (None, [], "")}
 
 
+def job_script_prologue() -> list[str]:
+    """jobqueue.slurm.job-script-prologue from the user's Dask config: shell lines, in order."""
+    lines = user_jobqueue_slurm().get("job-script-prologue") or []
+    if isinstance(lines, str):
+        lines = [lines]
+    return [str(line) for line in lines]
+
+
 def apply_jobqueue_defaults(opts: UpOptions, explicit: frozenset[str] | set[str],
                             section: dict | None = None) -> tuple[UpOptions, dict[str, str]]:
     """Fill options the user did not give from jobqueue.slurm. Returns the options and where
@@ -166,10 +174,8 @@ def worker_job_script(record: dict, state: StateDir, *, name: str, cores: int, m
                                       tls_worker_key=str(files.key), require_encryption=True)
         kwargs["protocol"] = "tls"
     directives = [f"--output={state.logs}/{name}-%j.log", *job_options]
-    import dask.config
-
-    prologue = list(dask.config.get("jobqueue.slurm.job-script-prologue", default=None) or [])
-    kwargs["job_script_prologue"] = prologue + worker_job_exports(opts, state, os.environ)
+    kwargs["job_script_prologue"] = (job_script_prologue()
+                                     + worker_job_exports(opts, state, os.environ))
     job = jq.SLURMJob(scheduler=record["address"], name=name, job_name=name, cores=cores,
                       memory=f"{memory}B", processes=processes, interface=opts.interface,
                       death_timeout=opts.death_timeout, local_directory=opts.local_directory,
