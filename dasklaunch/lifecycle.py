@@ -586,11 +586,8 @@ def down(state_dir: Path | str | None = None, *, workers_only: bool = False,
     """Stop workers, then the scheduler: graceful first, hard after a grace period. Idempotent."""
     report = report or Reporter()
     state = find_state_dir(state_dir)
-    if not state.exists():
-        recovered = state.recovered_record()
-        if recovered is None:
-            report.info(f"nothing to stop: no dasklaunch cluster in {state.path}")
-            return {"stopped": [], "state_dir": str(state.path)}
+    recovered = None if state.exists() else state.recovered_record()
+    if recovered is not None:
         report.warn(f"state dir {state.path} is gone; stopping its cluster from the copy "
                     f"of its record in {state.recovery_copy}")
         stopped = _stop_everything(recovered, workers_only, report)
