@@ -18,12 +18,14 @@ import json
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import fmt, summary, table  # noqa: E402
 
 UP = ["--dashboard-address", ":0", "--timeout", "120"]
 SUPERVISE = ["--interval", "0.5", "--grace", "2", "--backoff", "0.5"]
@@ -208,15 +210,12 @@ def main() -> None:
     print(f"\nRecovery after faults, local backend, {args.workers} nanny workers, "
           f"{args.rounds} rounds ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
           f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f})")
-    print(f"{'fault':<56} {'ok':>5} {'median s':>9} {'min':>6} {'max':>6}")
+    rows = []
     for name, outcomes in results.items():
-        times = [o["s"] for o in outcomes if o["ok"]]
-        ok = f"{len(times)}/{len(outcomes)}"
-        if times:
-            print(f"{name:<56} {ok:>5} {statistics.median(times):>9.2f} "
-                  f"{min(times):>6.2f} {max(times):>6.2f}")
-        else:
-            print(f"{name:<56} {ok:>5} {'-':>9}")
+        times = summary([o["s"] for o in outcomes if o["ok"]])
+        rows.append([name, f"{times['n']}/{len(outcomes)}", fmt(times["median"]),
+                     fmt(times["min"]), fmt(times["max"])])
+    print(table(["fault", "ok", "median s", "min", "max"], rows))
     print("clock: from the fault until the expected workers are connected and each ran a "
           "task\n(scheduler and state-dir rows: until the new cluster serves; the last row: "
           "until the supervisor exits 1)")
