@@ -120,7 +120,7 @@ def main() -> None:
     if rest[:1] == ["--"]:
         rest = rest[1:]
     install(out)
-    from dasklaunch.cli import main as dl_main
+    from dasklaunch.cli.app import main as dl_main
 
     sys.argv = ["dasklaunch", *rest]
     os.environ.setdefault("PYTHONUNBUFFERED", "1")

@@ -13,17 +13,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import lifecycle as _lifecycle
-from . import schedfile
+from .domain.settings import UpOptions
 from .errors import NotUpError
-from .report import Reporter
-from .settings import UpOptions
-from .tls import TLSFiles
+from .ops.down import down as _down
+from .ops.up import up as _up
+from .runtime import schedfile
+from .runtime.report import Reporter
+from .runtime.state import find_state_dir
+from .runtime.tls import TLSFiles
 
 
 def security_for(state_dir: Path | str | None = None):
     """The `distributed.Security` a client of this job needs (None for a --no-tls cluster)."""
-    state = _lifecycle.find_state_dir(state_dir)
+    state = find_state_dir(state_dir)
     info = schedfile.read(state.scheduler_file)
     files = TLSFiles.in_state_dir(state)
     if info is not None and not info.address.startswith("tls://"):
@@ -41,7 +43,7 @@ def security_for(state_dir: Path | str | None = None):
 def connect(state_dir: Path | str | None = None, timeout: float | str = 30, **client_kwargs):
     """A `distributed.Client` for the current job (state dir from the argument,
     DASKLAUNCH_STATE_DIR, or SLURM_JOB_ID), with the job's TLS credentials."""
-    state = _lifecycle.find_state_dir(state_dir)
+    state = find_state_dir(state_dir)
     if schedfile.read(state.scheduler_file) is None:
         raise NotUpError(f"no scheduler file in {state.path}: the cluster is not up "
                          f"(run `dasklaunch up`)")
@@ -61,7 +63,7 @@ def cluster(state_dir: Path | str | None = None, *, quiet: bool = True,
     the block raises."""
     opts = UpOptions(**options)
     report = Reporter(quiet=quiet)
-    facts = _lifecycle.up(opts, state_dir=state_dir, report=report, explicit=set(options))
+    facts = _up(opts, state_dir=state_dir, report=report, explicit=set(options))
     try:
         client = connect(facts["state_dir"])
         try:
@@ -69,4 +71,4 @@ def cluster(state_dir: Path | str | None = None, *, quiet: bool = True,
         finally:
             client.close()
     finally:
-        _lifecycle.down(facts["state_dir"], report=report)
+        _down(facts["state_dir"], report=report)

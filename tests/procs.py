@@ -22,7 +22,7 @@ def recorded_groups(state_dir: Path) -> list[tuple[int, float]]:
 
 
 def group_alive(pgid: int, not_before: float = 0.0) -> list[int]:
-    from dasklaunch import proc
+    from dasklaunch.runtime import proc
 
     return proc.group_members(pgid, not_before)
 

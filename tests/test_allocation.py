@@ -1,6 +1,11 @@
 import pytest
 
-from dasklaunch.allocation import expand_counts, expand_nodelist, from_slurm_env, local_allocation
+from dasklaunch.domain.allocation import (
+    expand_counts,
+    expand_nodelist,
+    from_slurm_env,
+    local_allocation,
+)
 from dasklaunch.errors import NoAllocationError, UsageError
 
 

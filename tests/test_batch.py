@@ -20,11 +20,15 @@ import pytest
 from procs import _clean_env, group_alive, recorded_groups
 from typer.testing import CliRunner
 
-from dasklaunch import batch, batch_cli
-from dasklaunch.batch import BatchSpec
-from dasklaunch.cli import app
+from dasklaunch.cli.app import app
+from dasklaunch.domain import sbatch as batch
+from dasklaunch.domain.sbatch import BatchSpec
 from dasklaunch.errors import CommandError, UsageError
-from dasklaunch.state import StateDir
+from dasklaunch.ops import batch as batch_ops
+from dasklaunch.ops import logs as logs_ops
+from dasklaunch.runtime.record import ClusterRecord, Step
+from dasklaunch.runtime.state import StateDir
+from dasklaunch.slurm.commands import parse_job_id
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -165,13 +169,13 @@ def test_slurm_time_rejects(text):
 @pytest.mark.parametrize("out, job", [("4242\n", "4242"), ("4242;cluster1\n", "4242"),
                                       ("warning: x\n77\n", "77")])
 def test_parse_job_id(out, job):
-    assert batch.parse_job_id(out) == job
+    assert parse_job_id(out) == job
 
 
 @pytest.mark.parametrize("out", ["", "Submitted batch job 12", "abc;x"])
 def test_parse_job_id_rejects(out):
     with pytest.raises(CommandError, match="no job id"):
-        batch.parse_job_id(out)
+        parse_job_id(out)
 
 
 @pytest.mark.parametrize("changes, needle", [
@@ -202,11 +206,11 @@ def test_installed_command_prefers_the_console_script_beside_python(tmp_path):
     python = tmp_path / "bin" / "python3"
     python.parent.mkdir()
     python.write_text("")
-    assert batch.installed_command(str(python)) == (str(python), "-m", "dasklaunch")
+    assert batch_ops.installed_command(str(python)) == (str(python), "-m", "dasklaunch")
     script = tmp_path / "bin" / "dasklaunch"
     script.write_text("#!/bin/sh\n")
     script.chmod(0o755)
-    assert batch.installed_command(str(python)) == (str(script),)
+    assert batch_ops.installed_command(str(python)) == (str(script),)
 
 
 # -------------------------------------------------- shell semantics, with a stand-in dasklaunch
@@ -311,7 +315,7 @@ def test_sigterm_during_up_waits_for_its_rollback_before_down(tmp_path):
     env = {**_clean_env(), "DASKLAUNCH": str(fake), "FAKE_LOG": str(log), "FAKE_UP_HANGS": "1"}
     proc = subprocess.Popen(["bash", str(script)], env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    from dasklaunch.proc import wait_until
+    from dasklaunch.runtime.proc import wait_until
 
     assert wait_until(lambda: log.exists() and "up waiting" in log.read_text(), 30)
     proc.send_signal(signal.SIGTERM)
@@ -362,7 +366,7 @@ def test_dry_run_prints_the_script(cli):
     assert '\n"${dasklaunch[@]}" up --interface lab0 &\n' in text
     # everything after -- is the command's, even words that look like options
     assert "\nargv=(python3 analysis.py --nodes 5 --interface x)\n" in text
-    assert f"\n    dasklaunch=({batch.shlex.join(batch.installed_command())})\n" in text
+    assert f"\n    dasklaunch=({batch.shlex.join(batch_ops.installed_command())})\n" in text
     assert "DASKLAUNCH_STATE_DIR" not in text
 
 
@@ -477,16 +481,21 @@ def test_submit_without_sbatch(cli, monkeypatch, tmp_path):
 
 # ----------------------------------------------------------------------------------------- logs
 
+def log_step(log: Path) -> Step:
+    return Step(role="workers", name=log.stem, placement="tasks", ntasks=1, nnodes=1,
+                command=[], log=str(log))
+
+
 def fake_cluster(path: Path, pools: int = 2) -> StateDir:
     state = StateDir(path)
     state.create()
     sched = state.logs / "dl-sched-1.log"
     sched.write_text("".join(f"sched line {i}\n" for i in range(5)))
-    record = {"job_id": "1", "backend": "local", "scheduler": {"log": str(sched)}, "pools": []}
+    record = ClusterRecord(job_id="1", backend="local", scheduler=log_step(sched))
     for n in range(pools):
         log = state.logs / f"dl-workers{n}.log"
         log.write_text("".join(f"pool{n} line {i}\n" for i in range(3)))
-        record["pools"].append({"log": str(log)})
+        record.pools.append(log_step(log))
     state.write_record(record)
     return state
 
@@ -526,11 +535,11 @@ def test_logs_errors(cli, tmp_path):
 @pytest.mark.parametrize("tail", ["x\n", "x", ""])
 @pytest.mark.parametrize("lines", [None, 0, 1, 3, 50])
 def test_read_tail_across_blocks(tmp_path, monkeypatch, tail, lines):
-    monkeypatch.setattr(batch_cli, "_BLOCK", 7)
+    monkeypatch.setattr(logs_ops, "_BLOCK", 7)
     path = tmp_path / "log"
     body = "".join(f"line {i}\n" for i in range(20)) + tail
     path.write_text(body)
-    data, end = batch_cli.read_tail(path, lines)
+    data, end = logs_ops.read_tail(path, lines)
     all_lines = body.splitlines(keepends=True)
     assert end == len(body)
     expected = "".join(all_lines if lines is None else all_lines[len(all_lines) - lines:]
@@ -571,7 +580,7 @@ def test_logs_follow_until_ctrl_c(tmp_path):
         record = state.read_record()
         new_log = state.logs / "dl-workers9.log"
         new_log.write_text("new pool 0\n")
-        record["pools"] = [{"log": str(new_log)}]
+        record.pools = [log_step(new_log)]
         state.write_record(record)
         seen = expect("new pool 0")
         assert f"==> {new_log} <==\n" in seen
@@ -703,7 +712,7 @@ def test_sigterm_while_the_command_runs_brings_the_cluster_down(tmp_path, no_lef
     assert code == 143, rest
     assert "SIGTERM during command" in rest and "cluster down" in rest
     assert_cluster_down(state_dir)
-    from dasklaunch import proc as dlproc
+    from dasklaunch.runtime import proc as dlproc
 
     assert dlproc.wait_until(lambda: not os.path.exists(f"/proc/{command_pid}")
                              or "Z" in _state_of(command_pid), 10)

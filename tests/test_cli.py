@@ -9,7 +9,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from dasklaunch.cli import app
+from dasklaunch.cli.app import app
 
 
 @pytest.fixture
@@ -94,7 +94,7 @@ def test_dry_run_prints_commands_and_starts_nothing(cli, tmp_path):
     assert lines[1].startswith("# memory: ") and "/ 3 workers" in lines[1]
     commands = [line for line in lines if not line.startswith("#")]
     assert "distributed.cli.dask_scheduler" in commands[0]
-    assert "dasklaunch.localstep --ntasks=3" in commands[1] and "--nthreads 2" in commands[1]
+    assert "dasklaunch.launch.localstep --ntasks=3" in commands[1] and "--nthreads 2" in commands[1]
     assert not (tmp_path / "state").exists()
 
 
@@ -104,8 +104,8 @@ def test_dry_run_inside_an_allocation_shows_srun(cli, monkeypatch):
     monkeypatch.setenv("SLURM_TASKS_PER_NODE", "4(x2)")
     monkeypatch.setenv("SLURM_JOB_CPUS_PER_NODE", "8(x2)")
     monkeypatch.setenv("SLURM_MEM_PER_NODE", "16000")
-    monkeypatch.setattr("dasklaunch.launch.shutil.which", lambda name: "/usr/bin/" + name)
-    monkeypatch.setattr("dasklaunch.launch.scontrol_hostnames", lambda nodes: ["nid0001",
+    monkeypatch.setattr("dasklaunch.slurm.queue.shutil.which", lambda name: "/usr/bin/" + name)
+    monkeypatch.setattr("dasklaunch.slurm.queue.hostnames", lambda nodes: ["nid0001",
                                                                                 "nid0002"])
     result = cli("up", "--dry-run", "--interface", "ib0", "--json")
     assert result.exit_code == 0, result.stderr
@@ -123,7 +123,7 @@ def test_dry_run_inside_an_allocation_shows_srun(cli, monkeypatch):
 @pytest.mark.parametrize("argv", [["--help"], ["env"], ["status", "--json"]])
 def test_fast_path_never_imports_distributed(tmp_path, argv):
     code = ("import sys\n"
-            "from dasklaunch.cli import app\n"
+            "from dasklaunch.cli.app import app\n"
             f"try:\n    app({argv!r}, prog_name='dasklaunch')\n"
             "except SystemExit:\n    pass\n"
             "print('IMPORTED' if 'distributed' in sys.modules else 'CLEAN')\n")

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from dasklaunch.entry import parse_env_args
+from dasklaunch.cli.entry import parse_env_args
 
 
 @pytest.mark.parametrize(("args", "expected"), [
@@ -40,7 +40,7 @@ def test_anything_else_defers_to_the_full_cli(args):
 PROBE = """
 import sys
 sys.argv = ["dasklaunch", "env", "--path"]
-from dasklaunch.entry import main
+from dasklaunch.cli.entry import main
 try:
     main()
 except SystemExit as exit:

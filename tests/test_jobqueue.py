@@ -6,8 +6,8 @@ import os
 import subprocess
 import sys
 
-from dasklaunch.jobqueue import apply_jobqueue_defaults
-from dasklaunch.settings import UpOptions
+from dasklaunch.domain.settings import UpOptions
+from dasklaunch.profiles.jobqueue import apply_jobqueue_defaults
 
 SECTION = {"interface": "ib0", "cores": 8, "processes": 2, "memory": "16GB",
            "local-directory": "/tmp/x", "worker-extra-args": ["--lifetime", "1h"]}
@@ -60,7 +60,7 @@ def _config_env(tmp_path, monkeypatch) -> dict[str, str]:
 
 
 def test_no_jobqueue_config_is_known_without_importing_dask(tmp_path, monkeypatch):
-    from dasklaunch.jobqueue import may_set_jobqueue
+    from dasklaunch.profiles.jobqueue import may_set_jobqueue
 
     env = _config_env(tmp_path, monkeypatch)
     (tmp_path / "home" / ".config" / "dask" / "distributed.yaml").write_text(
@@ -84,7 +84,7 @@ def test_the_quick_check_finds_what_dask_finds(tmp_path, monkeypatch):
     env = _config_env(tmp_path, monkeypatch)
     extra = tmp_path / "extra.yaml"
     extra.write_text("jobqueue:\n  slurm:\n    cores: 6\n")
-    code = ("from dasklaunch.jobqueue import may_set_jobqueue, user_jobqueue_slurm; "
+    code = ("from dasklaunch.profiles.jobqueue import may_set_jobqueue, user_jobqueue_slurm; "
             "import sys; print(may_set_jobqueue(), user_jobqueue_slurm(), "
             "'dask' in sys.modules)")
     run = {**os.environ, **env}
@@ -101,11 +101,12 @@ def test_scale_out_jobs_run_the_prologue_and_get_the_jobs_worker_environment(tmp
     config = tmp_path / "jobqueue.yaml"
     config.write_text("jobqueue:\n  slurm:\n    job-script-prologue:\n      - module load dask\n")
     code = f"""
-from dasklaunch.jobqueue import worker_job_script
-from dasklaunch.settings import UpOptions
-from dasklaunch.state import StateDir
+from dasklaunch.ops.scale_out import worker_job_script
+from dasklaunch.domain.settings import UpOptions
+from dasklaunch.runtime.state import StateDir
 opts = UpOptions(tls=False, profile="seed", start_method="fork")
-record = {{"address": "tcp://10.0.0.1:8786", "options": opts.to_dict()}}
+from dasklaunch.runtime.record import ClusterRecord
+record = ClusterRecord(job_id="1", backend="slurm", address="tcp://10.0.0.1:8786", options=opts)
 print(worker_job_script(record, StateDir({str(tmp_path)!r}), name="dl-x", cores=2,
                         memory=2**30, processes=1, walltime=None, job_options=[]))
 """

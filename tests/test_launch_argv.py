@@ -1,12 +1,7 @@
-from dasklaunch.launch.base import Step
 from dasklaunch.launch.local import localstep_argv
-from dasklaunch.launch.slurm import (
-    guard_argv,
-    parse_steps,
-    scancel_argv,
-    squeue_steps_argv,
-    srun_argv,
-)
+from dasklaunch.launch.slurm import guard_argv
+from dasklaunch.runtime.record import Step
+from dasklaunch.slurm.commands import parse_steps, scancel_argv, squeue_steps_argv, srun_argv
 
 
 def step(placement, ntasks=6, nnodes=3, role="workers"):
@@ -32,10 +27,10 @@ def test_srun_for_workers_per_task_and_per_node():
 def test_squeue_scancel_and_guard():
     assert squeue_steps_argv("7") == ["squeue", "--noheader", "--steps", "--jobs=7",
                                       "--format=%i %j"]
-    assert scancel_argv("7.1", "TERM") == ["scancel", "--signal=TERM", "7.1"]
+    assert scancel_argv("7.1", signal="TERM") == ["scancel", "--signal=TERM", "7.1"]
     assert scancel_argv("7.1") == ["scancel", "7.1"]
     assert guard_argv("7", ["a", "b"], python="py") == [
-        "py", "-m", "dasklaunch.guard", "--job-id", "7", "--", "a", "b"]
+        "py", "-m", "dasklaunch.launch.guard", "--job-id", "7", "--", "a", "b"]
 
 
 def test_parse_steps():
@@ -45,5 +40,5 @@ def test_parse_steps():
 
 def test_localstep_argv():
     assert localstep_argv(step("tasks", 2, 1), python="py") == [
-        "py", "-m", "dasklaunch.localstep", "--ntasks=2", "--job-name=dl-workers1-abc", "--",
+        "py", "-m", "dasklaunch.launch.localstep", "--ntasks=2", "--job-name=dl-workers1-abc", "--",
         "dask-cmd", "--x"]

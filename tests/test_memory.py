@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from dasklaunch import memory
+from dasklaunch.domain import node_memory
 from dasklaunch.errors import UsageError
-from dasklaunch.state import JOB_CONFIG_DIR
+from dasklaunch.profiles import dask_config, load, schema
+from dasklaunch.runtime.state import JOB_CONFIG_DIR
 
 EXPECTED = Path(__file__).parent / "expected" / "profiles"
 REQUIRED = {"dask-default", "seed", "conservative", "no-terminate", "large-scale"}
@@ -35,7 +36,7 @@ def write(path: Path, text: str) -> Path:
 
 
 def shipped_names():
-    return sorted(path.stem for path in memory.shipped_profile_dir().glob("*.yaml"))
+    return sorted(path.stem for path in load.shipped_profile_dir().glob("*.yaml"))
 
 
 def leaves(tree: dict, prefix: str = "distributed") -> dict:
@@ -58,9 +59,9 @@ def test_the_issue_profiles_are_shipped():
 
 @pytest.mark.parametrize("name", shipped_names())
 def test_shipped_profile_is_valid_and_explained(name):
-    profile = memory.load_profile(name)
-    memory.validate_profile(profile)
-    memory.validate_profile(profile, mem_per_node=4 * GiB)
+    profile = load.load_profile(name)
+    schema.validate_profile(profile)
+    schema.validate_profile(profile, mem_per_node=4 * GiB)
     assert profile.description and "\n" not in profile.description
     assert len(profile.description) <= 100
     assert len(profile.why.split()) >= 20, "the why should give reasons for the numbers"
@@ -69,10 +70,10 @@ def test_shipped_profile_is_valid_and_explained(name):
 
 @pytest.mark.parametrize("name", shipped_names())
 def test_job_config_matches_expected(name):
-    text = memory.job_config_yaml(memory.load_profile(name))
+    text = dask_config.job_config_yaml(load.load_profile(name))
     assert text == (EXPECTED / f"{name}.yaml").read_text(), (
         f"rendering changed; if intended, regenerate tests/expected/profiles/{name}.yaml "
-        f"from memory.job_config_yaml")
+        f"from dask_config.job_config_yaml")
 
 
 def test_no_stale_expected_files():
@@ -80,28 +81,28 @@ def test_no_stale_expected_files():
 
 
 def test_seed_profile_is_the_seed_recommendation():
-    profile = memory.load_profile("seed")
+    profile = load.load_profile("seed")
     assert profile.distributed["worker"]["memory"] == {
         "target": False, "spill": False, "pause": 0.80, "terminate": 0.95}
-    assert memory.profile_hints(profile)["layout"] == "per-node"
+    assert load.profile_hints(profile)["layout"] == "per-node"
 
 
 def test_dask_default_profile_equals_the_installed_defaults():
-    defaults = memory._dask_defaults()
-    profile = memory.load_profile("dask-default").distributed
-    for name in memory.THRESHOLDS:
+    defaults = schema.dask_defaults()
+    profile = load.load_profile("dask-default").distributed
+    for name in schema.THRESHOLDS:
         assert profile["worker"]["memory"][name] == defaults["worker"]["memory"][name], name
     assert profile["scheduler"]["allowed-failures"] == defaults["scheduler"]["allowed-failures"]
 
 
 def test_no_terminate_pauses_but_never_terminates():
-    settings = memory.load_profile("no-terminate").distributed["worker"]["memory"]
+    settings = load.load_profile("no-terminate").distributed["worker"]["memory"]
     assert settings["terminate"] is False and 0 < settings["pause"] < 1
 
 
 def test_large_scale_relaxes_timeouts_and_failures():
-    defaults = memory._dask_defaults()
-    settings = memory.load_profile("large-scale").distributed
+    defaults = schema.dask_defaults()
+    settings = load.load_profile("large-scale").distributed
     assert settings["scheduler"]["allowed-failures"] > defaults["scheduler"]["allowed-failures"]
     assert set(settings["comm"]["timeouts"]) == {"connect", "tcp"}
 
@@ -150,10 +151,10 @@ def test_rendered_profiles_reach_dask_through_dask_config(tmp_path):
     env["HOME"] = str(user_home)
     runs = []
     for name in [*shipped_names(), str(underscored)]:
-        profile = memory.load_profile(name)
+        profile = load.load_profile(name)
         config_dir = tmp_path / "jobs" / profile.name / JOB_CONFIG_DIR
         config_dir.mkdir(parents=True)
-        (config_dir / memory.JOB_CONFIG_FILE).write_text(memory.job_config_yaml(profile))
+        (config_dir / dask_config.JOB_CONFIG_FILE).write_text(dask_config.job_config_yaml(profile))
         expected = leaves(profile.distributed)
         proc = subprocess.Popen(
             [sys.executable, "-c", PROBE, json.dumps(sorted(expected))],
@@ -171,8 +172,8 @@ def test_rendered_profiles_reach_dask_through_dask_config(tmp_path):
 # ---------------------------------------------------------------- loading
 
 def test_load_by_name_and_by_path():
-    by_name = memory.load_profile("seed")
-    by_path = memory.load_profile(str(by_name.source))
+    by_name = load.load_profile("seed")
+    by_path = load.load_profile(str(by_name.source))
     assert by_name == by_path
     assert by_name.name == "seed" and by_name.source.name == "seed.yaml"
 
@@ -182,9 +183,9 @@ def test_user_profiles_are_found_and_override_shipped(home):
     write(user_dir / "mine.yml", "description: my own\ndistributed: {worker: {memory: "
                                  "{pause: 0.9}}}\n")
     write(user_dir / "seed.yaml", "description: my seed\n")
-    assert memory.load_profile("mine").description == "my own"
-    assert memory.load_profile("seed").description == "my seed"
-    entries = {entry.name: entry for entry in memory.list_profiles()}
+    assert load.load_profile("mine").description == "my own"
+    assert load.load_profile("seed").description == "my seed"
+    entries = {entry.name: entry for entry in load.list_profiles()}
     assert entries["mine"].origin == "user"
     assert entries["seed"].origin == "user, overrides shipped"
     assert entries["conservative"].origin == "shipped"
@@ -192,7 +193,7 @@ def test_user_profiles_are_found_and_override_shipped(home):
 
 def test_a_broken_user_profile_is_listed_with_its_error(home):
     write(home / ".config" / "dasklaunch" / "profiles" / "broken.yaml", "- not\n- a mapping\n")
-    entries = {entry.name: entry for entry in memory.list_profiles()}
+    entries = {entry.name: entry for entry in load.list_profiles()}
     assert "expected a YAML mapping, got a list" in entries["broken"].error
     assert entries["seed"].error is None
 
@@ -200,15 +201,15 @@ def test_a_broken_user_profile_is_listed_with_its_error(home):
 def test_a_plain_distributed_yaml_is_a_profile(tmp_path):
     path = write(tmp_path / "distributed.yaml", "distributed:\n  scheduler:\n"
                                                 "    allowed-failures: 5\n")
-    profile = memory.load_profile(str(path))
-    memory.validate_profile(profile)
+    profile = load.load_profile(str(path))
+    schema.validate_profile(profile)
     assert (profile.name, profile.description, profile.hints) == ("distributed", "", {})
 
 
 def test_bare_word_is_a_name_even_if_a_file_has_it(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write(tmp_path / "seed", "description: a stray file\n")
-    assert memory.load_profile("seed").description != "a stray file"
+    assert load.load_profile("seed").description != "a stray file"
 
 
 @pytest.mark.parametrize("text, message", [
@@ -219,15 +220,15 @@ def test_bare_word_is_a_name_even_if_a_file_has_it(tmp_path, monkeypatch):
 ])
 def test_load_errors(text, message):
     with pytest.raises(UsageError) as err:
-        memory.load_profile(text)
+        load.load_profile(text)
     assert str(err.value) == message
 
 
 # ---------------------------------------------------------------- validation (API level; the
 # full table of bad files with their exact messages is in test_profile_cli.py)
 
-def profile_of(tmp_path, text) -> memory.Profile:
-    return memory.load_profile(str(write(tmp_path / "p.yaml", text)))
+def profile_of(tmp_path, text) -> load.Profile:
+    return load.load_profile(str(write(tmp_path / "p.yaml", text)))
 
 
 @pytest.mark.parametrize("size", ["12 GB", "12GiB", "12e9", 12e9, 12 * GiB])
@@ -235,39 +236,39 @@ def test_sizes_parse(tmp_path, size):
     profile = profile_of(tmp_path, "dasklaunch: {memory-limit: X}\n"
                          "distributed: {worker: {memory: {max-spill: X}}}\n".replace(
                              "X", json.dumps(size)))
-    memory.validate_profile(profile, mem_per_node=16 * GiB)
-    assert memory.profile_hints(profile)["memory_limit"] in (12 * 10**9, 12 * GiB)
+    schema.validate_profile(profile, mem_per_node=16 * GiB)
+    assert load.profile_hints(profile)["memory_limit"] in (12 * 10**9, 12 * GiB)
 
 
 def test_underscores_are_dask_spelling_too(tmp_path):
     profile = profile_of(tmp_path, "distributed:\n  scheduler: {allowed_failures: 5}\n"
                                    "  worker: {memory: {max_spill: 1GB}}\n")
-    memory.validate_profile(profile)
+    schema.validate_profile(profile)
 
 
 def test_threshold_order_counts_dask_defaults_for_missing_ones(tmp_path):
     with pytest.raises(UsageError, match=r"pause 0.8 \(Dask's default\) is above terminate 0.5"):
-        memory.validate_profile(profile_of(
+        schema.validate_profile(profile_of(
             tmp_path, "distributed: {worker: {memory: {terminate: 0.5}}}\n"))
 
 
 def test_false_thresholds_are_skipped_in_the_order(tmp_path):
-    memory.validate_profile(profile_of(tmp_path, "distributed: {worker: {memory: "
+    schema.validate_profile(profile_of(tmp_path, "distributed: {worker: {memory: "
                                        "{target: false, spill: false, pause: 0.5}}}\n"))
 
 
 def test_memory_limit_against_allocation(tmp_path):
     profile = profile_of(tmp_path, "dasklaunch: {memory-limit: 3GiB}\n")
-    memory.validate_profile(profile)
-    memory.validate_profile(profile, mem_per_node=4 * GiB)
+    schema.validate_profile(profile)
+    schema.validate_profile(profile, mem_per_node=4 * GiB)
     with pytest.raises(UsageError, match="larger than the allocation's 2.00 GiB per node"):
-        memory.validate_profile(profile, mem_per_node=2 * GiB)
+        schema.validate_profile(profile, mem_per_node=2 * GiB)
 
 
 def test_validation_does_not_mutate_or_import_distributed():
     # distributed's schema is read as a file; sys.modules is checked in a clean interpreter.
-    code = ("import sys; from dasklaunch import memory\n"
-            "for n in ['seed', 'large-scale']: memory.validate_profile(memory.load_profile(n))\n"
+    code = ("import sys; from dasklaunch.profiles import load, schema, dask_config\n"
+            "for n in ['seed', 'large-scale']: schema.validate_profile(load.load_profile(n))\n"
             "assert 'distributed' not in sys.modules, 'distributed was imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
@@ -275,8 +276,8 @@ def test_validation_does_not_mutate_or_import_distributed():
 # ---------------------------------------------------------------- overrides
 
 def test_overrides_set_nested_keys_with_yaml_values():
-    base = memory.load_profile("seed")
-    profile = memory.apply_overrides(base, [
+    base = load.load_profile("seed")
+    profile = load.apply_overrides(base, [
         "worker.memory.pause=0.85", "distributed.scheduler.allowed-failures=5",
         "comm.timeouts.tcp=60s", "dasklaunch.memory_fraction=0.5"])
     assert profile.distributed["worker"]["memory"]["pause"] == 0.85
@@ -287,8 +288,8 @@ def test_overrides_set_nested_keys_with_yaml_values():
 
 
 def test_override_keeps_the_spelling_already_used():
-    base = memory.Profile("p", Path("p.yaml"), distributed={"scheduler": {"allowed_failures": 1}})
-    profile = memory.apply_overrides(base, ["scheduler.allowed-failures=4"])
+    base = load.Profile("p", Path("p.yaml"), distributed={"scheduler": {"allowed_failures": 1}})
+    profile = load.apply_overrides(base, ["scheduler.allowed-failures=4"])
     assert profile.distributed == {"scheduler": {"allowed_failures": 4}}
 
 
@@ -305,45 +306,17 @@ def test_override_keeps_the_spelling_already_used():
 ])
 def test_override_errors(assignment, message):
     with pytest.raises(UsageError) as err:
-        memory.apply_overrides(memory.load_profile("seed"), [assignment])
+        load.apply_overrides(load.load_profile("seed"), [assignment])
     assert str(err.value) == message
 
 
 # ---------------------------------------------------------------- hints and sizing
 
 def test_profile_hints():
-    assert memory.profile_hints(memory.load_profile("seed")) == {
+    assert load.profile_hints(load.load_profile("seed")) == {
         "layout": "per-node", "memory_fraction": 0.9, "memory_limit": None}
-    assert memory.profile_hints(memory.load_profile("dask-default")) == {
+    assert load.profile_hints(load.load_profile("dask-default")) == {
         "layout": None, "memory_fraction": None, "memory_limit": None}
-
-
-def test_memory_per_worker():
-    assert memory.memory_per_worker(2000 * MiB, 2, 0.9) == int(2000 * MiB * 0.9) // 2
-    assert memory.memory_per_worker(8 * GiB, 1, 1.0) == 8 * GiB
-
-
-@pytest.mark.parametrize("args", [(GiB, 0, 0.5), (GiB, 1, 0), (GiB, 1, 1.5), (0, 1, 0.5),
-                                  (GiB, 1, True)])
-def test_memory_per_worker_rejects(args):
-    with pytest.raises(UsageError):
-        memory.memory_per_worker(*args)
-
-
-def test_size_workers_explains_the_arithmetic():
-    sized = memory.size_workers({"memory_fraction": 0.9}, 2000 * MiB, "SLURM_MEM_PER_NODE=2000", 2)
-    assert sized.limit == memory.memory_per_worker(2000 * MiB, 2, 0.9)
-    assert sized.explanation == ("1.95 GiB (SLURM_MEM_PER_NODE=2000) x 0.9 / 2 workers = "
-                                 "900.00 MiB per worker")
-    assert sized.warning is None
-    assert memory.size_workers({}, 4 * GiB, "physical memory", 4).limit == GiB
-
-
-def test_size_workers_warns_when_fixed_limits_oversubscribe_the_node():
-    sized = memory.size_workers({"memory_limit": 3 * GiB}, 8 * GiB, "SLURM_MEM_PER_NODE=8192", 4)
-    assert sized.limit == 3 * GiB
-    assert sized.warning.startswith("4 workers x 3.00 GiB = 12.00 GiB exceeds the 8.00 GiB "
-                                    "(SLURM_MEM_PER_NODE=8192) this job may use on a node")
 
 
 NO_CGROUP = {"proc_cgroup": "/nonexistent/cgroup", "physical": 64 * GiB}
@@ -357,7 +330,7 @@ NO_CGROUP = {"proc_cgroup": "/nonexistent/cgroup", "physical": 64 * GiB}
     ({}, (64 * GiB, "physical memory")),
 ])
 def test_node_memory_from_slurm(environ, expected):
-    assert memory.node_memory(environ, **NO_CGROUP) == expected
+    assert node_memory.node_memory(environ, **NO_CGROUP) == expected
 
 
 @pytest.mark.parametrize("environ, message", [
@@ -367,7 +340,7 @@ def test_node_memory_from_slurm(environ, expected):
 ])
 def test_node_memory_rejects_garbage(environ, message):
     with pytest.raises(UsageError) as err:
-        memory.node_memory(environ, **NO_CGROUP)
+        node_memory.node_memory(environ, **NO_CGROUP)
     assert str(err.value) == message
 
 
@@ -386,7 +359,7 @@ def test_cgroup_v2_limit_on_an_ancestor_of_the_step(tmp_path):
         "system.slice/slurmstepd.scope/job_7/step_0/memory.max": "max\n",
         "system.slice/slurmstepd.scope/job_7/step_0/user/task_0/memory.max": "max\n",
     })
-    size, source = memory.node_memory({}, physical=64 * GiB, **paths)
+    size, source = node_memory.node_memory({}, physical=64 * GiB, **paths)
     assert size == 3 * GiB
     assert source.startswith("cgroup ") and source.endswith("job_7/memory.max")
 
@@ -396,30 +369,30 @@ def test_cgroup_v1_limit(tmp_path):
         "memory/memory.limit_in_bytes": "9223372036854771712\n",
         "memory/slurm/uid_1/job_7/memory.limit_in_bytes": f"{5 * GiB}\n",
     })
-    assert memory.node_memory({}, physical=64 * GiB, **paths)[0] == 5 * GiB
+    assert node_memory.node_memory({}, physical=64 * GiB, **paths)[0] == 5 * GiB
 
 
 def test_cgroup_namespace_reads_the_mount_root(tmp_path):
     # Inside a cgroup namespace the listed path does not exist under the mount.
     paths = fake_cgroups(tmp_path, "0::/elsewhere/abc\n", {"memory.max": f"{GiB}\n"})
-    assert memory.node_memory({}, physical=64 * GiB, **paths) == (
+    assert node_memory.node_memory({}, physical=64 * GiB, **paths) == (
         GiB, f"cgroup {tmp_path / 'sys' / 'memory.max'}")
 
 
 def test_unlimited_or_larger_cgroup_means_physical_memory(tmp_path):
     paths = fake_cgroups(tmp_path, "0::/a\n", {"memory.max": "max\n",
                                                "a/memory.max": f"{128 * GiB}\n"})
-    assert memory.node_memory({}, physical=64 * GiB, **paths) == (64 * GiB, "physical memory")
+    assert node_memory.node_memory({}, physical=64 * GiB, **paths) == (64 * GiB, "physical memory")
 
 
 def test_slurm_wins_over_cgroup(tmp_path):
     paths = fake_cgroups(tmp_path, "0::/\n", {"memory.max": f"{GiB}\n"})
-    assert memory.node_memory({"SLURM_MEM_PER_NODE": "2000"}, physical=64 * GiB, **paths)[0] \
+    assert node_memory.node_memory({"SLURM_MEM_PER_NODE": "2000"}, physical=64 * GiB, **paths)[0] \
         == 2000 * MiB
 
 
 def test_node_memory_on_this_machine():
-    size, source = memory.node_memory({})
+    size, source = node_memory.node_memory({})
     assert size > 0 and source
 
 
@@ -429,7 +402,7 @@ def test_merge_keeps_unrelated_keys_and_existing_spelling():
     existing = {"logging": {"distributed": "info"},
                 "distributed": {"scheduler": {"allowed_failures": 2, "work-stealing": False},
                                 "nanny": {"pre-spawn-environ": {"MY_VAR": 1}}}}
-    merged, changes = memory.merge_config(existing, {"distributed": {
+    merged, changes = dask_config.merge_config(existing, {"distributed": {
         "scheduler": {"allowed-failures": 9},
         "nanny": {"pre-spawn-environ": {"OMP_NUM_THREADS": 2}},
         "worker": {"memory": {"pause": 0.8}}}})
@@ -446,11 +419,11 @@ def test_merge_keeps_unrelated_keys_and_existing_spelling():
 
 
 def test_merge_of_equal_values_changes_nothing():
-    _, changes = memory.merge_config({"distributed": {"worker": {"memory": {"pause": 0.8}}}},
+    _, changes = dask_config.merge_config({"distributed": {"worker": {"memory": {"pause": 0.8}}}},
                                      {"distributed": {"worker": {"memory": {"pause": 0.80}}}})
     assert changes == []
 
 
 def test_merge_tells_false_from_zero():
-    _, changes = memory.merge_config({"a": 0}, {"a": False})
+    _, changes = dask_config.merge_config({"a": 0}, {"a": False})
     assert [(c.old, c.new) for c in changes] == [(0, False)]

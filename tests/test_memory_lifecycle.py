@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from dasklaunch.memory import list_profiles, load_profile
+from dasklaunch.profiles.load import list_profiles, load_profile
 
 pytestmark = pytest.mark.lifecycle
 FAST = ["--dashboard-address", ":0", "--timeout", "90", "--local-tasks", "1"]

@@ -1,15 +1,11 @@
 import pytest
 
-from dasklaunch.allocation import Allocation
+from dasklaunch.domain.allocation import Allocation
+from dasklaunch.domain.commands import scheduler_command, worker_command
+from dasklaunch.domain.plan import expected_workers, plan_workers
+from dasklaunch.domain.settings import UpOptions
+from dasklaunch.domain.units import parse_bytes
 from dasklaunch.errors import UsageError
-from dasklaunch.plan import (
-    expected_workers,
-    parse_bytes,
-    plan_workers,
-    scheduler_command,
-    worker_command,
-)
-from dasklaunch.settings import UpOptions
 
 GiB = 2**30
 
@@ -84,7 +80,7 @@ def test_scheduler_command():
     assert scheduler_command(opts, "/s/scheduler.json", local=False, python="py") == [
         "py", "-m", "distributed.cli.dask_scheduler", "--scheduler-file", "/s/scheduler.json",
         "--port", "0", "--dashboard-address", "8787", "--preload",
-        "dasklaunch.scheduler_plugin", "--interface", "ib0",
+        "dasklaunch.runtime.scheduler_plugin", "--interface", "ib0",
         "--idle-timeout", "1h"]
     local = scheduler_command(UpOptions(), "/f", local=True, python="py")
     assert local[-2:] == ["--host", "127.0.0.1"]
@@ -109,7 +105,11 @@ def test_options_round_trip_through_the_record():
 
 
 def test_start_method_env():
-    from dasklaunch.plan import PRE_SPAWN_ENVIRON, START_METHOD_VARIABLE, start_method_env
+    from dasklaunch.domain.commands import (
+        PRE_SPAWN_ENVIRON,
+        START_METHOD_VARIABLE,
+        start_method_env,
+    )
 
     assert start_method_env(None, {}) == {}
     assert start_method_env("spawn", {}) == {START_METHOD_VARIABLE: "spawn"}

@@ -14,8 +14,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from dasklaunch import memory
-from dasklaunch.cli import app
+from dasklaunch.cli.app import app
+from dasklaunch.profiles import load
 
 EXPECTED = Path(__file__).parent / "expected" / "profiles"
 DISTRIBUTED = f"distributed {version('distributed')}"
@@ -58,7 +58,7 @@ def test_list_shows_every_shipped_profile_with_its_description():
     result = run("list")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    for entry in memory.list_profiles():
+    for entry in load.list_profiles():
         assert any(line.split()[0] == entry.name and line.endswith(entry.description)
                    for line in lines), entry.name
     assert result.stderr == ""
@@ -84,7 +84,7 @@ def test_show_prints_the_job_config(name):
 def test_check_a_name_and_a_file(tmp_path):
     result = run("check", "seed")
     assert result.exit_code == 0, result.output
-    assert result.stdout == f"ok: profile seed ({memory.load_profile('seed').source}) is valid\n"
+    assert result.stdout == f"ok: profile seed ({load.load_profile('seed').source}) is valid\n"
     path = write(tmp_path / "mine.yaml", """\
         description: sizes written three ways
         dasklaunch: {memory-limit: 12 GB}
@@ -253,7 +253,7 @@ def test_write_creates_the_user_config_by_default(sandbox):
     assert result.exit_code == 0, result.output
     path = user_config(sandbox)
     assert yaml.safe_load(path.read_text()) == {
-        "distributed": memory.load_profile("seed").distributed}
+        "distributed": load.load_profile("seed").distributed}
     assert result.stdout.splitlines() == [
         f"--- {path}", f"+++ {path} (profile seed)",
         "+distributed.worker.memory.target: false", "+distributed.worker.memory.spill: false",
@@ -441,7 +441,7 @@ def test_profile_commands_do_not_import_distributed(tmp_path):
     code = textwrap.dedent(f"""
         import sys
         from typer.testing import CliRunner
-        from dasklaunch.cli import app
+        from dasklaunch.cli.app import app
         runner = CliRunner()
         for args in (["list"], ["show", "seed"], ["check", "large-scale"],
                      ["write", "seed", "--dest", {str(tmp_path / "d.yaml")!r}]):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from dasklaunch import render
+from dasklaunch.domain import render
 
 EXPECTED = Path(__file__).parent / "expected"
 

@@ -6,7 +6,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from dasklaunch import schedfile
+from dasklaunch.runtime import schedfile
 
 
 @pytest.fixture

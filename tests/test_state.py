@@ -1,10 +1,13 @@
+import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
 from dasklaunch.errors import BusyError, StateDirError
-from dasklaunch.state import StateDir, default_state_dir
+from dasklaunch.runtime.record import ClusterRecord
+from dasklaunch.runtime.state import StateDir, default_state_dir
 
 
 def test_default_state_dir_order():
@@ -27,8 +30,8 @@ def test_record_round_trip_and_damage(tmp_path):
     state = StateDir(tmp_path / "job")
     state.create()
     assert state.read_record() is None
-    state.write_record({"job_id": "1"})
-    assert state.read_record()["job_id"] == "1"
+    state.write_record(ClusterRecord(job_id="1", backend="local"))
+    assert state.read_record().job_id == "1"
     state.record_file.write_text('{"job_id": ')
     with pytest.raises(StateDirError, match="damaged"):
         state.read_record()
@@ -75,3 +78,20 @@ def test_lock_is_exclusive(tmp_path):
         pass
     with state.lock("down"):
         pass
+
+
+def test_a_record_written_by_dasklaunch_0_1_still_loads(tmp_path):
+    """state.json as `dasklaunch up` 0.1 wrote it (before the record was typed)."""
+    state = StateDir(tmp_path / "job")
+    state.create()
+    old = (Path(__file__).parent / "expected" / "state-0.1.json").read_text()
+    state.record_file.write_text(old)
+    record = state.read_record()
+    assert record.backend == "local" and record.status == "up"
+    assert record.scheduler.role == "scheduler" and record.scheduler.pgid
+    assert [p.role for p in record.pools] == ["workers"]
+    assert record.options.profile == "seed" and record.options.nworkers == 1
+    assert record.client_env["DASK_CONFIG"].endswith("/dask")
+    # written back, it keeps the same keys (tools that read state.json keep working)
+    state.write_record(record)
+    assert set(json.loads(old)) <= set(json.loads(state.record_file.read_text()))

@@ -211,7 +211,7 @@ def test_lifetime_is_passed_to_the_workers(local_runner):
 
 
 def test_parse_end_time():
-    from dasklaunch.supervise import parse_end_time
+    from dasklaunch.slurm.commands import parse_end_time
 
     assert parse_end_time("N/A") is None and parse_end_time("Unknown") is None
     assert parse_end_time("2026-11-26T18:30:00") > 0
@@ -220,9 +220,9 @@ def test_parse_end_time():
 def test_walltime_margin_brings_the_cluster_down(local_runner, monkeypatch):
     local_runner("up", *FAST, check=True)
     # the local backend has no walltime: emulate one through the supervisor's own API
-    from dasklaunch.report import Reporter
-    from dasklaunch.state import StateDir
-    from dasklaunch.supervise import SuperviseOptions, Supervisor
+    from dasklaunch.ops.supervise import SuperviseOptions, Supervisor
+    from dasklaunch.runtime.report import Reporter
+    from dasklaunch.runtime.state import StateDir
 
     sup = Supervisor(StateDir(local_runner.state_dir),
                      SuperviseOptions(walltime_margin=60, interval=0.2), Reporter(quiet=True))

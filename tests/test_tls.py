@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from dasklaunch.state import StateDir
-from dasklaunch.tls import TLSFiles, create
+from dasklaunch.runtime.state import StateDir
+from dasklaunch.runtime.tls import TLSFiles, create
 
 
 def test_material_is_owner_only_and_the_ca_key_is_never_written(tmp_path):

@@ -1,46 +1,20 @@
-"""The Launcher interface and the step record both backends share."""
+"""The Launcher interface: how a step (the scheduler, or a pool of workers) is started, watched
+and stopped. The cluster logic (ops/) sees only this interface."""
 
 from __future__ import annotations
 
+import os
 import time
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
-from .. import proc
-
-
-@dataclass
-class Step:
-    """One launched unit: the scheduler, or one generation of a worker pool."""
-
-    role: str                 # "scheduler" or "workers"
-    name: str                 # unique: the Slurm step name, also used for log names
-    placement: str            # "first-node" | "here" | "tasks" | "per-node"
-    ntasks: int
-    nnodes: int
-    command: list[str]        # the dask command each task runs
-    argv: list[str] = field(default_factory=list)  # what was actually executed (srun ... cmd)
-    log: str = ""
-    env: dict[str, str] = field(default_factory=dict)  # extra environment for the tasks
-    started: float = 0.0
-    leader: dict | None = None        # ProcessId of srun / the first local task
-    pgid: int | None = None
-    task_pids: list[int] = field(default_factory=list)
-    step_id: str | None = None        # JOB.STEP under Slurm, once known
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Step:
-        return cls(**data)
-
-    @property
-    def leader_id(self) -> proc.ProcessId | None:
-        return proc.ProcessId.from_dict(self.leader) if self.leader else None
+from ..runtime import proc
+from ..runtime.record import Step
 
 
 class Launcher(ABC):
+    """One backend. Everything it needs (job id, the first node) is given at construction."""
+
     backend: str
 
     def __init__(self, job_id: str):
@@ -50,9 +24,15 @@ class Launcher(ABC):
     def argv(self, step: Step) -> list[str]:
         """The full command line for `step` (pure: used for --dry-run and for launching)."""
 
-    @abstractmethod
     def start(self, step: Step) -> Step:
-        """Launch `step` detached; fill in pids. Returns the same step."""
+        """Launch `step` detached, leading its own process group; fill in pids."""
+        step.argv = self.argv(step)
+        step.started = time.time()
+        child = proc.spawn(step.argv, log=Path(step.log), env={**os.environ, **step.env})
+        step.pgid = child.pid
+        step.leader = proc.identify(child.pid).to_dict()
+        step.task_pids = [child.pid]
+        return step
 
     @abstractmethod
     def running(self, step: Step) -> bool:
@@ -71,6 +51,11 @@ class Launcher(ABC):
         leader = step.leader_id.pid if step.leader_id else "?"
         return f"pid {leader}"
 
+    def current_nodes(self) -> list[str] | None:
+        """The nodes the job has now, when they can shrink (Slurm's --no-kill); None: as
+        recorded."""
+        return None
+
     def stop(self, step: Step, grace: float = 10.0, hard: bool = False) -> str:
         """Stop a step: graceful signal, wait up to `grace`, then kill. Returns how it ended."""
         if not self.running(step):
@@ -83,10 +68,3 @@ class Launcher(ABC):
         if proc.wait_until(lambda: not self.running(step), 15.0, interval=0.1):
             return "killed"
         return "still running after SIGKILL"
-
-    def wait_started(self, step: Step) -> None:  # noqa: B027 - optional hook
-        """Called after start; a backend may resolve ids it could not know at once."""
-
-
-def now() -> float:
-    return time.time()

@@ -1,21 +1,20 @@
 """The local backend: the same steps as under Slurm, run on this machine.
 
-`dasklaunch.localstep` stands in for srun: it runs N tasks with SLURM_* set, in one new process
-group whose id is recorded, so stopping a step is one killpg, like scancel.
+`dasklaunch.launch.localstep` stands in for srun: it runs N tasks with SLURM_* set, in one new
+process group whose id is recorded, so stopping a step is one killpg, like scancel.
 """
 
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
 
-from .. import proc
-from .base import Launcher, Step, now
+from ..runtime import proc
+from ..runtime.record import Step
+from .base import Launcher
 
 
 def localstep_argv(step: Step, python: str = sys.executable) -> list[str]:
-    return [python, "-m", "dasklaunch.localstep", f"--ntasks={step.ntasks}",
+    return [python, "-m", "dasklaunch.launch.localstep", f"--ntasks={step.ntasks}",
             f"--job-name={step.name}", "--", *step.command]
 
 
@@ -26,17 +25,6 @@ class LocalLauncher(Launcher):
         if step.role == "scheduler":
             return list(step.command)
         return localstep_argv(step)
-
-    def start(self, step: Step) -> Step:
-        step.argv = self.argv(step)
-        step.started = now()
-        env = dict(os.environ)
-        env.update(step.env)
-        child = proc.spawn(step.argv, log=Path(step.log), env=env)
-        step.pgid = child.pid
-        step.leader = proc.identify(child.pid).to_dict()
-        step.task_pids = [child.pid]
-        return step
 
     def running(self, step: Step) -> bool:
         if step.pgid is None:

@@ -1,0 +1,127 @@
+"""`dasklaunch batch`: an sbatch job around a command."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from dataclasses import fields
+from typing import Annotated, Optional
+
+import typer
+
+from ..domain import sbatch
+from ..domain.settings import UpOptions
+from ..errors import UsageError
+
+# ---------------------------------------------------------------------------------------- batch
+
+def batch_command(
+    ctx: typer.Context,
+    nodes: Annotated[Optional[str], typer.Option(
+        help="Nodes for the job: N or MIN-MAX (sbatch --nodes).")] = None,
+    ntasks_per_node: Annotated[Optional[int], typer.Option(
+        help="Slurm tasks per node; `up` starts one worker per task by default.")] = None,
+    time_limit: Annotated[Optional[str], typer.Option(
+        "--time", help="Walltime: minutes, HH:MM:SS or D-HH:MM:SS (sbatch --time).")] = None,
+    partition: Annotated[Optional[str], typer.Option(help="sbatch --partition.")] = None,
+    account: Annotated[Optional[str], typer.Option(help="sbatch --account.")] = None,
+    qos: Annotated[Optional[str], typer.Option(help="sbatch --qos.")] = None,
+    constraint: Annotated[Optional[str], typer.Option(help="sbatch --constraint.")] = None,
+    job_name: Annotated[str, typer.Option(help="sbatch --job-name.")] = sbatch.DEFAULT_JOB_NAME,
+    output: Annotated[Optional[str], typer.Option(
+        help="The job's output file, %j for the job id [default: Slurm's slurm-%j.out].")] = None,
+    sbatch_arg: Annotated[Optional[list[str]], typer.Option(
+        "--sbatch-arg", help="Any other sbatch option, as one word: --sbatch-arg=--mem=8G "
+                             "(repeatable).")] = None,
+    walltime_margin: Annotated[int, typer.Option(
+        help="Seconds before the walltime at which Slurm sends SIGTERM to the script, which "
+             "then stops the command and brings the cluster down.")] = sbatch.DEFAULT_MARGIN,
+    prologue: Annotated[Optional[list[str]], typer.Option(
+        "--prologue", help="A shell line to run first, e.g. 'module load python' (repeatable) "
+                           "[default: jobqueue.slurm.job-script-prologue from the Dask "
+                           "config].")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the script instead of submitting it.")] = False,
+) -> None:
+    """Submit an sbatch job that brings a cluster up, runs COMMAND, and brings it down.
+
+    dasklaunch batch [BATCH OPTIONS] [UP OPTIONS] -- COMMAND [ARGS]...
+
+    Options that are not batch options go, unchanged, to `dasklaunch up` inside the job (see
+    `dasklaunch up --help`); nothing after -- is read as an option. COMMAND runs with the
+    cluster's environment (SCHEDULER_FILE, DASK_SCHEDULER_ADDRESS, ...). The cluster is brought
+    down when COMMAND ends, on scancel, and --walltime-margin seconds before the walltime; the
+    job exits with COMMAND's exit code.
+    Prints the job id (the script, with --dry-run).
+    """
+    from ..ops import batch
+
+    up_args, command, state_dir = split_up_args(ctx, list(ctx.args))
+    spec = sbatch.BatchSpec(
+        command=tuple(command), dasklaunch=batch.installed_command(), up_args=tuple(up_args),
+        nodes=nodes, ntasks_per_node=ntasks_per_node, time=time_limit, partition=partition,
+        account=account, qos=qos, constraint=constraint, job_name=job_name, output=output,
+        sbatch_args=tuple(sbatch_arg or ()), walltime_margin=walltime_margin,
+        state_dir=state_dir, **batch.prologue_defaults(prologue))
+    text = sbatch.render(spec)
+    if dry_run:
+        sys.stdout.write(text)
+        return
+    job_id = batch.submit(text)
+    print(job_id)
+    print(f"submitted batch job {job_id}", file=sys.stderr)
+    print(f"cluster logs: dasklaunch logs --state-dir "
+          f"{shlex.quote(str(batch.job_state_dir(job_id, state_dir)))}", file=sys.stderr)
+
+
+def split_up_args(ctx: typer.Context, args: list[str]) -> tuple[list[str], list[str], str | None]:
+    """Split what batch did not parse into `up` options and COMMAND; check the options.
+
+    The click parser drops `--`, so `up`'s own parser finds the boundary: with interspersed
+    arguments off it stops at COMMAND's first word. Returns (up args, command, the state dir
+    when given as --state-dir)."""
+    up_command = ctx.find_root().command.get_command(ctx, "up")
+    try:
+        up_ctx = up_command.make_context("up", list(args), allow_interspersed_args=False,
+                                         allow_extra_args=True)
+    except Exception as err:
+        # typer vendors its own click, so its exceptions are recognised by shape, not by class
+        if not hasattr(err, "format_message"):
+            raise
+        raise UsageError(_parse_error(err, ctx, up_command)) from None
+    command = list(up_ctx.args)
+    up_args = args[:len(args) - len(command)]
+    if up_args[-1:] == ["--"]:
+        up_args.pop()
+    if not command:
+        raise UsageError("no command to run: dasklaunch batch [OPTIONS] -- COMMAND [ARGS]...")
+    from ..ops.batch import check_up_options
+
+    check_up_options(up_options(up_ctx.params))
+    source = up_ctx.get_parameter_source("state_dir")
+    given = source is not None and source.name == "COMMANDLINE"
+    state_dir = str(up_ctx.params["state_dir"]) if given else None
+    return up_args, command, state_dir
+
+
+def _parse_error(err: Exception, ctx: typer.Context, up_command) -> str:
+    name = getattr(err, "option_name", None)
+    if type(err).__name__ != "NoSuchOption" or not name:
+        return " ".join(err.format_message().split())
+    import difflib
+
+    known = sorted({opt for command in (ctx.command, up_command) for param in command.params
+                    for opt in (*param.opts, *param.secondary_opts) if opt.startswith("--")})
+    close = difflib.get_close_matches(name, known, n=3)
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    return (f"unknown option {name}{hint}; before --, give batch options and `dasklaunch up` "
+            f"options")
+
+
+def up_options(params: dict) -> UpOptions:
+    """`up`'s parsed parameters as UpOptions (the repeatable options are lists there)."""
+    known = {f.name for f in fields(UpOptions)}
+    values = {key: value for key, value in params.items() if key in known}
+    values["worker_args"] = tuple(params.get("worker_arg") or ())
+    values["scheduler_args"] = tuple(params.get("scheduler_arg") or ())
+    return UpOptions(**values)

@@ -1,0 +1,301 @@
+"""The cluster commands: up, status, restart-workers, down, env, supervise, scale-out.
+
+Each parses its options and calls one function of ops/; nothing here imports distributed."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Optional
+
+import typer
+
+from .options import JsonOpt, StateDirOpt, TimeoutOpt
+
+app = typer.Typer()  # the commands below are registered on the root app by register()
+
+
+def _print_json(data: dict) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True))
+
+
+@app.command()
+def up(
+    ctx: typer.Context,
+    state_dir: StateDirOpt = None,
+    backend: Annotated[str, typer.Option(help="auto (Slurm inside an allocation, else local), "
+                                              "slurm or local.")] = "auto",
+    interface: Annotated[Optional[str], typer.Option(
+        "--interface", "-i", help="Network interface for the scheduler and workers (ib0, "
+                                  "ipogif0, ...).")] = None,
+    scheduler_here: Annotated[bool, typer.Option(
+        help="Run the scheduler where `up` runs, not in its own step on the first node.")] = False,
+    per_node: Annotated[Optional[bool], typer.Option(
+        "--per-node/--per-task",
+        help="One worker process per node with all its CPUs as threads, or one per Slurm task "
+             "[default: the profile's layout, else per task].")] = None,
+    profile: Annotated[Optional[str], typer.Option(
+        help="Memory profile (name or YAML file) for this job only: see `dasklaunch profile "
+             "list`.")] = None,
+    nthreads: Annotated[Optional[int], typer.Option(
+        help="Threads per worker process [default: CPUs per task, or per node].")] = None,
+    nworkers: Annotated[int, typer.Option(help="Worker processes per task.")] = 1,
+    memory_limit: Annotated[Optional[str], typer.Option(
+        help="Memory per worker process, e.g. 12GiB [default: the allocation's memory per node "
+             "divided among its workers].")] = None,
+    local_directory: Annotated[Optional[str], typer.Option(
+        help="Node-local scratch for spilling, e.g. /tmp.")] = None,
+    death_timeout: Annotated[float, typer.Option(
+        help="Seconds a worker waits for a scheduler before giving up.")] = 60.0,
+    worker_arg: Annotated[Optional[list[str]], typer.Option(
+        "--worker-arg", help="Extra argument passed to `dask worker` (repeatable).")] = None,
+    scheduler_arg: Annotated[Optional[list[str]], typer.Option(
+        "--scheduler-arg", help="Extra argument passed to `dask scheduler` (repeatable).")] = None,
+    dashboard_address: Annotated[str, typer.Option(
+        help="Dashboard address; a bare port binds to the scheduler's interface only, "
+             "':PORT' to every interface.")] = "8787",
+    tls: Annotated[bool, typer.Option(
+        "--tls/--no-tls", help="Per-job TLS certificates; --no-tls lets anyone who reaches "
+                               "the scheduler run code as you.")] = True,
+    port: Annotated[int, typer.Option(
+        help="Scheduler port [default 0: a free one; clients use the scheduler file].")] = 0,
+    nanny: Annotated[bool, typer.Option(
+        "--nanny/--no-nanny", help="Run workers under a nanny (restarts, memory limits).")] = True,
+    start_method: Annotated[Optional[str], typer.Option(
+        help="How nannies start workers: spawn (Dask's default), fork (faster start-up, see "
+             "README) or forkserver.")] = None,
+    wait_workers: Annotated[str, typer.Option(
+        help="Return when this many workers are connected, or 'all'.")] = "all",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.")] = 120.0,
+    local_tasks: Annotated[Optional[int], typer.Option(
+        help="Local backend: tasks to fake [default: CPUs here].")] = None,
+    lifetime: Annotated[Optional[str], typer.Option(
+        help="Restart each worker after this long (e.g. 1h), so long jobs rotate them.")] = None,
+    lifetime_stagger: Annotated[Optional[str], typer.Option(
+        help="Random spread of --lifetime across workers (e.g. 5m).")] = None,
+    supervise: Annotated[bool, typer.Option(
+        help="Stay in the foreground and bring worker pools back (see `dasklaunch "
+             "supervise`).")] = False,
+    walltime_margin: Annotated[Optional[float], typer.Option(
+        help="With --supervise: bring the cluster down this many seconds before the job "
+             "ends.")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        help="Print every command that would run, run nothing.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Start the scheduler and the workers for this job, and wait until they are ready."""
+    from ..domain.settings import UpOptions
+    from ..ops.up import up as run_up
+
+    opts = UpOptions(
+        backend=backend, interface=interface, scheduler_here=scheduler_here, per_node=per_node,
+        nthreads=nthreads, nworkers=nworkers, memory_limit=memory_limit,
+        local_directory=local_directory, death_timeout=death_timeout,
+        worker_args=tuple(worker_arg or ()), scheduler_args=tuple(scheduler_arg or ()),
+        dashboard_address=dashboard_address, port=port, nanny=nanny, wait_workers=wait_workers,
+        timeout=timeout, local_tasks=local_tasks, tls=tls, profile=profile, lifetime=lifetime,
+        lifetime_stagger=lifetime_stagger, start_method=start_method)
+    if lifetime_stagger and not lifetime:
+        from ..errors import UsageError
+
+        raise UsageError("--lifetime-stagger needs --lifetime")
+    from ..profiles.jobqueue import SOURCES
+
+    explicit = {name for name in SOURCES
+                if ctx.get_parameter_source(name if name != "worker_args" else "worker_arg")
+                .name not in ("DEFAULT", "DEFAULT_MAP")}
+    result = run_up(opts, state_dir=state_dir, dry_run=dry_run, explicit=explicit)
+    if as_json:
+        _print_json(result)
+    elif dry_run:
+        print(f"# backend {result['backend']}, job {result['job_id']}, "
+              f"{result['expected_workers']} workers ({result['layout']}, "
+              f"{result['threads_per_worker']} threads each), state dir {result['state_dir']}")
+        print(f"# memory: {result['memory']}")
+        for name, origin in sorted(result.get("sources", {}).items()):
+            if origin != "default":
+                print(f"# {name.replace('_', '-')}: from {origin}")
+        if result["profile"]:
+            print(f"# profile: {result['profile']}")
+        for command in result["commands"]:
+            print(command)
+    else:
+        _print_up(result)
+    if supervise and not dry_run:
+        from ..ops.supervise import SuperviseOptions
+        from ..ops.supervise import supervise as run_supervisor
+
+        raise typer.Exit(run_supervisor(result["state_dir"],
+                                        SuperviseOptions(walltime_margin=walltime_margin)))
+
+
+def _print_up(result: dict) -> None:
+    sched = result["scheduler"]
+    print(f"scheduler  {sched['address']}")
+    if sched.get("dashboard"):
+        print(f"dashboard  {sched['dashboard']}  (no authentication: keep it tunnelled)")
+    if result.get("tunnel"):
+        print(f"tunnel     {result['tunnel']}")
+    print(f"workers    {result['workers']['expected']}")
+    print(f"env file   {result['env_file']}")
+    print('use it     source "$(dasklaunch env --path)"   # sets SCHEDULER_FILE and friends')
+
+
+@app.command()
+def status(state_dir: StateDirOpt = None, as_json: JsonOpt = False) -> None:
+    """Show the scheduler, the workers connected vs expected, and each worker pool.
+
+    Exits 0 when the scheduler is alive, 1 otherwise."""
+    from ..ops.status import status as run_status
+
+    result = run_status(state_dir)
+    if as_json:
+        _print_json(result)
+    else:
+        sched, workers = result["scheduler"], result["workers"]
+        alive = "alive" if sched["alive"] else "GONE"
+        print(f"job        {result['job_id']} ({result['backend']}), state dir "
+              f"{result['state_dir']}")
+        print(f"scheduler  {alive}  {sched['address'] or '-'}  {sched['where'] or ''}")
+        if sched["dashboard"] and sched["alive"]:
+            print(f"dashboard  {sched['dashboard']}")
+        memory = ", ".join(_human(m) for m in workers["memory_per_worker"]) or "-"
+        print(f"workers    {workers['connected']}/{workers['expected']} connected, "
+              f"{workers['threads']} threads, memory per worker {memory}")
+        if workers.get("memory_sizing"):
+            print(f"memory     {workers['memory_sizing']}")
+        print(f"memory use highest {workers['highest_memory_use']:.0%} of a worker's limit, "
+              f"{workers['paused']} paused, {workers['memory_restarts']} restarted for memory")
+        if result.get("profile"):
+            print(f"profile    {result['profile']}")
+        for host, count in result["hosts"].items():
+            print(f"  {host:<24} {count} workers")
+        for pool in result["pools"]:
+            print(f"pool       {pool['name']}: {pool['state']} ({pool['where']})")
+        print(f"restarts   {result['restarts']}"
+              + (f" (last: {result['last_restart']['reason']})" if result["last_restart"]
+                 else ""))
+        for job in result["scale_out"]:
+            print(f"scale-out  job {job['job_id']} ({job['name']}): {job['state']}")
+        sup = result["supervisor"]
+        if sup:
+            state = "attached" if sup["attached"] else "not running"
+            print(f"supervisor {state}, {sup['restarts']} restarts"
+                  + (f", last reason: {sup['last_reason']}" if sup["last_reason"] else ""))
+    if not result["scheduler"]["alive"]:
+        raise typer.Exit(1)
+
+
+@app.command("scale-out")
+def scale_out_command(
+    jobs: Annotated[int, typer.Option("--jobs", help="How many extra worker-only jobs this "
+                                                    "cluster should have (0 cancels them).")],
+    state_dir: StateDirOpt = None,
+    cores: Annotated[Optional[int], typer.Option(
+        help="CPUs per job [default: per node of this allocation].")] = None,
+    memory: Annotated[Optional[str], typer.Option(
+        help="Memory per job, e.g. 16GiB [default: per node of this allocation].")] = None,
+    processes: Annotated[int, typer.Option(help="Worker processes per job.")] = 1,
+    walltime: Annotated[Optional[str], typer.Option(help="Time limit per job.")] = None,
+    job_option: Annotated[Optional[list[str]], typer.Option(
+        "--job-option", help="Extra #SBATCH option, e.g. --qos=debug (repeatable).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add (or remove) worker-only Slurm jobs whose workers join this job's scheduler.
+
+    The job scripts come from dask-jobqueue's SLURMJob; `status` lists the jobs and `down`
+    cancels them."""
+    from ..ops.scale_out import scale_out
+
+    result = scale_out(state_dir, jobs, cores=cores, memory=memory, processes=processes,
+                       walltime=walltime, job_options=job_option or [])
+    if as_json:
+        _print_json(result)
+    else:
+        for job in result["jobs"]:
+            print(f"job {job['job_id']} ({job['name']}): {job['state']}")
+
+
+@app.command("supervise")
+def supervise_command(
+    state_dir: StateDirOpt = None,
+    min_workers: Annotated[Optional[int], typer.Option(
+        help="Relaunch when fewer workers stay connected [default: all expected].")] = None,
+    grace: Annotated[float, typer.Option(
+        help="Seconds below --min-workers before relaunching.")] = 30.0,
+    max_restarts: Annotated[int, typer.Option(help="Give up after this many restarts.")] = 5,
+    backoff: Annotated[float, typer.Option(
+        help="Seconds to wait after a relaunch that did not hold; doubles each time.")] = 5.0,
+    interval: Annotated[float, typer.Option(help="Seconds between checks.")] = 2.0,
+    restart_scheduler: Annotated[bool, typer.Option(
+        help="When the scheduler dies, restart the whole cluster (clients must "
+             "reconnect).")] = False,
+    walltime_margin: Annotated[Optional[float], typer.Option(
+        help="Bring the cluster down this many seconds before the job ends.")] = None,
+) -> None:
+    """Watch the running cluster in the foreground and bring worker pools back.
+
+    Exits 0 on SIGTERM/Ctrl-C (the cluster keeps running) or after `down`, 1 when it gives up
+    or the scheduler is gone."""
+    from ..ops.supervise import SuperviseOptions, supervise
+
+    opts = SuperviseOptions(min_workers=min_workers, grace=grace, max_restarts=max_restarts,
+                            backoff=backoff, interval=interval,
+                            restart_scheduler=restart_scheduler, walltime_margin=walltime_margin)
+    raise typer.Exit(supervise(state_dir, opts))
+
+
+def _human(n: int) -> str:
+    from ..domain.units import format_bytes
+
+    return format_bytes(int(n)) if n else "unlimited"
+
+
+@app.command("restart-workers")
+def restart_workers(
+    state_dir: StateDirOpt = None,
+    hard: Annotated[bool, typer.Option(help="Kill the pool at once, no graceful stop.")] = False,
+    timeout: TimeoutOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Relaunch the worker pool (after OOM or when half dead); the scheduler keeps its state."""
+    from ..ops.restart import restart_workers as run_restart
+
+    result = run_restart(state_dir, hard=hard, timeout=timeout)
+    if as_json:
+        _print_json(result)
+    else:
+        print(f"workers    {result['workers']} connected to {result['address']} "
+              f"(pool generation {result['generation']})")
+
+
+@app.command()
+def down(
+    state_dir: StateDirOpt = None,
+    workers_only: Annotated[bool, typer.Option(
+        help="Stop only the workers; the scheduler and its state stay.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Stop the workers and the scheduler (graceful, then hard). Logs are kept. Idempotent."""
+    from ..ops.down import down as run_down
+
+    result = run_down(state_dir, workers_only=workers_only)
+    if as_json:
+        _print_json(result)
+
+
+@app.command()
+def env(
+    state_dir: StateDirOpt = None,
+    path: Annotated[bool, typer.Option("--path", help="Print only the env file's path.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="sh or json.")] = "sh",
+) -> None:
+    """Print the job's environment for batch scripts: eval "$(dasklaunch env)"."""
+    from ..ops.env import show_env
+
+    show_env(state_dir, path, fmt)
+
+
+
+def register(root: typer.Typer) -> None:
+    """Put these commands on the root app, in the order `dasklaunch --help` lists them."""
+    root.registered_commands.extend(app.registered_commands)

@@ -1,0 +1,48 @@
+"""`dasklaunch logs`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import suppress
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import UsageError
+from .options import StateDirOpt
+
+LOG_KINDS = ("scheduler", "workers", "all")
+
+
+def _complete_kinds() -> list[str]:
+    return list(LOG_KINDS)
+
+
+def logs_command(
+    which: Annotated[str, typer.Argument(
+        metavar="[scheduler|workers|all]", autocompletion=_complete_kinds,
+        help="Whose logs: the scheduler's, the current worker pools', or both.")] = "all",
+    follow: Annotated[bool, typer.Option(
+        "--follow", "-f", help="Keep printing new lines (and new logs after restart-workers) "
+                               "until Ctrl-C.")] = False,
+    lines: Annotated[Optional[int], typer.Option(
+        "--lines", "-n", help="Print only the last N lines of each log [default: all].")] = None,
+    state_dir: StateDirOpt = None,
+) -> None:
+    """Show the scheduler and worker logs of this job (kept after `down`)."""
+    if which not in LOG_KINDS:
+        raise UsageError(f"logs takes scheduler, workers or all, not {which!r}")
+    if lines is not None and lines < 0:
+        raise UsageError(f"--lines must not be negative, not {lines}")
+    from ..ops.logs import show_logs
+
+    try:
+        show_logs(state_dir, which, lines, follow)
+    except BrokenPipeError:
+        # The reader (head, less) is gone: stop quietly, and keep Python's exit-time flush of
+        # stdout from failing on the closed pipe.
+        with suppress(OSError, ValueError, AttributeError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except KeyboardInterrupt:
+        pass  # the way to end --follow

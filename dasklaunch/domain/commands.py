@@ -1,0 +1,75 @@
+"""Pure builders of the `dask scheduler` / `dask worker` command lines and their environment."""
+
+from __future__ import annotations
+
+import sys
+
+from ..errors import UsageError
+from .plan import WorkerPlan
+from .settings import START_METHODS, UpOptions
+
+LOCAL_HOST = "127.0.0.1"
+SCHEDULER_PRELOAD = "dasklaunch.runtime.scheduler_plugin"
+
+
+def _network(opts: UpOptions, local: bool) -> list[str]:
+    if opts.interface:
+        return ["--interface", opts.interface]
+    # A laptop cluster should not listen on every network the machine is on.
+    return ["--host", LOCAL_HOST] if local else []
+
+
+def scheduler_command(opts: UpOptions, scheduler_file: str, *, local: bool,
+                      tls_args: list[str] | tuple[str, ...] = (),
+                      python: str = sys.executable) -> list[str]:
+    argv = [python, "-m", "distributed.cli.dask_scheduler", "--scheduler-file", scheduler_file,
+            "--port", str(opts.port), "--dashboard-address", opts.dashboard_address,
+            "--preload", SCHEDULER_PRELOAD]
+    argv += _network(opts, local)
+    argv += list(tls_args)
+    argv += list(opts.scheduler_args)
+    return argv
+
+
+# distributed.nanny.pre-spawn-environ's defaults. The nanny sets them in its own process just
+# before it starts a worker; a forked worker inherits a process whose libraries (malloc,
+# OpenMP, BLAS) already read the old values, so with fork/forkserver they must be in the
+# environment the nanny itself starts with, as distributed's docs advise.
+PRE_SPAWN_ENVIRON = {"MALLOC_TRIM_THRESHOLD_": "65536", "OMP_NUM_THREADS": "1",
+                     "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+START_METHOD_VARIABLE = "DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD"
+
+
+def start_method_env(method: str | None, inherited: dict[str, str]) -> dict[str, str]:
+    """Variables for the worker step that make the nanny start workers with `method`.
+    `inherited` is the environment the step gets anyway: what the user set there wins."""
+    if method is None:
+        return {}
+    if method not in START_METHODS:
+        raise UsageError(f"--start-method must be one of {', '.join(START_METHODS)}, "
+                         f"not {method!r}")
+    env = {START_METHOD_VARIABLE: method}
+    if method != "spawn":
+        env.update({k: v for k, v in PRE_SPAWN_ENVIRON.items() if k not in inherited})
+    return env
+
+
+def worker_command(opts: UpOptions, plan: WorkerPlan, scheduler_file: str, *, local: bool,
+                   tls_args: list[str] | tuple[str, ...] = (),
+                   python: str = sys.executable) -> list[str]:
+    argv = [python, "-m", "distributed.cli.dask_worker", "--scheduler-file", scheduler_file,
+            "--nthreads", str(plan.nthreads), "--nworkers", str(plan.nworkers),
+            "--memory-limit", plan.memory_limit, "--death-timeout", f"{opts.death_timeout:g}"]
+    argv += _network(opts, local)
+    argv += list(tls_args)
+    if opts.local_directory:
+        argv += ["--local-directory", opts.local_directory]
+    if not opts.nanny:
+        argv.append("--no-nanny")
+    if opts.lifetime:
+        # --lifetime-restart: the nanny starts a fresh worker, so the pool rotates, not shrinks
+        argv += ["--lifetime", opts.lifetime, "--lifetime-restart"]
+        if opts.lifetime_stagger:
+            argv += ["--lifetime-stagger", opts.lifetime_stagger]
+    argv += list(opts.worker_args)
+    return argv

@@ -1,0 +1,204 @@
+"""`dasklaunch batch`'s sbatch script: a pure renderer over templates/sbatch.sh.
+
+The script brings the cluster up with the given `up` options, sources the env file, runs the
+command, and brings the cluster down on every way out, including the SIGTERM that
+`--signal=B:TERM@MARGIN` makes Slurm send to the batch shell before the walltime.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+
+from ..errors import UsageError
+from .resources import template
+
+DEFAULT_JOB_NAME = "dasklaunch"
+DEFAULT_MARGIN = 60
+# sbatch keeps sig_time in 16 bits
+MAX_MARGIN = 65535
+
+# The sbatch options that `batch` has a flag of its own for, short forms included: given again
+# through --sbatch-arg they would silently override (or be overridden by) that flag.
+OWN_OPTIONS = {
+    "--nodes": "--nodes", "-N": "--nodes",
+    "--ntasks-per-node": "--ntasks-per-node",
+    "--time": "--time", "-t": "--time",
+    "--partition": "--partition", "-p": "--partition",
+    "--account": "--account", "-A": "--account",
+    "--qos": "--qos", "-q": "--qos",
+    "--constraint": "--constraint", "-C": "--constraint",
+    "--job-name": "--job-name", "-J": "--job-name",
+    "--output": "--output", "-o": "--output",
+    "--signal": "--walltime-margin",
+}
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    """Everything the script depends on; `render` turns it into text and nothing else."""
+
+    command: tuple[str, ...]
+    dasklaunch: tuple[str, ...]
+    up_args: tuple[str, ...] = ()
+    nodes: str | None = None
+    ntasks_per_node: int | None = None
+    time: str | None = None
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    job_name: str = DEFAULT_JOB_NAME
+    output: str | None = None
+    sbatch_args: tuple[str, ...] = ()
+    walltime_margin: int = DEFAULT_MARGIN
+    state_dir: str | None = None
+    prologue: tuple[str, ...] = ()   # shell lines run first (module load, conda activate, ...)
+    prologue_source: str = "--prologue"
+
+
+# ----------------------------------------------------------------------------------- validation
+
+_NODES = re.compile(r"[1-9][0-9]*(-[1-9][0-9]*)?")
+_TIME = re.compile(r"(?:(?P<days>\d+)-(?P<dh>\d+)(?::(?P<dm>\d+)(?::(?P<ds>\d+))?)?"
+                   r"|(?P<a>\d+)(?::(?P<b>\d+)(?::(?P<c>\d+))?)?)")
+
+
+def slurm_time_seconds(text: str) -> int | None:
+    """Seconds in a Slurm time limit; None for an unlimited one. UsageError if malformed.
+
+    Slurm reads "M", "M:S", "H:M:S", "D-H", "D-H:M" and "D-H:M:S"; 0 means no limit."""
+    value = text.strip()
+    if value.lower() in ("unlimited", "infinite"):
+        return None
+    match = _TIME.fullmatch(value)
+    if not match:
+        raise UsageError(f"--time {text!r} is not a Slurm time limit (minutes, MM:SS, HH:MM:SS, "
+                         f"D-HH, D-HH:MM or D-HH:MM:SS)")
+    if match["days"] is not None:
+        days, hours, minutes, seconds = (int(match[k] or 0) for k in ("days", "dh", "dm", "ds"))
+    else:
+        given = [int(match[k]) for k in ("a", "b", "c") if match[k] is not None]
+        days = 0
+        hours, minutes, seconds = {1: (0, given[0], 0), 2: (0, *given), 3: tuple(given)}[len(given)]
+    total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    return total or None
+
+
+def _check(spec: BatchSpec) -> None:
+    if not spec.command:
+        raise UsageError("no command to run: dasklaunch batch [OPTIONS] -- COMMAND [ARGS]...")
+    if not spec.dasklaunch:
+        raise UsageError("no dasklaunch command for the job to run")
+    named = {"--nodes": spec.nodes, "--time": spec.time, "--partition": spec.partition,
+             "--account": spec.account, "--qos": spec.qos, "--constraint": spec.constraint,
+             "--job-name": spec.job_name, "--output": spec.output, "--state-dir": spec.state_dir}
+    for flag, value in named.items():
+        if value is None:
+            continue
+        if not value.strip():
+            raise UsageError(f"{flag} must not be empty")
+        if "\n" in value or "\r" in value:
+            raise UsageError(f"{flag} must not contain a line break")
+    for arg in spec.sbatch_args:
+        _sbatch_arg_line(arg)
+    if spec.nodes is not None and not _NODES.fullmatch(spec.nodes):
+        raise UsageError(f"--nodes takes a node count or a range MIN-MAX, not {spec.nodes!r}")
+    if spec.ntasks_per_node is not None and spec.ntasks_per_node < 1:
+        raise UsageError(f"--ntasks-per-node must be at least 1, not {spec.ntasks_per_node}")
+    if not 1 <= spec.walltime_margin <= MAX_MARGIN:
+        raise UsageError(f"--walltime-margin must be between 1 and {MAX_MARGIN} seconds, "
+                         f"not {spec.walltime_margin}")
+    if spec.time is not None:
+        limit = slurm_time_seconds(spec.time)
+        if limit is not None and spec.walltime_margin >= limit:
+            raise UsageError(f"--walltime-margin {spec.walltime_margin}s leaves no time before "
+                             f"--time {spec.time} ({limit}s) runs out; lower the margin")
+
+
+# -------------------------------------------------------------------------------------- quoting
+
+def sbatch_quote(value: str) -> str:
+    """Quote a value for an `#SBATCH` line.
+
+    sbatch reads those lines with its own tokenizer, not a shell: single and double quotes
+    group, and a backslash escapes the next character even inside single quotes. So shlex's
+    quoting is right once backslashes are doubled; nothing else is special (`$HOME` is not
+    expanded there, an unquoted `#` would start a comment and is quoted by shlex)."""
+    return shlex.quote(value.replace("\\", "\\\\"))
+
+
+def _sbatch_arg_line(arg: str) -> str:
+    """One --sbatch-arg (`--mem=4G`, `--exclusive`, `-w node1`) as the text of an #SBATCH line."""
+    if "\n" in arg or "\r" in arg:
+        raise UsageError(f"--sbatch-arg must not contain a line break: {arg!r}")
+    if arg.startswith("--"):
+        name, sep, value = arg.partition("=")
+    elif arg.startswith("-") and len(arg) >= 2 and arg[1] != "-":
+        name, value = arg[:2], arg[2:].lstrip(" ")
+        sep = ""
+    else:
+        raise UsageError(f"--sbatch-arg takes one sbatch option such as --mem=4G, not {arg!r}")
+    if len(name) < 2 or not re.fullmatch(r"-[A-Za-z]|--[A-Za-z][A-Za-z0-9-]*", name):
+        raise UsageError(f"--sbatch-arg {arg!r}: write the option as --name=value")
+    if name in OWN_OPTIONS:
+        raise UsageError(f"--sbatch-arg {arg!r}: use {OWN_OPTIONS[name]} instead")
+    if sep == "" and value == "":
+        return name
+    return f"{name}{sep}{sbatch_quote(value)}"
+
+
+# ------------------------------------------------------------------------------------ rendering
+
+def directives(spec: BatchSpec) -> list[str]:
+    """The sorted `#SBATCH` lines."""
+    options = {
+        "--account": spec.account, "--constraint": spec.constraint, "--job-name": spec.job_name,
+        "--nodes": spec.nodes,
+        "--ntasks-per-node": None if spec.ntasks_per_node is None else str(spec.ntasks_per_node),
+        "--output": spec.output, "--partition": spec.partition, "--qos": spec.qos,
+        "--signal": f"B:TERM@{spec.walltime_margin}", "--time": spec.time,
+    }
+    lines = [f"{name}={sbatch_quote(value)}" for name, value in options.items()
+             if value is not None]
+    lines += [_sbatch_arg_line(arg) for arg in spec.sbatch_args]
+    return sorted(f"#SBATCH {line}" for line in lines)
+
+
+_PLACEHOLDER = re.compile(r"\{\{([a-z_]+)\}\}")
+
+
+def _fill(text: str, values: dict[str, str]) -> str:
+    """Substitute {{name}}s (the template is a bash script: `$` stays bash's own). A line that
+    is only a placeholder whose value is empty disappears."""
+    out = []
+    for line in text.splitlines(keepends=True):
+        whole = _PLACEHOLDER.fullmatch(line.rstrip("\n"))
+        if whole and values[whole.group(1)] == "":
+            continue
+        out.append(_PLACEHOLDER.sub(lambda m: values[m.group(1)], line))
+    return "".join(out)
+
+
+def _prologue(spec: BatchSpec) -> str:
+    # Shell code on purpose, as in dask-jobqueue's job-script-prologue: not quoted.
+    if not spec.prologue:
+        return ""
+    return "\n".join([f"# prologue, from {spec.prologue_source}", *spec.prologue, ""])
+
+
+def render(spec: BatchSpec) -> str:
+    """The sbatch script for `spec`. Pure: the same spec always gives the same text."""
+    _check(spec)
+    state_dir = ("" if spec.state_dir is None else
+                 f"export DASKLAUNCH_STATE_DIR={shlex.quote(spec.state_dir)}")
+    return _fill(template("sbatch.sh"), {
+        "directives": "\n".join(directives(spec)),
+        "margin": str(spec.walltime_margin),
+        "dasklaunch": shlex.join(spec.dasklaunch),
+        "state_dir": state_dir,
+        "prologue": _prologue(spec),
+        "up_args": "".join(f" {shlex.quote(arg)}" for arg in spec.up_args),
+        "command": shlex.join(spec.command),
+    })

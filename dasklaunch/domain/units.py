@@ -1,0 +1,45 @@
+"""Sizes as users and Slurm write them: parse and format bytes."""
+
+from __future__ import annotations
+
+import re
+
+from ..errors import UsageError
+
+_UNITS = {
+    "": 1, "b": 1,
+    "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
+    "t": 10**12, "tb": 10**12,
+    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+}
+
+
+def parse_bytes(text: str | int | float) -> int:
+    """Parse sizes the way users write them: 12e9, "12 GB", "12GiB", "1.5 TB"."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        value = int(text)
+    else:
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*",
+                             str(text))
+        unit = match.group(2).lower() if match else None
+        if not match or unit not in _UNITS:
+            raise UsageError(f"not a memory size: {text!r} (use e.g. 12GB, 12GiB or 12e9)")
+        value = int(float(match.group(1)) * _UNITS[unit])
+    if value < 0:
+        raise UsageError(f"memory size must not be negative: {text!r}")
+    return value
+
+
+def format_bytes(n: int) -> str:
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n} B"
+
+
+def slurm_megabytes(name: str, value: str) -> int:
+    """A SLURM_MEM_* value in bytes: Slurm's "MB" are mebibytes."""
+    value = value.strip()
+    if not value.isdigit():
+        raise UsageError(f"{name}={value!r} is not a number of megabytes")
+    return int(value) * 2**20

@@ -1,0 +1,69 @@
+"""A local job step: what srun does, on this machine. Used by the local backend.
+
+Starts NTASKS copies of COMMAND with SLURM_PROCID/SLURM_LOCALID/SLURM_NTASKS set, stays in the
+foreground as the step's leader (like srun), forwards SIGTERM/SIGINT to the tasks, and exits
+when every task has exited, with the highest exit code. The launcher starts it as the leader of
+a new process group, so the whole step (nanny children included) is one killpg away.
+
+Usage: python -m dasklaunch.launch.localstep --ntasks N [--job-name NAME] -- COMMAND ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import sys
+import time
+
+from ..runtime import proc
+
+
+def task_environ(rank: int, ntasks: int, name: str, base: dict[str, str]) -> dict[str, str]:
+    env = dict(base)
+    env.update({
+        "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank), "SLURM_NODEID": "0",
+        "SLURM_NTASKS": str(ntasks), "SLURM_STEP_NUM_TASKS": str(ntasks),
+        "SLURMD_NODENAME": socket.gethostname(), "DASKLAUNCH_STEP": name,
+    })
+    return env
+
+
+def run_tasks(command: list[str], ntasks: int, name: str) -> int:
+    children = [proc.start_child(command, env=task_environ(rank, ntasks, name, dict(os.environ)))
+                for rank in range(ntasks)]
+
+    def forward(signum, _frame):
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = []
+    for child in children:
+        while True:
+            try:
+                code = child.wait()
+                break
+            except InterruptedError:  # pragma: no cover - PEP 475 retries for us
+                time.sleep(0.01)
+        codes.append(code if code >= 0 else 128 - code)
+    return max(codes, default=0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dasklaunch.localstep")
+    parser.add_argument("--ntasks", type=int, required=True)
+    parser.add_argument("--job-name", default="step")
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command or args.ntasks < 1:
+        parser.error("need --ntasks >= 1 and a command")
+    return run_tasks(command, args.ntasks, args.job_name)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""`batch`: check the `up` options a job will run with, render its sbatch script, submit it."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from ..domain.allocation import Allocation
+from ..domain.plan import expected_workers, plan_workers
+from ..domain.settings import UpOptions
+from ..errors import UsageError
+from ..launch.factory import choose_backend
+from ..runtime.state import default_state_dir
+from ..slurm import queue
+from .up import resolve_profile
+
+
+def installed_command(python: str = sys.executable) -> tuple[str, ...]:
+    """How the job runs dasklaunch: this installation, by absolute path, never a PATH lookup.
+
+    The console script beside the interpreter (a venv or conda env) is preferred; otherwise the
+    same interpreter with -m."""
+    script = Path(python).parent / "dasklaunch"
+    if script.is_file() and os.access(script, os.X_OK):
+        return (str(script),)
+    return (python, "-m", "dasklaunch")
+
+
+def prologue_defaults(given: list[str] | None) -> dict:
+    """The prologue lines and where they came from: --prologue, else jobqueue.yaml's."""
+    if given is not None:
+        return {"prologue": tuple(given), "prologue_source": "--prologue"}
+    from ..profiles.jobqueue import job_script_prologue
+
+    return {"prologue": tuple(job_script_prologue()),
+            "prologue_source": "jobqueue.slurm.job-script-prologue in the Dask config"}
+
+
+def check_up_options(opts: UpOptions) -> None:
+    """Apply `up`'s own rules that hold whatever allocation the job gets, before submitting."""
+    choose_backend(opts.backend, environ={})
+    if opts.local_tasks is not None and opts.local_tasks < 1:
+        raise UsageError(f"--local-tasks must be at least 1, not {opts.local_tasks}")
+    # Larger than any job and with no memory figure, so only allocation-independent rules
+    # (worker counts, memory syntax, the profile, --wait-workers) can fail here.
+    huge = 1 << 20
+    anywhere = Allocation(job_id="batch", nodes=("batch",), tasks_per_node=(huge,),
+                          cpus_per_node=(huge,))
+    opts, sizing, _ = resolve_profile(opts, anywhere)
+    expected_workers(plan_workers(anywhere, opts, **sizing), opts)
+
+
+def submit(text: str, *, timeout: float = 60.0) -> str:
+    """Submit the script text; return the job id. sbatch copies the script at submission, so
+    the temporary file is removed right after."""
+    fd, name = tempfile.mkstemp(prefix="dasklaunch-batch-", suffix=".sh")
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        return queue.submit(path, timeout=timeout)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def job_state_dir(job_id: str, state_dir: str | None) -> Path:
+    """Where the job keeps its state, assuming it inherits this environment (sbatch's default)."""
+    if state_dir is not None:
+        return Path(state_dir).expanduser().absolute()
+    return default_state_dir(job_id)

@@ -1,0 +1,84 @@
+"""What the use cases share: finding a job's record, step names, signals during a change."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import signal
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+from ..errors import NotUpError
+from ..runtime import proc
+from ..runtime.record import ClusterRecord, Step
+from ..runtime.report import Reporter
+from ..runtime.state import StateDir
+
+GRACE_SECONDS = 10.0
+SUPERVISOR_FILE = "supervisor.json"
+
+
+def load_record(state: StateDir, report: Reporter | None = None) -> ClusterRecord:
+    if not state.exists():
+        recovered = state.recovered_record()
+        if recovered is not None and recovered.status != "down":
+            raise NotUpError(f"state dir {state.path} was deleted while its cluster may still "
+                             f"run; `dasklaunch down` stops it from the copy of its record")
+        raise NotUpError(f"no dasklaunch cluster here: {state.path} does not exist "
+                         f"(run `dasklaunch up`, or set --state-dir/DASKLAUNCH_STATE_DIR)")
+    record, warning = state.read_record_or_backup()
+    if warning:
+        (report or Reporter()).warn(warning)
+    if record is None:
+        raise NotUpError(f"no dasklaunch cluster recorded in {state.path}")
+    return record
+
+
+def step_name(role: str, generation: int = 0) -> str:
+    suffix = secrets.token_hex(3)
+    return f"dl-sched-{suffix}" if role == "scheduler" else f"dl-workers{generation}-{suffix}"
+
+
+def log_tail(path: str | Path, lines: int = 8) -> str:
+    try:
+        text = Path(path).read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return "\n".join(text[-lines:])
+
+
+@contextmanager
+def interrupts_raise():
+    """Turn SIGTERM/SIGHUP into KeyboardInterrupt so a change rolls back on them as on Ctrl-C."""
+    def handler(signum, _frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        with suppress(ValueError):  # not the main thread: leave signals alone
+            previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def memory_restarts(pools: list[Step]) -> int:
+    """Workers the nannies restarted for exceeding `terminate`, as their logs say."""
+    count = 0
+    for pool in pools:
+        with suppress(OSError), open(pool.log, errors="replace") as log:
+            count += sum("memory budget. Restarting" in line for line in log)
+    return count
+
+
+def read_supervisor(state: StateDir) -> dict | None:
+    """supervisor.json with `attached` = whether its process still runs."""
+    try:
+        data = json.loads((state.path / SUPERVISOR_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    pid = data.get("process")
+    data["attached"] = bool(pid) and proc.alive(proc.ProcessId.from_dict(pid))
+    return data

@@ -1,0 +1,130 @@
+"""`scale-out`: worker-only Slurm jobs that join this job's scheduler, their scripts built with
+dask-jobqueue's own SLURMJob machinery.
+
+dask_jobqueue is imported only here, and only when a job is submitted: its import replaces the
+SIGINT handler and writes ~/.config/dask/jobqueue.yaml, and neither may leak into other commands.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from ..domain.env import worker_env
+from ..domain.settings import UpOptions
+from ..domain.units import format_bytes, parse_bytes
+from ..errors import NotUpError, UsageError
+from ..profiles.jobqueue import job_script_prologue
+from ..runtime.record import ClusterRecord, ScaleOutJob
+from ..runtime.report import Reporter
+from ..runtime.state import JOB_CONFIG_DIR, StateDir, find_state_dir
+from ..runtime.tls import TLSFiles
+from ..slurm import queue
+from .common import load_record
+
+
+def _import_dask_jobqueue():
+    import dask.config
+
+    previous = signal.getsignal(signal.SIGINT)
+    ensure_file = dask.config.ensure_file
+    dask.config.ensure_file = lambda *args, **kwargs: None  # no ~/.config/dask/jobqueue.yaml
+    try:
+        import dask_jobqueue
+        import dask_jobqueue.slurm  # noqa: F401 - SLURMJob lives here
+    finally:
+        dask.config.ensure_file = ensure_file
+        signal.signal(signal.SIGINT, previous)
+    return dask_jobqueue
+
+
+def worker_job_exports(opts: UpOptions, state: StateDir, inherited: Mapping[str, str]) -> list[str]:
+    """What the job's own worker steps get in their environment, as lines for the job script:
+    the job's profile (DASK_CONFIG), --start-method, and variables dasklaunch was told to set."""
+    env = worker_env(opts, str(state.path / JOB_CONFIG_DIR), inherited=inherited)
+    return [f"export {name}={shlex.quote(value)}" for name, value in sorted(env.items())]
+
+
+def worker_job_script(record: ClusterRecord, state: StateDir, *, name: str, cores: int,
+                      memory: int, processes: int, walltime: str | None,
+                      job_options: list[str]) -> str:
+    """The sbatch script of one worker-only job that joins this job's scheduler."""
+    jq = _import_dask_jobqueue().slurm
+    opts = record.options
+    kwargs: dict = {}
+    files = TLSFiles.in_state_dir(state)
+    if opts.tls:
+        from distributed.security import Security
+
+        kwargs["security"] = Security(tls_ca_file=str(files.ca), tls_worker_cert=str(files.cert),
+                                      tls_worker_key=str(files.key), require_encryption=True)
+        kwargs["protocol"] = "tls"
+    directives = [f"--output={state.logs}/{name}-%j.log", *job_options]
+    kwargs["job_script_prologue"] = (job_script_prologue()
+                                     + worker_job_exports(opts, state, os.environ))
+    job = jq.SLURMJob(scheduler=record.address, name=name, job_name=name, cores=cores,
+                      memory=f"{memory}B", processes=processes, interface=opts.interface,
+                      death_timeout=opts.death_timeout, local_directory=opts.local_directory,
+                      worker_extra_args=list(opts.worker_args), walltime=walltime,
+                      job_extra_directives=directives, python=sys.executable,
+                      log_directory=None, **kwargs)
+    return job.job_script()
+
+
+def scale_out(state_dir: Path | str | None, jobs: int, *, cores: int | None = None,
+              memory: str | None = None, processes: int = 1, walltime: str | None = None,
+              job_options: list[str] | None = None, report: Reporter | None = None) -> dict:
+    """Have exactly `jobs` extra worker-only Slurm jobs feeding this job's scheduler."""
+    report = report or Reporter()
+    if jobs < 0:
+        raise UsageError(f"--jobs must be >= 0, not {jobs}")
+    if processes < 1:
+        raise UsageError(f"--processes must be >= 1, not {processes}")
+    state = find_state_dir(state_dir)
+    with state.lock("scale-out"):
+        record = load_record(state, report)
+        if record.status != "up" or not record.address:
+            raise NotUpError("the cluster is not up: run `dasklaunch up` first")
+        if record.backend != "slurm":
+            raise UsageError("scale-out submits Slurm jobs; this cluster runs on the local "
+                             "backend")
+        live = queue.job_states(j.job_id for j in record.scale_out)
+        current = [j for j in record.scale_out if j.job_id in live]
+        if jobs < len(current):
+            for extra in current[jobs:]:
+                queue.cancel(extra.job_id)
+                report.info(f"cancelled scale-out job {extra.job_id}")
+            current = current[:jobs]
+        cores = cores or min(record.allocation.get("cpus_per_node") or [1])
+        mem = parse_bytes(memory) if memory else (record.allocation.get("mem_per_node") or 2**30)
+        submitted = len(record.scale_out)
+        for _ in range(jobs - len(current)):
+            submitted += 1
+            name = f"dl-scale-{record.job_id}-{submitted}"
+            script = worker_job_script(record, state, name=name, cores=cores, memory=mem,
+                                       processes=processes, walltime=walltime,
+                                       job_options=list(job_options or []))
+            path = state.write_text(f"{name}.sbatch", script)
+            job = ScaleOutJob(job_id=queue.submit(path), name=name, script=str(path),
+                              cores=cores, memory=mem, processes=processes)
+            current.append(job)
+            report.info(f"submitted scale-out job {job.job_id}: {processes} worker(s), {cores} "
+                        f"cores, {format_bytes(mem)}")
+        record.scale_out = current
+        state.write_record(record)
+    states = queue.job_states(j.job_id for j in current)
+    return {"jobs": [{**j.to_dict(), "state": states.get(j.job_id, "GONE")} for j in current]}
+
+
+def cancel_all(record: ClusterRecord, report: Reporter) -> list[str]:
+    """Cancel every scale-out job of this cluster (used by `down`)."""
+    live = list(queue.job_states(j.job_id for j in record.scale_out))
+    if live:
+        queue.cancel(*live)
+    for job_id in live:
+        report.info(f"cancelled scale-out job {job_id}")
+    return live

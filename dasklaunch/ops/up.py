@@ -1,0 +1,267 @@
+"""`up`: remove a stale scheduler file first, then start the scheduler and the worker step at
+once (workers wait for the file, so start-up overlaps), then wait for real readiness. Anything
+that fails, or a Ctrl-C/SIGTERM, rolls back what this `up` started."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from contextlib import suppress
+from dataclasses import replace
+from pathlib import Path
+
+from ..domain import render
+from ..domain.allocation import Allocation
+from ..domain.commands import scheduler_command, worker_command
+from ..domain.env import job_env, worker_env
+from ..domain.plan import WorkerPlan, expected_workers, plan_workers
+from ..domain.settings import UpOptions
+from ..errors import (
+    AlreadyUpError,
+    DasklaunchError,
+    InterfaceError,
+    Interrupted,
+    StateDirError,
+    UsageError,
+)
+from ..launch.base import Launcher
+from ..launch.factory import choose_backend, current_allocation, launcher_for, make_launcher
+from ..runtime import proc, schedfile, tls
+from ..runtime.record import ClusterRecord, Step
+from ..runtime.report import Reporter
+from ..runtime.state import JOB_CONFIG_DIR, StateDir, find_state_dir
+from ..runtime.tls import PROTOCOL_ARGS, TLSFiles
+from .common import interrupts_raise, step_name
+from .readiness import Probe, wait_ready
+
+
+def job_config_dir(state: StateDir) -> Path:
+    return state.path / JOB_CONFIG_DIR
+
+
+def resolve_profile(opts: UpOptions, alloc: Allocation) -> tuple[UpOptions, dict, object]:
+    """Apply a profile's sizing hints under the explicit options. Returns the resolved
+    options, the plan keywords (memory fraction / limit) and the profile (or None)."""
+    if not opts.profile:
+        return replace(opts, per_node=bool(opts.per_node)), {}, None
+    from ..profiles.load import load_profile, profile_hints
+    from ..profiles.schema import validate_profile
+
+    profile = load_profile(opts.profile)
+    validate_profile(profile, alloc.mem_per_node)
+    hints = profile_hints(profile)
+    per_node = opts.per_node if opts.per_node is not None else hints["layout"] == "per-node"
+    sizing = {"memory_fraction": hints["memory_fraction"],
+              "profile_limit": hints["memory_limit"]}
+    return replace(opts, per_node=per_node), sizing, profile
+
+
+def build_steps(opts: UpOptions, plan: WorkerPlan, backend: str, state: StateDir,
+                extra_env: dict[str, str] | None = None) -> tuple[Step, Step]:
+    local = backend != "slurm"
+    sfile = str(state.scheduler_file)
+    config_dir = str(job_config_dir(state))
+    sched_env = job_env(opts, config_dir, extra_env)
+    pool_env = worker_env(opts, config_dir, extra_env)
+    tls_args: list[str] = []
+    if opts.tls:
+        files = TLSFiles.in_state_dir(state)
+        tls_args = PROTOCOL_ARGS
+        sched_env.update(files.server_env("scheduler"))
+        pool_env.update(files.server_env("worker"))
+    sched_name = step_name("scheduler")
+    sched = Step(role="scheduler", name=sched_name,
+                 placement="here" if (local or opts.scheduler_here) else "first-node",
+                 ntasks=1, nnodes=1,
+                 command=scheduler_command(opts, sfile, local=local, tls_args=tls_args),
+                 log=str(state.logs / f"{sched_name}.log"), env=sched_env)
+    pool_name = step_name("workers", 1)
+    pool = Step(role="workers", name=pool_name, placement=plan.placement, ntasks=plan.ntasks,
+                nnodes=plan.nnodes,
+                command=worker_command(opts, plan, sfile, local=local, tls_args=tls_args),
+                log=str(state.logs / f"{pool_name}.log"), env=pool_env)
+    return sched, pool
+
+
+def check_interface_here(interface: str) -> None:
+    import psutil
+
+    names = sorted(psutil.net_if_addrs())
+    if interface not in names:
+        raise InterfaceError(f"network interface {interface!r} does not exist on "
+                             f"{socket.gethostname()}; interfaces here: {', '.join(names)}")
+
+
+def _clear_stale(state: StateDir, job_id: str, report: Reporter) -> None:
+    """Refuse a live cluster; otherwise remove what an earlier run left behind, saying so."""
+    try:
+        record = state.read_record()
+    except StateDirError as err:
+        record = None
+        damaged = state.path / f"state.json.damaged-{int(time.time())}"
+        os.replace(state.record_file, damaged)
+        report.warn(f"{err}; moved it to {damaged.name}")
+    info = schedfile.read(state.scheduler_file)
+    owner = record.job_id if record else None
+    if info is not None and schedfile.answers(info):
+        if owner in (None, job_id):
+            raise AlreadyUpError(f"already up: job {job_id} has a live scheduler at "
+                                 f"{info.address}; use status/restart-workers/down")
+        raise AlreadyUpError(f"state dir {state.path} is in use by job {owner} (live scheduler "
+                             f"at {info.address}); use another --state-dir")
+    if state.scheduler_file.exists():
+        why = "its scheduler is gone" if info else "it is unreadable"
+        if owner and owner != job_id:
+            why += f", it belongs to job {owner}"
+        state.remove(state.scheduler_file.name)
+        report.info(f"removed stale scheduler file {state.scheduler_file} ({why})")
+    if record:
+        launcher = launcher_for(record)
+        for step in record.steps:
+            if launcher.running(step):
+                launcher.stop(step, hard=True)
+                report.info(f"stopped leftover {step.role} ({step.name}) of an earlier run")
+
+
+def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = False,
+       report: Reporter | None = None, extra_env: dict[str, str] | None = None,
+       explicit: set[str] | frozenset[str] | None = None, launcher: Launcher | None = None,
+       probe: Probe | None = None) -> dict:
+    """Bring the cluster up and return its facts (address, dashboard, workers, env file).
+
+    `explicit` names the options the user gave; the others may come from the jobqueue.slurm
+    section of the user's Dask config (None: do not consult it). `launcher` and `probe`
+    replace the backend's (tests inject failures with them)."""
+    report = report or Reporter()
+    sources: dict[str, str] = {}
+    if explicit is not None:
+        from ..profiles.jobqueue import apply_jobqueue_defaults
+
+        opts, sources = apply_jobqueue_defaults(opts, explicit)
+    if opts.timeout <= 0:
+        raise UsageError(f"--timeout must be > 0 seconds, not {opts.timeout:g}")
+    if opts.death_timeout <= 0:
+        raise UsageError(f"--death-timeout must be > 0 seconds, not {opts.death_timeout:g}")
+    backend = choose_backend(opts.backend)
+    alloc = current_allocation(backend, opts.local_tasks)
+    state = find_state_dir(state_dir, alloc.job_id)
+    opts, sizing, profile = resolve_profile(opts, alloc)
+    plan = plan_workers(alloc, opts, **sizing)
+    launcher = launcher or make_launcher(backend, alloc.job_id, alloc.nodes)
+    sched, pool = build_steps(opts, plan, launcher.backend, state, extra_env)
+    total = plan.expected_workers
+    wait_for = expected_workers(plan, opts)
+    if dry_run:
+        return {**_dry_run(launcher, state, alloc, sched, pool, plan, profile),
+                "sources": sources}
+    if opts.interface and sched.placement == "here":
+        check_interface_here(opts.interface)
+    if not state.exists():
+        _refuse_orphaned_cluster(state)
+    state.create()
+    with state.lock("up"), interrupts_raise():
+        _clear_stale(state, alloc.job_id, report)
+        client_env = {}
+        if profile is not None:
+            from ..profiles.dask_config import JOB_CONFIG_FILE, job_config_yaml
+
+            state.make_subdir(JOB_CONFIG_DIR)
+            state.write_text(f"{JOB_CONFIG_DIR}/{JOB_CONFIG_FILE}", job_config_yaml(profile))
+            client_env["DASK_CONFIG"] = str(job_config_dir(state))
+        if opts.tls:
+            client_env.update(tls.create(state, alloc.job_id).client_env())
+        else:
+            report.warn("--no-tls: anyone who can reach the scheduler can run code as you")
+        record = ClusterRecord(
+            job_id=alloc.job_id, backend=launcher.backend, options=opts,
+            allocation=alloc.to_dict(), expected_workers=total, started=time.time(),
+            submit_host=alloc.submit_host, client_env=client_env,
+            memory={"per_worker": plan.memory_limit, "how": plan.memory_note},
+            profile=str(profile.source) if profile is not None else None)
+        state.write_record(record)
+        try:
+            launcher.start(sched)
+            record.scheduler = sched
+            state.write_record(record)
+            launcher.start(pool)
+            record.pools = [pool]
+            state.write_record(record)
+            report.info(f"scheduler starting: {launcher.describe(sched)}, log {sched.log}")
+            report.info(f"workers starting: {total} expected, log {pool.log}")
+            info = wait_ready(launcher, state, sched, [pool], wait_for, opts, report,
+                              deadline=time.monotonic() + opts.timeout, known=set(),
+                              probe=probe)
+            record.status = "up"
+            record.address, record.dashboard_port = info.address, info.dashboard_port
+            try:
+                _write_env(state, record, info)
+            except StateDirError as err:
+                # The cluster is up and recorded: losing it over the env file would be worse.
+                report.warn(f"{err}; the cluster is up, but `source` will not work until "
+                            f"the env file can be written (dasklaunch.connect() still does)")
+            state.write_record(record)
+        except BaseException as err:
+            _rollback(launcher, state, record, [pool, sched], report)
+            if isinstance(err, KeyboardInterrupt):
+                raise Interrupted("interrupted: stopped the scheduler and workers that up had "
+                                  "started") from None
+            raise
+    return facts(state, record, info)
+
+
+def _refuse_orphaned_cluster(state: StateDir) -> None:
+    """A cluster whose state dir was deleted under it must be stopped before a new one starts."""
+    recovered = state.recovered_record()
+    if recovered is None or recovered.status == "down":
+        return
+    launcher = launcher_for(recovered)
+    if any(launcher.running(step) for step in recovered.steps):
+        raise AlreadyUpError(f"the cluster of {state.path} still runs although that dir was "
+                             f"deleted; run `dasklaunch down` first")
+    state.forget_recovery_copy()
+
+
+def _dry_run(launcher: Launcher, state: StateDir, alloc: Allocation, sched: Step, pool: Step,
+             plan: WorkerPlan, profile) -> dict:
+    commands = [launcher.argv(sched), launcher.argv(pool)]
+    return {"dry_run": True, "backend": launcher.backend, "job_id": alloc.job_id,
+            "state_dir": str(state.path), "scheduler_file": str(state.scheduler_file),
+            "expected_workers": plan.expected_workers, "allocation": alloc.to_dict(),
+            "layout": plan.placement, "threads_per_worker": plan.nthreads,
+            "memory_per_worker": plan.memory_limit, "memory": plan.memory_note,
+            "profile": str(profile.source) if profile is not None else None,
+            "env": {"scheduler": sched.env, "workers": pool.env},
+            "commands": [proc.display(argv) for argv in commands]}
+
+
+def _rollback(launcher: Launcher, state: StateDir, record: ClusterRecord, steps: list[Step],
+              report: Reporter) -> None:
+    for step in steps:
+        if step.started:
+            launcher.stop(step, hard=True)
+    state.remove(state.scheduler_file.name)
+    record.status = "failed"
+    with suppress(DasklaunchError):
+        state.write_record(record)
+    report.info("rolled back: nothing that up started is left running")
+
+
+def _write_env(state: StateDir, record: ClusterRecord, info: schedfile.SchedulerInfo) -> None:
+    text = render.env_file(job_id=record.job_id, backend=record.backend,
+                           state_dir=str(state.path), env_file_path=str(state.env_file),
+                           scheduler_file=str(state.scheduler_file),
+                           scheduler_address=info.address, extra=record.client_env)
+    state.write_text(state.env_file.name, text)
+
+
+def facts(state: StateDir, record: ClusterRecord, info: schedfile.SchedulerInfo) -> dict:
+    login = record.submit_host or socket.gethostname()
+    port = info.dashboard_port
+    return {
+        "job_id": record.job_id, "backend": record.backend, "state_dir": str(state.path),
+        "scheduler_file": str(state.scheduler_file), "env_file": str(state.env_file),
+        "scheduler": {"address": info.address, "dashboard": info.dashboard_url},
+        "tunnel": (f"ssh -N -L {port}:{info.host}:{port} {login}" if port else None),
+        "workers": {"expected": record.expected_workers},
+    }

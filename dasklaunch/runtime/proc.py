@@ -1,0 +1,147 @@
+"""The one module that starts, inspects and signals processes.
+
+Everything takes argv lists (never a shell string). Processes are identified by the pid and the
+create time recorded when they were started, so a recycled pid is never mistaken for ours, and
+groups are signalled only by the process-group id we created.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import CommandError
+
+
+def display(argv: list[str]) -> str:
+    return shlex.join(argv)
+
+
+def run(argv: list[str], *, timeout: float = 30.0, check: bool = True,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a short command; raise CommandError with its output when it fails."""
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env,
+                                stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise CommandError(f"command not found: {argv[0]}") from None
+    except subprocess.TimeoutExpired:
+        raise CommandError(f"timed out after {timeout:g}s: {display(argv)}") from None
+    if check and result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        last = detail[-1] if detail else "no output"
+        raise CommandError(f"{display(argv)} exited {result.returncode}: {last}")
+    return result
+
+
+@dataclass(frozen=True)
+class ProcessId:
+    """A pid plus its start time: the pair is unique for the life of the machine."""
+
+    pid: int
+    create_time: float
+
+    def to_dict(self) -> dict:
+        return {"pid": self.pid, "create_time": self.create_time}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ProcessId:
+        return cls(int(data["pid"]), float(data["create_time"]))
+
+
+def _create_time(pid: int) -> float | None:
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc.create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def identify(pid: int) -> ProcessId:
+    created = _create_time(pid)
+    return ProcessId(pid, created if created is not None else time.time())
+
+
+def alive(proc: ProcessId) -> bool:
+    """True while the recorded process runs. Zombies count as dead: init here reaps late."""
+    created = _create_time(proc.pid)
+    return created is not None and abs(created - proc.create_time) < 1.0
+
+
+def group_members(pgid: int, not_before: float = 0.0) -> list[int]:
+    """Live (non-zombie) pids in process group `pgid` started at or after `not_before`."""
+    import psutil
+
+    members = []
+    for proc in psutil.process_iter(["pid", "create_time", "status"]):
+        try:
+            if os.getpgid(proc.pid) != pgid:
+                continue
+        except OSError:
+            continue
+        if proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        if proc.info["create_time"] is not None and proc.info["create_time"] < not_before - 1.0:
+            continue
+        members.append(proc.pid)
+    return members
+
+
+def signal_group(pgid: int, sig: int, not_before: float = 0.0) -> bool:
+    """Signal a process group we created, if it still has live members. True if signalled."""
+    if not group_members(pgid, not_before):
+        return False
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def spawn(argv: list[str], *, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start a detached process writing to `log`, leading a new session and process group.
+
+    Detached, so a Ctrl-C in the user's terminal reaches only the dasklaunch command (which then
+    rolls back explicitly), and the whole step is one process group to signal.
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    try:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, env=env,
+                                close_fds=True, start_new_session=True)
+    except FileNotFoundError:
+        raise CommandError(f"command not found: {argv[0]}") from None
+    finally:
+        os.close(fd)
+
+
+def start_child(argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start a child that shares our stdio and process group (for step leaders and the guard)."""
+    try:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=env)
+    except FileNotFoundError:
+        raise CommandError(f"command not found: {argv[0]}") from None
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.1) -> bool:
+    """Poll `predicate` until it is true or `timeout` passes; True if it became true."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+SIGTERM = signal.SIGTERM
+SIGKILL = signal.SIGKILL

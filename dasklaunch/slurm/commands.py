@@ -1,0 +1,176 @@
+"""Pure argv builders and output parsers for srun, scancel, squeue, sbatch and scontrol.
+
+Nothing here runs a process: `slurm.queue` runs these command lines, and tests check them
+against exact lists. One format per question: `%i %j` for a job's steps, `%i %T %e` for jobs
+(id, state, end time), so every caller reads squeue's answer through one parser.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..errors import CommandError
+
+# The oldest Slurm dasklaunch supports: steps that share an allocation's CPUs need
+# `srun --overlap`, which Slurm 20.11 introduced (and made necessary).
+OLDEST_SUPPORTED = (20, 11)
+
+JOB_FORMAT = "%i %T %e"
+STEP_FORMAT = "%i %j"
+
+# States in which a job no longer runs anything (squeue shows them briefly, then forgets it).
+ENDED_STATES = frozenset({"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL",
+                          "PREEMPTED", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"})
+
+
+class SrunSpec(Protocol):
+    """What srun needs to know about one step (runtime.record.Step has it)."""
+
+    name: str
+    placement: str     # "first-node" | "tasks" | "per-node"
+    ntasks: int
+    nnodes: int
+    command: Sequence[str]
+
+
+def srun_argv(step: SrunSpec, job_id: str, nodelist: str | None = None) -> list[str]:
+    """srun for one step. --overlap: the scheduler step and the worker step share CPUs."""
+    argv = ["srun", f"--jobid={job_id}", f"--job-name={step.name}", "--overlap"]
+    if step.placement == "first-node":
+        argv += ["--nodes=1", "--ntasks=1"]
+        if nodelist:
+            argv.append(f"--nodelist={nodelist}")
+        # one task: if it dies the step is over anyway
+        argv.append("--kill-on-bad-exit=1")
+    else:
+        # --no-kill: a failed node ends only its own workers (in a job submitted with
+        # --no-kill); the pool on the other nodes keeps working.
+        argv += [f"--nodes={step.nnodes}", f"--ntasks={step.ntasks}"]
+        if step.placement == "per-node":
+            argv.append("--ntasks-per-node=1")
+        argv += ["--kill-on-bad-exit=0", "--no-kill"]
+    return argv + list(step.command)
+
+
+def srun_version_argv() -> list[str]:
+    return ["srun", "--version"]
+
+
+def parse_version(output: str) -> tuple[int, int, str]:
+    """`srun --version` prints `slurm 22.05.8` (or `slurm-wlm 24.11.5`): (major, minor, text)."""
+    match = re.search(r"\b(\d+)\.(\d+)(?:\.\d+)?\S*", output)
+    if not match:
+        raise CommandError(f"srun --version printed no version: {output.strip()!r}")
+    return int(match.group(1)), int(match.group(2)), match.group(0)
+
+
+def squeue_steps_argv(job_id: str) -> list[str]:
+    return ["squeue", "--noheader", "--steps", f"--jobs={job_id}", f"--format={STEP_FORMAT}"]
+
+
+def squeue_jobs_argv(job_ids: Iterable[str]) -> list[str]:
+    """One query for any number of jobs."""
+    return ["squeue", "--noheader", f"--jobs={','.join(job_ids)}", f"--format={JOB_FORMAT}"]
+
+
+def scancel_argv(*ids: str, signal: str | None = None) -> list[str]:
+    """scancel of jobs or steps (JOB.STEP); with `signal`, only that signal is sent."""
+    argv = ["scancel"]
+    if signal:
+        argv.append(f"--signal={signal}")
+    return argv + list(ids)
+
+
+def sbatch_argv(script: str) -> list[str]:
+    return ["sbatch", "--parsable", script]
+
+
+def scontrol_hostnames_argv(nodelist: str) -> list[str]:
+    return ["scontrol", "show", "hostnames", nodelist]
+
+
+def scontrol_job_argv(job_id: str) -> list[str]:
+    return ["scontrol", "show", "job", "--oneliner", job_id]
+
+
+def parse_steps(output: str) -> dict[str, str]:
+    """`squeue -s -o '%i %j'` lines -> {step name: JOB.STEP}."""
+    steps = {}
+    for line in output.splitlines():
+        parts = line.split(None, 1)
+        if len(parts) == 2:
+            steps[parts[1].strip()] = parts[0]
+    return steps
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    state: str
+    end_time: float | None      # epoch seconds; None when unlimited or unknown
+
+    @property
+    def ended(self) -> bool:
+        return self.state in ENDED_STATES
+
+
+def parse_end_time(text: str) -> float | None:
+    try:
+        return datetime.datetime.fromisoformat(text.strip()).timestamp()
+    except ValueError:  # N/A, Unknown, NONE
+        return None
+
+
+def parse_jobs(output: str) -> dict[str, JobInfo]:
+    """`squeue -o '%i %T %e'` lines -> {job id: JobInfo}."""
+    jobs = {}
+    for line in output.splitlines():
+        parts = line.split()
+        if len(parts) >= 2:
+            end = parse_end_time(parts[2]) if len(parts) > 2 else None
+            jobs[parts[0]] = JobInfo(state=parts[1], end_time=end)
+    return jobs
+
+
+def unknown_job(stderr: str) -> bool:
+    """squeue/scancel's answer for a job Slurm no longer knows (vs. Slurm not answering)."""
+    return "Invalid job id" in stderr
+
+
+_JOB_ID = re.compile(r"(\d+)(?:;\S+)?")
+
+
+def parse_job_id(output: str) -> str:
+    """`sbatch --parsable` prints `JOBID` or `JOBID;CLUSTER`."""
+    lines = output.strip().splitlines()
+    match = _JOB_ID.fullmatch(lines[-1].strip()) if lines else None
+    if not match:
+        raise CommandError(f"sbatch --parsable printed no job id: {output.strip()!r}")
+    return match.group(1)
+
+
+def parse_nodelist(job_record: str) -> str | None:
+    """The NodeList of `scontrol show job -o`; None when the job has none (or it is gone)."""
+    match = re.search(r"\bNodeList=(\S+)", job_record)
+    if not match or match.group(1) in ("(null)", ""):
+        return None
+    return match.group(1)
+
+
+_SLURM_UNITS = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def parse_job_memory(job_record: str, cpus_on_node: int) -> int | None:
+    """Memory per node from `scontrol show job -o` (MinMemoryNode=2000M / MinMemoryCPU=1G).
+
+    salloc exports SLURM_MEM_PER_NODE only when --mem was given, but the job still has a limit
+    (DefMemPerNode, DefMemPerCPU): the job record is where it shows."""
+    for key, per_cpu in (("MinMemoryNode", False), ("MinMemoryCPU", True)):
+        match = re.search(rf"\b{key}=(\d+(?:\.\d+)?)([KMGT]?)\b", job_record)
+        if match and float(match.group(1)) > 0:
+            value = int(float(match.group(1)) * _SLURM_UNITS.get(match.group(2) or "M", 2**20))
+            return value * cpus_on_node if per_cpu else value
+    return None
