@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import ssl
 import stat
 import subprocess
 import sys
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -29,6 +32,7 @@ def test_material_is_owner_only_and_the_ca_key_is_never_written(tmp_path):
 
 def test_certificates_chain_to_the_job_ca(tmp_path):
     from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
 
     state = StateDir(tmp_path / "job")
     state.create()
@@ -40,8 +44,15 @@ def test_certificates_chain_to_the_job_ca(tmp_path):
     other = StateDir(tmp_path / "other")
     other.create()
     foreign = x509.load_pem_x509_certificate(create(other, "43").cert.read_bytes())
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="does not match certificate issuer"):
         foreign.verify_directly_issued_by(ca)
+    # the same job id elsewhere: the names match, only the signature tells them apart
+    twin = StateDir(tmp_path / "twin")
+    twin.create()
+    twin_cert = x509.load_pem_x509_certificate(create(twin, "42").cert.read_bytes())
+    assert twin_cert.issuer == ca.subject
+    with pytest.raises(InvalidSignature):
+        twin_cert.verify_directly_issued_by(ca)
 
 
 def test_server_and_client_env(tmp_path):
@@ -57,9 +68,12 @@ def test_server_and_client_env(tmp_path):
     assert env["DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY"] == str(files.client_key)
 
 
+# Prints CONNECTED, or REFUSED with the error and what caused it; any other error is a
+# traceback, which no assertion below accepts as a refusal.
 CLIENT = """
 import json, sys
 from distributed import Client
+from distributed.comm.core import CommClosedError
 from distributed.security import Security
 mode = sys.argv[1]
 kwargs = {}
@@ -74,8 +88,8 @@ try:
     else:
         c = Client(scheduler_file=sys.argv[2], timeout=5, **kwargs)
     print("CONNECTED", c.submit(sum, [1, 2]).result())
-except Exception as e:
-    print("REFUSED", type(e).__name__, str(e)[:200])
+except (TypeError, CommClosedError) as e:
+    print("REFUSED", type(e).__name__, type(e.__cause__).__name__, str(e)[:200])
 """
 
 
@@ -91,7 +105,9 @@ def run_client(runner, mode, env=None):
     base = {k: v for k, v in runner.env.items() if not k.startswith("DASK_")}
     out = subprocess.run([sys.executable, "-c", CLIENT, mode, sfile], capture_output=True,
                          text=True, env={**base, **(env or {})}, timeout=60)
-    return out.stdout.strip().splitlines()[-1]
+    lines = out.stdout.strip().splitlines()
+    assert out.returncode == 0 and lines, f"client {mode} failed:\n{out.stderr[-3000:]}"
+    return lines[-1]
 
 
 def test_only_a_client_with_the_job_certificates_connects(tls_cluster):
@@ -99,11 +115,47 @@ def test_only_a_client_with_the_job_certificates_connects(tls_cluster):
     status = json.loads(runner("status", "--json", check=True).stdout)
     assert status["scheduler"]["address"].startswith("tls://")
     # Dask's own message without certificates is cryptic; dasklaunch.connect explains instead
-    assert run_client(runner, "no-certs").startswith("REFUSED TypeError TLS expects")
-    assert run_client(runner, "foreign-ca").startswith("REFUSED")
-    assert run_client(runner, "plain-tcp").startswith("REFUSED")
+    assert run_client(runner, "no-certs").startswith("REFUSED TypeError NoneType TLS expects")
+    # the client does not trust a scheduler whose certificate is not from its own CA
+    assert run_client(runner, "foreign-ca").startswith(
+        "REFUSED FatalCommClosedError SSLCertVerificationError TLS certificate does not match")
+    # the scheduler resets a connection that does not speak TLS
+    assert run_client(runner, "plain-tcp").startswith(
+        "REFUSED CommClosedError ConnectionResetError")
     values = json.loads(runner("env", "--format", "json", check=True).stdout)
     assert run_client(runner, "sourced", env=values) == "CONNECTED 3"
+
+
+def scheduler_tls_socket(runner, client_certificate: bool) -> ssl.SSLSocket:
+    """A raw TLS 1.3 connection to the scheduler that trusts the job CA, with or without the
+    job's client certificate; returned once the client's side of the handshake is done."""
+    tls = runner.state_dir / "tls"
+    address = urlsplit(json.loads((runner.state_dir / "scheduler.json").read_text())["address"])
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the scheduler's certificate
+    context.check_hostname = False  # the job's certificates name no host
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    context.load_verify_locations(tls / "ca.pem")
+    if client_certificate:
+        context.load_cert_chain(tls / "client.pem", tls / "client-key.pem")
+    raw = socket.create_connection((address.hostname, address.port), timeout=30)
+    return context.wrap_socket(raw)
+
+
+def test_the_scheduler_refuses_a_client_with_the_ca_but_no_certificate(tls_cluster):
+    # In TLS 1.3 the client's handshake ends before the server has checked the client's
+    # certificate; the server's verdict comes as an alert the client reads afterwards. So a
+    # completed handshake that trusts the scheduler, then TLSV13_ALERT_CERTIFICATE_REQUIRED
+    # (an alert received from the peer), is the scheduler refusing, not the client.
+    with scheduler_tls_socket(tls_cluster, client_certificate=False) as conn:
+        assert conn.version() == "TLSv1.3"
+        subject = dict(pair[0] for pair in conn.getpeercert()["subject"])
+        assert subject["commonName"].startswith("dasklaunch cluster")  # issued by the job CA
+        with pytest.raises(ssl.SSLError) as refused:
+            conn.recv(1)
+    assert refused.value.reason == "TLSV13_ALERT_CERTIFICATE_REQUIRED"
+    # the same connection with the job's client certificate is let in: the scheduler speaks
+    with scheduler_tls_socket(tls_cluster, client_certificate=True) as conn:
+        assert conn.recv(1)
 
 
 def test_connect_explains_missing_certificates(tls_cluster):

@@ -71,8 +71,18 @@ def public_tmp():
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a task as another user")
+def require_root(reason: str) -> None:
+    """Skip without root, unless DASKLAUNCH_REQUIRE_SLURM=1 asks for the whole slurm suite:
+    then fail (the same rule as the `slurm_conf` fixture)."""
+    if os.geteuid() == 0:
+        return
+    if os.environ.get("DASKLAUNCH_REQUIRE_SLURM") == "1":
+        pytest.fail(f"{reason}, but DASKLAUNCH_REQUIRE_SLURM=1 asks for the slurm suite")
+    pytest.skip(reason)
+
+
 def test_another_user_on_another_node_is_locked_out(slurm, public_tmp):
+    require_root("needs root to run a task as another user")
     probe = public_tmp / "probe.py"
     probe.write_text(PROBE)
     os.chmod(probe, 0o644)
@@ -145,8 +155,8 @@ def stat_mode(path: Path) -> int:
     return os.stat(path).st_mode & 0o777
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to plant a directory as another user")
 def test_planted_state_dir_and_symlink_are_refused(slurm, public_tmp):
+    require_root("needs root to plant a directory as another user")
     planted = public_tmp / "planted"
     planted.mkdir(mode=0o700)
     os.chown(planted, 65534, 65534)  # nobody
