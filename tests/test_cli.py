@@ -107,17 +107,20 @@ def test_dry_run_inside_an_allocation_shows_srun(cli, monkeypatch):
     monkeypatch.setattr("dasklaunch.slurm.queue.shutil.which", lambda name: "/usr/bin/" + name)
     monkeypatch.setattr("dasklaunch.slurm.queue.hostnames", lambda nodes: ["nid0001",
                                                                                 "nid0002"])
+    monkeypatch.setattr("dasklaunch.slurm.queue.version", lambda: (24, 11, "24.11.5"))
     result = cli("up", "--dry-run", "--interface", "ib0", "--json")
     assert result.exit_code == 0, result.stderr
     import json
 
     data = json.loads(result.stdout)
     assert data["backend"] == "slurm" and data["expected_workers"] == 8
+    assert data["backend_version"] == "Slurm 24.11.5"
     sched, workers = data["commands"]
     assert sched.startswith("srun --jobid=77 --job-name=dl-sched-")
     assert "--nodelist=nid0001" in sched and "--interface ib0" in sched
     assert "--nodes=2 --ntasks=8" in workers and "--nthreads 2" in workers
-    assert f"--memory-limit {16000 * 2**20 // 4}" in workers
+    usable = int(16000 * 2**20 * 0.9) - int(16000 * 2**20 * 0.05)
+    assert f"--memory-limit {usable // 4}" in workers
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["env"], ["status", "--json"]])

@@ -328,8 +328,8 @@ def as_dasklaunch(env, monkeypatch):
 
 
 def test_dasklaunch_srun_argv_fits_the_job(as_dasklaunch):
-    from dasklaunch.launch.base import Step
-    from dasklaunch.launch.slurm import srun_argv
+    from dasklaunch.runtime.record import Step
+    from dasklaunch.slurm.commands import srun_argv
 
     command = [sys.executable, "-c", TASK]
     scheduler = Step(role="scheduler", name="dl-sched", placement="first-node", ntasks=1,
@@ -349,18 +349,16 @@ def test_dasklaunch_srun_argv_fits_the_job(as_dasklaunch):
 
 
 def test_dasklaunch_squeue_and_scontrol_forms_are_answered(as_dasklaunch):
-    from dasklaunch import proc
-    from dasklaunch.jobqueue import live_jobs
-    from dasklaunch.launch.slurm import parse_steps, scontrol_hostnames, squeue_steps_argv
-    from dasklaunch.supervise import job_end_time
+    from dasklaunch.ops.supervise import job_end_time
+    from dasklaunch.slurm import queue
 
-    assert scontrol_hostnames("node[1-3]") == ["node1", "node2", "node3"]
-    assert parse_steps(proc.run(squeue_steps_argv(JOB)).stdout) == {"extern": f"{JOB}.extern"}
-    # the form dasklaunch.guard sends
-    guard = proc.run(["squeue", "--noheader", f"--jobs={JOB}", "--format=%T"])
-    assert guard.stdout.strip() == "RUNNING"
+    assert queue.hostnames("node[1-3]") == ["node1", "node2", "node3"]
+    assert queue.steps(JOB) == {"extern": f"{JOB}.extern"}
+    assert queue.job_gone(JOB) is False  # the guard's question
     assert job_end_time(JOB, environ={}) is None  # N/A: no time limit
     set_jobs(as_dasklaunch, {JOB: {"end_time": "2026-12-01T05:00:00"},
                              "4243": {"state": "PENDING"}})
     assert job_end_time(JOB, environ={}) == datetime.datetime(2026, 12, 1, 5).timestamp()
-    assert live_jobs([JOB, "4243", "999"]) == {JOB: "RUNNING", "4243": "PENDING"}
+    assert queue.job_states([JOB, "4243", "999"]) == {JOB: "RUNNING", "4243": "PENDING"}
+    assert queue.job_gone("999") is True
+    assert queue.version()[:2] == (22, 5)

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+from procs import FAKE_BIN
+
 from dasklaunch.domain.settings import UpOptions
 from dasklaunch.profiles.jobqueue import apply_jobqueue_defaults
 
@@ -16,10 +18,12 @@ SECTION = {"interface": "ib0", "cores": 8, "processes": 2, "memory": "16GB",
 def test_unset_options_come_from_jobqueue_yaml():
     opts, origin = apply_jobqueue_defaults(UpOptions(), set(), SECTION)
     assert (opts.interface, opts.nworkers, opts.nthreads) == ("ib0", 2, 4)
+    # as in dask-jobqueue, processes are per job, and a node plays the job's part
+    assert opts.per_node is True
     assert opts.memory_limit == str(8 * 10**9)
     assert opts.local_directory == "/tmp/x" and opts.worker_args == ("--lifetime", "1h")
-    assert origin["interface"] == "jobqueue.yaml (interface)"
-    assert origin["memory_limit"] == "jobqueue.yaml (memory / processes)"
+    assert origin["interface"] == "jobqueue.yaml: interface=ib0"
+    assert origin["memory_limit"] == "jobqueue.yaml: memory=16GB / processes=2"
 
 
 def test_the_command_line_wins():
@@ -27,7 +31,9 @@ def test_the_command_line_wins():
                                            {"interface", "nworkers"}, SECTION)
     assert opts.interface == "lab0" and opts.nworkers == 1
     assert origin["interface"] == origin["nworkers"] == "command line"
-    assert origin["nthreads"] == "jobqueue.yaml (cores / processes)"
+    assert origin["nthreads"] == "jobqueue.yaml: cores=8 / processes=2"
+    # with --nworkers given, processes no longer decide the layout
+    assert opts.per_node is None and origin["per_node"] == "default"
 
 
 def test_nothing_set_means_defaults():
@@ -46,10 +52,39 @@ def test_dry_run_shows_where_values_came_from(tmp_path):
                           "--local-tasks", "1", "--nthreads", "3"], env=env,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert "# interface: from jobqueue.yaml (interface)" in out.stdout
-    assert "# nworkers: from jobqueue.yaml (processes)" in out.stdout
+    assert "# interface: from jobqueue.yaml: interface=lo" in out.stdout
+    assert "# nworkers: from jobqueue.yaml: processes=2" in out.stdout
     assert "# nthreads: from command line" in out.stdout
     assert "--nthreads 3 --nworkers 2" in out.stdout and "--interface lo" in out.stdout
+
+
+def test_processes_are_per_node_as_in_dask_jobqueue(tmp_path):
+    """cores: 64, processes: 8, memory: 240GB with 8 tasks per node: 8 workers per node (one
+    `dask worker --nworkers 8` per node), not 8 per task; an oversized memory names its source."""
+    config = tmp_path / ".config" / "dask"
+    config.mkdir(parents=True)
+    (config / "jobqueue.yaml").write_text(
+        "jobqueue:\n  slurm:\n    cores: 64\n    processes: 8\n    memory: 240GB\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "DASK"))}
+    env.update(HOME=str(tmp_path), DASKLAUNCH_STATE_DIR=str(tmp_path / "state"),
+               PATH=f"{FAKE_BIN}{os.pathsep}{env['PATH']}", FAKE_SLURM_DIR=str(tmp_path / "fs"),
+               FAKE_SLURM_JOB_ID="77", SLURM_JOB_ID="77", SLURM_JOB_NODELIST="nid[001-002]",
+               SLURM_TASKS_PER_NODE="8(x2)", SLURM_JOB_CPUS_PER_NODE="64(x2)",
+               SLURM_MEM_PER_NODE="256000")
+    up = [sys.executable, "-m", "dasklaunch", "up", "--dry-run"]
+    out = subprocess.run(up, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert ("# backend slurm (Slurm 22.05.8), job 77, 16 workers (per-node, 8 threads each)"
+            in out.stdout)
+    assert "--nthreads 8 --nworkers 8 --memory-limit 30000000000" in out.stdout
+    assert "--ntasks=2 --ntasks-per-node=1" in out.stdout
+    small = subprocess.run(up, env={**env, "SLURM_MEM_PER_NODE": "200000"},
+                           capture_output=True, text=True, timeout=60)
+    assert small.returncode == 2
+    assert small.stderr.strip() == (
+        "dasklaunch: error: memory limit 27.94 GiB (jobqueue.yaml: memory=240GB / "
+        "processes=8) x 8 workers per node exceeds the allocation's 195.31 GiB per node "
+        "(SLURM_MEM_PER_NODE=200000)")
 
 
 def _config_env(tmp_path, monkeypatch) -> dict[str, str]:

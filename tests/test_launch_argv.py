@@ -1,7 +1,18 @@
+import pytest
+
+from dasklaunch.errors import CommandError
 from dasklaunch.launch.local import localstep_argv
 from dasklaunch.launch.slurm import guard_argv
 from dasklaunch.runtime.record import Step
-from dasklaunch.slurm.commands import parse_steps, scancel_argv, squeue_steps_argv, srun_argv
+from dasklaunch.slurm.commands import (
+    parse_jobs,
+    parse_steps,
+    parse_version,
+    scancel_argv,
+    squeue_jobs_argv,
+    squeue_steps_argv,
+    srun_argv,
+)
 
 
 def step(placement, ntasks=6, nnodes=3, role="workers"):
@@ -42,3 +53,26 @@ def test_localstep_argv():
     assert localstep_argv(step("tasks", 2, 1), python="py") == [
         "py", "-m", "dasklaunch.launch.localstep", "--ntasks=2", "--job-name=dl-workers1-abc", "--",
         "dask-cmd", "--x"]
+
+
+@pytest.mark.parametrize("output, version", [
+    ("slurm 22.05.8\n", (22, 5, "22.05.8")),
+    ("slurm-wlm 24.11.5\n", (24, 11, "24.11.5")),
+    ("slurm 25.11.0-0rc1\n", (25, 11, "25.11.0-0rc1")),
+])
+def test_parse_version(output, version):
+    assert parse_version(output) == version
+
+
+def test_parse_version_without_a_version_is_an_error():
+    with pytest.raises(CommandError, match="printed no version"):
+        parse_version("srun: command not understood")
+
+
+def test_squeue_jobs_is_one_call_for_many_jobs():
+    assert squeue_jobs_argv(["7", "8"]) == ["squeue", "--noheader", "--jobs=7,8",
+                                            "--format=%i %T %e"]
+    jobs = parse_jobs("7 RUNNING 2026-12-01T05:00:00\n8 PENDING N/A\n")
+    assert jobs["7"].state == "RUNNING" and jobs["7"].end_time is not None
+    assert jobs["8"].end_time is None and not jobs["8"].ended
+    assert parse_jobs("9 COMPLETED N/A\n")["9"].ended

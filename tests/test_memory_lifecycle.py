@@ -61,7 +61,8 @@ def test_env_file_points_clients_at_the_job_config(local_runner):
         assert (config_dir / "distributed.yaml").exists()
         status = json.loads(local_runner("status", "--json", check=True).stdout)
         assert status["profile"].endswith("seed.yaml")
-        assert "x 0.9 / 1 workers" in status["workers"]["memory_sizing"]
+        assert " x 0.9 - " in status["workers"]["memory_sizing"]
+        assert " for the scheduler / 1 worker = " in status["workers"]["memory_sizing"]
     finally:
         local_runner("down", check=True)
 

@@ -8,6 +8,8 @@ from dasklaunch.domain.units import parse_bytes
 from dasklaunch.errors import UsageError
 
 GiB = 2**30
+# 8 GiB nodes by default: 90% for the workers, less 5% of the node (0.4 GiB) for the scheduler
+USABLE = int(8 * GiB * 0.9) - int(8 * GiB * 0.05)
 
 
 def alloc(nodes=3, tasks=2, cpus=4, mem=8 * GiB, cpus_per_task=None):
@@ -34,27 +36,39 @@ def test_per_task_layout_inherits_the_allocation():
     plan = plan_workers(alloc(), UpOptions())
     assert (plan.placement, plan.ntasks, plan.nworkers, plan.nthreads) == ("tasks", 6, 1, 2)
     assert plan.expected_workers == 6
-    assert int(plan.memory_limit) == 8 * GiB // 2  # node memory shared by its 2 workers
+    assert int(plan.memory_limit) == USABLE // 2  # node memory shared by its 2 workers
+    assert plan.memory_note == ("8.00 GiB per node (unknown) x 0.9 - 409.60 MiB for the "
+                                "scheduler / 2 workers = 3.40 GiB per worker")
 
 
 def test_per_node_layout_gives_each_node_one_worker_with_all_cpus():
     plan = plan_workers(alloc(), UpOptions(per_node=True))
     assert (plan.placement, plan.ntasks, plan.nthreads) == ("per-node", 3, 4)
-    assert int(plan.memory_limit) == 8 * GiB
+    assert int(plan.memory_limit) == USABLE
+    assert "/ 1 worker = " in plan.memory_note
 
 
 def test_nworkers_splits_threads_and_memory():
     plan = plan_workers(alloc(tasks=1), UpOptions(nworkers=2))
     assert plan.nthreads == 2 and plan.expected_workers == 6
-    assert int(plan.memory_limit) == 4 * GiB
+    assert int(plan.memory_limit) == USABLE // 2
 
 
 def test_cpus_per_task_wins():
     assert plan_workers(alloc(cpus_per_task=3), UpOptions()).nthreads == 3
 
 
-def test_no_memory_information_falls_back_to_auto():
-    assert plan_workers(alloc(mem=None), UpOptions()).memory_limit == "auto"
+def test_no_memory_information_gives_each_worker_a_share_of_its_node():
+    """Not Dask's `auto`, which splits a node by cores per `dask worker`, blind to the other
+    tasks on the node: a fraction below 1, which Dask applies to the node's memory there."""
+    plan = plan_workers(alloc(mem=None), UpOptions())
+    assert plan.memory_limit == "0.45"  # 0.9 shared by the node's 2 workers
+    assert "unknown memory per node" in plan.memory_note
+
+
+def test_the_scheduler_reserve_is_at_most_1_gib():
+    plan = plan_workers(alloc(mem=64 * GiB, tasks=1), UpOptions())
+    assert int(plan.memory_limit) == int(64 * GiB * 0.9) - GiB
 
 
 def test_memory_limit_larger_than_the_node_is_refused():
@@ -91,7 +105,7 @@ def test_worker_command_never_uses_nprocs():
     plan = plan_workers(alloc(), opts)
     argv = worker_command(opts, plan, "/s/f.json", local=False, python="py")
     assert argv == ["py", "-m", "distributed.cli.dask_worker", "--scheduler-file", "/s/f.json",
-                    "--nthreads", "2", "--nworkers", "1", "--memory-limit", str(4 * GiB),
+                    "--nthreads", "2", "--nworkers", "1", "--memory-limit", str(USABLE // 2),
                     "--death-timeout", "60", "--interface", "ipogif0", "--local-directory",
                     "/tmp", "--lifetime", "1h"]
     assert "--nprocs" not in argv

@@ -107,7 +107,8 @@ def up(
     if as_json:
         _print_json(result)
     elif dry_run:
-        print(f"# backend {result['backend']}, job {result['job_id']}, "
+        version = f" ({result['backend_version']})" if result["backend_version"] else ""
+        print(f"# backend {result['backend']}{version}, job {result['job_id']}, "
               f"{result['expected_workers']} workers ({result['layout']}, "
               f"{result['threads_per_worker']} threads each), state dir {result['state_dir']}")
         print(f"# memory: {result['memory']}")

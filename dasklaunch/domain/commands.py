@@ -12,6 +12,47 @@ LOCAL_HOST = "127.0.0.1"
 SCHEDULER_PRELOAD = "dasklaunch.runtime.scheduler_plugin"
 
 
+# Flags of `dask worker` / `dask scheduler` that dasklaunch sets itself, and the option that
+# sets them: given again through --worker-arg/--scheduler-arg they would silently fight ours.
+OWN_WORKER_FLAGS = {
+    "--scheduler-file": "--state-dir", "--nthreads": "--nthreads",
+    "--nworkers": "--nworkers", "--nprocs": "--nworkers", "--memory-limit": "--memory-limit",
+    "--death-timeout": "--death-timeout", "--interface": "--interface", "--host": "--interface",
+    "--protocol": "--tls/--no-tls", "--tls-ca-file": "--tls/--no-tls",
+    "--tls-cert": "--tls/--no-tls", "--tls-key": "--tls/--no-tls",
+    "--nanny": "--nanny/--no-nanny", "--no-nanny": "--nanny/--no-nanny",
+}
+# ... and those it sets only when its own option is given (jobqueue.yaml's worker-extra-args
+# commonly carries --lifetime, which stays allowed when --lifetime is not given).
+OWN_WORKER_FLAGS_WHEN = {
+    "--local-directory": ("local_directory", "--local-directory"),
+    "--lifetime": ("lifetime", "--lifetime"), "--lifetime-restart": ("lifetime", "--lifetime"),
+    "--lifetime-stagger": ("lifetime", "--lifetime-stagger"),
+}
+OWN_SCHEDULER_FLAGS = {
+    "--scheduler-file": "--state-dir", "--port": "--port",
+    "--dashboard-address": "--dashboard-address", "--interface": "--interface",
+    "--host": "--interface", "--protocol": "--tls/--no-tls", "--tls-ca-file": "--tls/--no-tls",
+    "--tls-cert": "--tls/--no-tls", "--tls-key": "--tls/--no-tls",
+}
+
+
+def check_passthrough_args(opts: UpOptions) -> None:
+    """Refuse --worker-arg/--scheduler-arg flags that dasklaunch sets itself, naming the
+    dasklaunch option to use instead."""
+    for option, args, own in (("--worker-arg", opts.worker_args, OWN_WORKER_FLAGS),
+                              ("--scheduler-arg", opts.scheduler_args, OWN_SCHEDULER_FLAGS)):
+        for arg in args:
+            flag = arg.partition("=")[0]
+            instead = own.get(flag)
+            if option == "--worker-arg" and flag in OWN_WORKER_FLAGS_WHEN:
+                field, name = OWN_WORKER_FLAGS_WHEN[flag]
+                instead = name if getattr(opts, field) else None
+            if instead:
+                raise UsageError(f"{option} {arg}: dasklaunch sets {flag} itself; use "
+                                 f"{instead} instead")
+
+
 def _network(opts: UpOptions, local: bool) -> list[str]:
     if opts.interface:
         return ["--interface", opts.interface]

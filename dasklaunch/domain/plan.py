@@ -12,6 +12,19 @@ from .allocation import Allocation
 from .settings import UpOptions
 from .units import format_bytes, parse_bytes
 
+# Share of a node's memory its workers get by default: Slurm's cgroup kills the whole step at
+# the job's limit, so the workers' limits (which Dask enforces only approximately, by polling)
+# leave room for the nannies, the page cache and the spill machinery; the seed used 90%.
+DEFAULT_MEMORY_FRACTION = 0.9
+# The scheduler shares the first node with workers; every worker gets the same limit, so this is
+# taken from every node's share: at most 1 GiB, at most 5% of a node.
+SCHEDULER_RESERVE = 2**30
+SCHEDULER_RESERVE_FRACTION = 0.05
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
 
 @dataclass(frozen=True)
 class WorkerPlan:
@@ -29,9 +42,11 @@ class WorkerPlan:
 
 
 def plan_workers(alloc: Allocation, opts: UpOptions, *, memory_fraction: float | None = None,
-                 profile_limit: int | None = None) -> WorkerPlan:
+                 profile_limit: int | None = None,
+                 memory_origin: str = "--memory-limit") -> WorkerPlan:
     """The worker layout. `memory_fraction` / `profile_limit` are a profile's sizing hints;
-    an explicit --memory-limit wins over both."""
+    an explicit --memory-limit wins over both (`memory_origin` says where it came from, for
+    messages: the command line or jobqueue.yaml)."""
     if opts.nworkers < 1:
         raise UsageError(f"--nworkers must be at least 1, not {opts.nworkers}")
     if opts.nthreads is not None and opts.nthreads < 1:
@@ -49,29 +64,48 @@ def plan_workers(alloc: Allocation, opts: UpOptions, *, memory_fraction: float |
         cpus_task = alloc.cpus_per_task or max(1, cpus_node // tasks_node)
     nthreads = opts.nthreads or max(1, cpus_task // opts.nworkers)
     workers_node = tasks_node * opts.nworkers
-    node = (f"{format_bytes(alloc.mem_per_node)} per node ({alloc.mem_source})"
-            if alloc.mem_per_node else "unknown memory per node")
-    if opts.memory_limit is not None or profile_limit is not None:
-        memory = (opts.memory_limit or str(profile_limit)).strip()
-        origin = "--memory-limit" if opts.memory_limit is not None else "the profile"
-        note = f"{memory} per worker from {origin}"
-        if memory.lower() != "auto":
-            limit = parse_bytes(memory)
-            note = f"{format_bytes(limit)} per worker from {origin}"
-            if alloc.mem_per_node and limit * workers_node > alloc.mem_per_node:
-                raise UsageError(
-                    f"memory limit {memory} ({origin}) x {workers_node} workers per node "
-                    f"exceeds the allocation's {node}")
-    elif alloc.mem_per_node:
-        fraction = memory_fraction or 1.0
-        memory = str(int(alloc.mem_per_node * fraction) // workers_node)
-        note = (f"{node} x {fraction:g} / {workers_node} workers = "
-                f"{format_bytes(int(memory))} per worker")
-    else:
-        memory, note = "auto", "Dask's auto (the allocation's memory is unknown)"
+    memory, note = _memory_per_worker(alloc, opts, workers_node, memory_fraction,
+                                      profile_limit, memory_origin)
     return WorkerPlan(placement=placement, ntasks=ntasks, nnodes=alloc.nnodes,
                       nworkers=opts.nworkers, nthreads=nthreads, memory_limit=memory,
                       memory_note=note)
+
+
+def scheduler_reserve(mem_per_node: int) -> int:
+    return min(SCHEDULER_RESERVE, int(mem_per_node * SCHEDULER_RESERVE_FRACTION))
+
+
+def _memory_per_worker(alloc: Allocation, opts: UpOptions, workers_node: int,
+                       memory_fraction: float | None, profile_limit: int | None,
+                       memory_origin: str) -> tuple[str, str]:
+    """--memory-limit for each worker process, and the arithmetic behind it in words."""
+    node = (f"{format_bytes(alloc.mem_per_node)} per node ({alloc.mem_source})"
+            if alloc.mem_per_node else "unknown memory per node")
+    per_node = plural(workers_node, "worker")
+    if opts.memory_limit is not None or profile_limit is not None:
+        memory = (opts.memory_limit or str(profile_limit)).strip()
+        origin = memory_origin if opts.memory_limit is not None else "the profile"
+        if memory.lower() == "auto":
+            return memory, f"{memory} per worker from {origin}"
+        limit = parse_bytes(memory)
+        if alloc.mem_per_node and limit * workers_node > alloc.mem_per_node:
+            raise UsageError(
+                f"memory limit {format_bytes(limit)} ({origin}) x {per_node} per node "
+                f"exceeds the allocation's {node}")
+        return memory, f"{format_bytes(limit)} per worker from {origin}"
+    fraction = memory_fraction or DEFAULT_MEMORY_FRACTION
+    if not alloc.mem_per_node:
+        # Each node's own memory, as Dask sees it there: a fraction below 1 is Dask's way of
+        # saying "this share of the machine" (`auto` would give every task's workers a share
+        # by cores, blind to the other tasks on the node).
+        share = fraction / workers_node
+        return f"{share:.4g}", (f"unknown memory per node: each worker takes {fraction:g} / "
+                                f"{per_node} = {share:.4g} of its node's memory, as Dask "
+                                f"measures it there")
+    reserve = scheduler_reserve(alloc.mem_per_node)
+    limit = (int(alloc.mem_per_node * fraction) - reserve) // workers_node
+    return str(limit), (f"{node} x {fraction:g} - {format_bytes(reserve)} for the scheduler "
+                        f"/ {per_node} = {format_bytes(limit)} per worker")
 
 
 def expected_workers(plan: WorkerPlan, opts: UpOptions) -> int:

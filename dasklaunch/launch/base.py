@@ -51,6 +51,11 @@ class Launcher(ABC):
         leader = step.leader_id.pid if step.leader_id else "?"
         return f"pid {leader}"
 
+    def check_backend(self) -> str:
+        """The version of what runs the steps (`Slurm 24.11.5`), "" when it has none worth
+        saying; raises UsageError when it is unusable (a Slurm too old)."""
+        return ""
+
     def current_nodes(self) -> list[str] | None:
         """The nodes the job has now, when they can shrink (Slurm's --no-kill); None: as
         recorded."""

@@ -32,7 +32,14 @@ class LocalLauncher(Launcher):
         return bool(proc.group_members(step.pgid, not_before=step.started))
 
     def signal_graceful(self, step: Step) -> None:
-        if step.pgid is not None:
+        # Only the step's leader: localstep passes the signal on to each task once, as srun
+        # does. Signalling the whole group as well would give every task a second SIGTERM a
+        # moment later, and `dask worker` restores the default handler on the first one, so
+        # the second kills it before it has closed its nanny (more often on a loaded machine).
+        leader = step.leader_id
+        if leader is not None and proc.alive(leader):
+            proc.signal_process(leader, proc.SIGTERM)
+        elif step.pgid is not None:
             proc.signal_group(step.pgid, proc.SIGTERM, not_before=step.started)
 
     def kill(self, step: Step) -> None:

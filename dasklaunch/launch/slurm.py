@@ -33,6 +33,9 @@ class SlurmLauncher(Launcher):
             return guard_argv(self.job_id, step.command)
         return srun_argv(step, self.job_id, self.first_node)
 
+    def check_backend(self) -> str:
+        return f"Slurm {queue.version()[2]}"
+
     def current_nodes(self) -> list[str] | None:
         return queue.job_nodes(self.job_id)
 
@@ -57,8 +60,12 @@ class SlurmLauncher(Launcher):
 
     def signal_graceful(self, step: Step) -> None:
         step_id = self.step_id(step)
+        leader = step.leader_id
         if step_id:
             queue.cancel(step_id, signal="TERM")
+        elif leader is not None and proc.alive(leader):
+            # the guard (or srun) passes it on once; see LocalLauncher.signal_graceful
+            proc.signal_process(leader, proc.SIGTERM)
         elif step.pgid is not None:
             proc.signal_group(step.pgid, proc.SIGTERM, not_before=step.started)
 

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from ..domain.allocation import Allocation
+from ..domain.commands import check_passthrough_args
 from ..domain.plan import expected_workers, plan_workers
 from ..domain.settings import UpOptions
 from ..errors import UsageError
@@ -41,6 +42,7 @@ def prologue_defaults(given: list[str] | None) -> dict:
 def check_up_options(opts: UpOptions) -> None:
     """Apply `up`'s own rules that hold whatever allocation the job gets, before submitting."""
     choose_backend(opts.backend, environ={})
+    check_passthrough_args(opts)
     if opts.local_tasks is not None and opts.local_tasks < 1:
         raise UsageError(f"--local-tasks must be at least 1, not {opts.local_tasks}")
     # Larger than any job and with no memory figure, so only allocation-independent rules

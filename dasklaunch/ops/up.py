@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..domain import render
 from ..domain.allocation import Allocation
-from ..domain.commands import scheduler_command, worker_command
+from ..domain.commands import check_passthrough_args, scheduler_command, worker_command
 from ..domain.env import job_env, worker_env
 from ..domain.plan import WorkerPlan, expected_workers, plan_workers
 from ..domain.settings import UpOptions
@@ -143,18 +143,22 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
         raise UsageError(f"--timeout must be > 0 seconds, not {opts.timeout:g}")
     if opts.death_timeout <= 0:
         raise UsageError(f"--death-timeout must be > 0 seconds, not {opts.death_timeout:g}")
+    check_passthrough_args(opts)
     backend = choose_backend(opts.backend)
     alloc = current_allocation(backend, opts.local_tasks)
     state = find_state_dir(state_dir, alloc.job_id)
     opts, sizing, profile = resolve_profile(opts, alloc)
-    plan = plan_workers(alloc, opts, **sizing)
+    memory_origin = sources.get("memory_limit", "command line")
+    plan = plan_workers(alloc, opts, **sizing, memory_origin=(
+        "--memory-limit" if memory_origin in ("command line", "default") else memory_origin))
     launcher = launcher or make_launcher(backend, alloc.job_id, alloc.nodes)
+    backend_version = launcher.check_backend()
     sched, pool = build_steps(opts, plan, launcher.backend, state, extra_env)
     total = plan.expected_workers
     wait_for = expected_workers(plan, opts)
     if dry_run:
         return {**_dry_run(launcher, state, alloc, sched, pool, plan, profile),
-                "sources": sources}
+                "sources": sources, "backend_version": backend_version}
     if opts.interface and sched.placement == "here":
         check_interface_here(opts.interface)
     if not state.exists():

@@ -14,7 +14,7 @@ from ..domain.settings import UpOptions
 from ..domain.units import parse_bytes
 
 # up option <- how it is derived from jobqueue.slurm
-SOURCES = ("interface", "nthreads", "nworkers", "memory_limit", "local_directory",
+SOURCES = ("interface", "nthreads", "nworkers", "per_node", "memory_limit", "local_directory",
            "worker_args")
 
 
@@ -93,22 +93,31 @@ def job_script_prologue() -> list[str]:
 def apply_jobqueue_defaults(opts: UpOptions, explicit: frozenset[str] | set[str],
                             section: dict | None = None) -> tuple[UpOptions, dict[str, str]]:
     """Fill options the user did not give from jobqueue.slurm. Returns the options and where
-    each of SOURCES came from ("command line", "jobqueue.yaml (key)" or "default")."""
+    each of SOURCES came from ("command line", "jobqueue.yaml: key=value" or "default").
+
+    As in dask-jobqueue, `cores`, `processes` and `memory` describe one job, and a node of the
+    allocation plays that job's part: `processes` workers per node (one `dask worker
+    --nworkers processes` per node), each with cores / processes threads and memory /
+    processes bytes."""
     section = user_jobqueue_slurm() if section is None else section
     values: dict = {}
     origin: dict[str, str] = {}
     processes = int(section.get("processes") or 1)
+    split = f" / processes={processes}" if section.get("processes") else ""
     if section.get("interface"):
-        values["interface"] = (str(section["interface"]), "interface")
-    if section.get("processes"):
-        values["nworkers"] = (processes, "processes")
+        values["interface"] = (str(section["interface"]), f"interface={section['interface']}")
+    if section.get("processes") and not {"per_node", "nworkers"} & set(explicit):
+        values["nworkers"] = (processes, f"processes={processes}")
+        values["per_node"] = (True, f"processes={processes} per job, a job being a node")
     if section.get("cores"):
-        values["nthreads"] = (max(1, int(section["cores"]) // processes), "cores / processes")
+        values["nthreads"] = (max(1, int(section["cores"]) // processes),
+                              f"cores={section['cores']}{split}")
     if section.get("memory"):
         per_worker = parse_bytes(section["memory"]) // processes
-        values["memory_limit"] = (str(per_worker), "memory / processes")
+        values["memory_limit"] = (str(per_worker), f"memory={section['memory']}{split}")
     if section.get("local-directory"):
-        values["local_directory"] = (str(section["local-directory"]), "local-directory")
+        values["local_directory"] = (str(section["local-directory"]),
+                                     f"local-directory={section['local-directory']}")
     if section.get("worker-extra-args"):
         values["worker_args"] = (tuple(str(a) for a in section["worker-extra-args"]),
                                  "worker-extra-args")
@@ -118,7 +127,7 @@ def apply_jobqueue_defaults(opts: UpOptions, explicit: frozenset[str] | set[str]
             origin[name] = "command line"
         elif name in values:
             updates[name], key = values[name]
-            origin[name] = f"jobqueue.yaml ({key})"
+            origin[name] = f"jobqueue.yaml: {key}"
         else:
             origin[name] = "default"
     return replace(opts, **updates), origin

@@ -107,17 +107,30 @@ def signal_group(pgid: int, sig: int, not_before: float = 0.0) -> bool:
     return True
 
 
+def signal_process(proc: ProcessId, sig: int) -> bool:
+    """Signal the recorded process if it is still the one we started. True if signalled."""
+    if not alive(proc):
+        return False
+    try:
+        os.kill(proc.pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def spawn(argv: list[str], *, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     """Start a detached process writing to `log`, leading a new session and process group.
 
     Detached, so a Ctrl-C in the user's terminal reaches only the dasklaunch command (which then
-    rolls back explicitly), and the whole step is one process group to signal.
+    rolls back explicitly), and the whole step is one process group to signal. Under umask 077:
+    what Dask writes into the state dir (the scheduler file, worker spill) is the owner's only;
+    srun passes the umask on to its tasks.
     """
     log.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
     try:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, env=env,
-                                close_fds=True, start_new_session=True)
+                                close_fds=True, start_new_session=True, umask=0o077)
     except FileNotFoundError:
         raise CommandError(f"command not found: {argv[0]}") from None
     finally:

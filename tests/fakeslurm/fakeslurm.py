@@ -427,7 +427,8 @@ def task_envs(job: Job, step_id: int, nodes: list[str], tasks: list[int]) -> lis
 
 def srun(argv: list[str]) -> int:
     if argv in (["--version"], ["-V"]):
-        print(f"slurm {SLURM_VERSION}")
+        # FAKE_SLURM_VERSION: the version to claim, for tests of dasklaunch's version check
+        print(f"slurm {os.environ.get('FAKE_SLURM_VERSION', SLURM_VERSION)}")
         return 0
     parser = argparse.ArgumentParser(prog="srun", exit_on_error=False)
     parser.add_argument("--jobid", required=True)

@@ -18,10 +18,12 @@ with connect() as client:
 dl("down")
 ''', "-N3", "--ntasks-per-node=2")
     status = result["status"]
-    # seed: one worker per node with all its CPUs, 90% of DefMemPerNode=2000M
+    # seed: one worker per node with all its CPUs, 90% of DefMemPerNode=2000M less 5% of the
+    # node for the scheduler
     assert status["workers"]["connected"] == 3 and status["workers"]["threads"] == 6
     assert status["hosts"] == {NODE_ADDR[n]: 1 for n in NODES}
-    assert status["workers"]["memory_per_worker"] == [int(2000 * 2**20 * 0.9)]
+    assert status["workers"]["memory_per_worker"] == [int(2000 * 2**20 * 0.9)
+                                                      - int(2000 * 2**20 * 0.05)]
     assert set(result["terminate"].values()) == {0.95}
     assert set(result["spill"].values()) == {False}
     assert sorted(result["hosts"].values()) == NODES

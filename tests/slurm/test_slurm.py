@@ -70,9 +70,11 @@ dl("down")
     assert status["workers"]["expected"] == status["workers"]["connected"] == workers
     assert set(result["nthreads"].values()) == {threads}
     assert len(status["hosts"]) == 3
-    # DefMemPerNode=2000M, read from the job record (salloc exports no memory variable)
+    # DefMemPerNode=2000M, read from the job record (salloc exports no memory variable): 90%
+    # of it, less 5% for the scheduler, shared by the node's workers
     per_node_workers = workers // 3
-    assert status["workers"]["memory_per_worker"] == [2000 * 2**20 // per_node_workers]
+    usable = int(2000 * 2**20 * 0.9) - int(2000 * 2**20 * 0.05)
+    assert status["workers"]["memory_per_worker"] == [usable // per_node_workers]
 
 
 def test_hard_killed_pool_comes_back_to_the_same_scheduler(slurm):
