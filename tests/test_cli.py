@@ -159,3 +159,43 @@ def test_shell_completion_completes_commands():
                _DASKLAUNCH_COMPLETE="complete_bash")
     out = subprocess.run(["dasklaunch"], env=env, capture_output=True, text=True, timeout=60)
     assert "restart-workers" in out.stdout
+
+
+def test_dry_run_checks_the_interface_where_it_can(cli, monkeypatch):
+    bad = cli("up", "--dry-run", "--local-tasks", "1", "--interface", "nosuch0")
+    assert bad.exit_code == 2
+    assert "network interface 'nosuch0' does not exist" in bad.stderr
+    assert cli("up", "--dry-run", "--local-tasks", "1", "--interface", "lo").exit_code == 0
+
+
+def test_dry_run_says_when_the_interface_cannot_be_checked(cli, monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    monkeypatch.setenv("SLURM_JOB_NODELIST", "nid0001")
+    monkeypatch.setenv("SLURM_MEM_PER_NODE", "16000")
+    monkeypatch.setattr("dasklaunch.slurm.queue.shutil.which", lambda name: "/usr/bin/" + name)
+    monkeypatch.setattr("dasklaunch.slurm.queue.hostnames", lambda nodes: ["nid0001"])
+    monkeypatch.setattr("dasklaunch.slurm.queue.version", lambda: (22, 5, "22.05.8"))
+    result = cli("up", "--dry-run", "--interface", "nosuch0")
+    assert result.exit_code == 0, result.stderr
+    assert "# --interface nosuch0 is checked on the compute nodes" in result.stdout
+    assert "# backend slurm (Slurm 22.05.8), job 77, 1 worker (tasks, 1 thread each)" \
+        in result.stdout
+
+
+def test_version_and_one_error_style():
+    version = CliRunner().invoke(app, ["--version"])
+    assert version.exit_code == 0 and version.stdout.startswith("dasklaunch ")
+    assert "distributed " in version.stdout
+    bogus = CliRunner().invoke(app, ["--bogus"])
+    assert bogus.exit_code == 2
+    assert bogus.stderr.strip() == "dasklaunch: error: No such option: --bogus"
+
+
+def test_help_lists_commands_by_use_with_plain_metavars():
+    text = CliRunner().invoke(app, ["--help"]).stdout
+    listed = [line.split()[0] for line in text.split("Commands:")[1].splitlines() if line.strip()]
+    assert listed[:5] == ["up", "status", "restart-workers", "down", "env"]
+    for command in (["up"], ["scale-out"], ["supervise"], ["batch"], ["profile", "check"]):
+        help_text = CliRunner().invoke(app, [*command, "--help"]).stdout
+        assert "<str>" not in help_text and "<int>" not in help_text, command
+        assert "--no-dry-run" not in help_text and "--no-hard" not in help_text, command

@@ -78,6 +78,11 @@ def test_up_compute_kill_restart_down(runner):
     status = json.loads(runner("status", "--json", check=True).stdout)
     assert status["scheduler"]["address"] == address and status["restarts"] == 1
 
+    # everything in the state dir is the owner's only, what Dask writes (scheduler.json) too
+    for path in runner.state_dir.rglob("*"):
+        mode = path.stat().st_mode & 0o777
+        assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
+
     env = runner("env", check=True).stdout
     assert f"export SCHEDULER_FILE={sfile}" in env
     assert runner("env", "--path", check=True).stdout.strip() == str(runner.state_dir / "env.sh")
@@ -90,6 +95,11 @@ def test_up_compute_kill_restart_down(runner):
     assert "not running" in again.stderr
     gone = runner("status")
     assert gone.returncode == 1
+    assert "scheduler  down (stopped by `dasklaunch down` at " in gone.stdout
+    assert "GONE" not in gone.stdout
+    after = runner("restart-workers")
+    assert after.returncode == 1
+    assert "stopped by `dasklaunch down` at " in after.stderr and "`dasklaunch up`" in after.stderr
 
 
 def test_restart_half_dead_pool_and_graceful_down(runner):

@@ -20,6 +20,27 @@ from .profile import profile_app
 
 
 class _Group(TyperGroup):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _default_metavars(self)
+
+    def main(self, args=None, prog_name=None, standalone_mode=True, **extra):
+        """Click's own errors (an unknown option before any command, say) in the one style:
+        `dasklaunch: error: ...`, exit 2."""
+        if not standalone_mode:
+            return super().main(args, prog_name, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, standalone_mode=False, **extra)
+        except Exception as err:
+            if _is_click_exception(err):
+                print(f"dasklaunch: error: {err.format_message()}", file=sys.stderr)
+                sys.exit(err.exit_code)
+            if type(err).__name__ == "Abort":
+                print("dasklaunch: aborted", file=sys.stderr)
+                sys.exit(1)
+            raise
+        sys.exit(code if isinstance(code, int) else 0)
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
@@ -42,6 +63,16 @@ class _Group(TyperGroup):
             raise typer.Exit(1) from None
 
 
+def _default_metavars(command) -> None:
+    """`--jobs JOBS` rather than typer's `--jobs <int>`, for every option that names none."""
+    for param in getattr(command, "params", []):
+        if getattr(param, "is_flag", True) or param.metavar is not None:
+            continue
+        param.metavar = (param.name or "value").upper()
+    for sub in getattr(command, "commands", {}).values():
+        _default_metavars(sub)
+
+
 def _debug(ctx) -> bool:
     return bool((ctx.obj or {}).get("debug"))
 
@@ -58,9 +89,28 @@ app = typer.Typer(cls=_Group, no_args_is_help=True,
 
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        from .. import __version__
+
+        parts = []
+        for name in ("dask", "distributed"):
+            try:
+                parts.append(f"{name} {version(name)}")
+            except PackageNotFoundError:
+                parts.append(f"{name} not installed")
+        print(f"dasklaunch {__version__} ({', '.join(parts)})")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(ctx: typer.Context,
-          debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False
+          debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+          show_version: Annotated[bool, typer.Option(
+              "--version", callback=_show_version, is_eager=True,
+              help="Print dasklaunch's version (and Dask's) and exit.")] = False,
           ) -> None:
     ctx.obj = {"debug": debug}
 

@@ -5,10 +5,12 @@ Each parses its options and calls one function of ops/; nothing here imports dis
 from __future__ import annotations
 
 import json
+import time
 from typing import Annotated, Optional
 
 import typer
 
+from ..domain.units import plural
 from .options import JsonOpt, StateDirOpt, TimeoutOpt
 
 app = typer.Typer()  # the commands below are registered on the root app by register()
@@ -22,64 +24,78 @@ def _print_json(data: dict) -> None:
 def up(
     ctx: typer.Context,
     state_dir: StateDirOpt = None,
-    backend: Annotated[str, typer.Option(help="auto (Slurm inside an allocation, else local), "
-                                              "slurm or local.")] = "auto",
+    backend: Annotated[str, typer.Option(metavar="auto|slurm|local",
+                                         help="auto: Slurm inside an allocation, else local."
+                                         )] = "auto",
     interface: Annotated[Optional[str], typer.Option(
-        "--interface", "-i", help="Network interface for the scheduler and workers (ib0, "
-                                  "ipogif0, ...).")] = None,
+        "--interface", "-i", metavar="IFACE",
+        help="Network interface for the scheduler and workers (ib0, "
+             "ipogif0, ...).")] = None,
     scheduler_here: Annotated[bool, typer.Option(
+        "--scheduler-here",
         help="Run the scheduler where `up` runs, not in its own step on the first node.")] = False,
     per_node: Annotated[Optional[bool], typer.Option(
         "--per-node/--per-task",
         help="One worker process per node with all its CPUs as threads, or one per Slurm task "
              "[default: the profile's layout, else per task].")] = None,
     profile: Annotated[Optional[str], typer.Option(
+        metavar="NAME|FILE",
         help="Memory profile (name or YAML file) for this job only: see `dasklaunch profile "
              "list`.")] = None,
     nthreads: Annotated[Optional[int], typer.Option(
+        metavar="N",
         help="Threads per worker process [default: CPUs per task, or per node].")] = None,
-    nworkers: Annotated[int, typer.Option(help="Worker processes per task.")] = 1,
+    nworkers: Annotated[int, typer.Option(metavar="N", help="Worker processes per task.")] = 1,
     memory_limit: Annotated[Optional[str], typer.Option(
-        help="Memory per worker process, e.g. 12GiB [default: the allocation's memory per node "
-             "divided among its workers].")] = None,
+        metavar="SIZE",
+        help="Memory per worker process, e.g. 12GiB [default: 90% of the allocation's memory "
+             "per node, less a share for the scheduler, divided among its workers].")] = None,
     local_directory: Annotated[Optional[str], typer.Option(
-        help="Node-local scratch for spilling, e.g. /tmp.")] = None,
+        metavar="DIR", help="Node-local scratch for spilling, e.g. /tmp.")] = None,
     death_timeout: Annotated[float, typer.Option(
-        help="Seconds a worker waits for a scheduler before giving up.")] = 60.0,
+        metavar="SECONDS", help="Seconds a worker waits for a scheduler before giving up.")] = 60.0,
     worker_arg: Annotated[Optional[list[str]], typer.Option(
-        "--worker-arg", help="Extra argument passed to `dask worker` (repeatable).")] = None,
+        "--worker-arg", metavar="ARG",
+        help="Extra argument passed to `dask worker` (repeatable).")] = None,
     scheduler_arg: Annotated[Optional[list[str]], typer.Option(
-        "--scheduler-arg", help="Extra argument passed to `dask scheduler` (repeatable).")] = None,
+        "--scheduler-arg", metavar="ARG",
+        help="Extra argument passed to `dask scheduler` (repeatable).")] = None,
     dashboard_address: Annotated[str, typer.Option(
+        metavar="[HOST]:PORT",
         help="Dashboard address; a bare port binds to the scheduler's interface only, "
              "':PORT' to every interface.")] = "8787",
     tls: Annotated[bool, typer.Option(
         "--tls/--no-tls", help="Per-job TLS certificates; --no-tls lets anyone who reaches "
                                "the scheduler run code as you.")] = True,
     port: Annotated[int, typer.Option(
+        metavar="PORT",
         help="Scheduler port [default 0: a free one; clients use the scheduler file].")] = 0,
     nanny: Annotated[bool, typer.Option(
         "--nanny/--no-nanny", help="Run workers under a nanny (restarts, memory limits).")] = True,
     start_method: Annotated[Optional[str], typer.Option(
+        metavar="spawn|fork|forkserver",
         help="How nannies start workers: spawn (Dask's default), fork (faster start-up, see "
              "README) or forkserver.")] = None,
     wait_workers: Annotated[str, typer.Option(
-        help="Return when this many workers are connected, or 'all'.")] = "all",
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.")] = 120.0,
+        metavar="N|all", help="Return when this many workers are connected, or 'all'.")] = "all",
+    timeout: Annotated[float, typer.Option(
+        metavar="SECONDS", help="Seconds to wait for readiness.")] = 120.0,
     local_tasks: Annotated[Optional[int], typer.Option(
-        help="Local backend: tasks to fake [default: CPUs here].")] = None,
+        metavar="N", help="Local backend: tasks to fake [default: CPUs here].")] = None,
     lifetime: Annotated[Optional[str], typer.Option(
+        metavar="DURATION",
         help="Restart each worker after this long (e.g. 1h), so long jobs rotate them.")] = None,
     lifetime_stagger: Annotated[Optional[str], typer.Option(
-        help="Random spread of --lifetime across workers (e.g. 5m).")] = None,
+        metavar="DURATION", help="Random spread of --lifetime across workers (e.g. 5m).")] = None,
     supervise: Annotated[bool, typer.Option(
-        help="Stay in the foreground and bring worker pools back (see `dasklaunch "
+        "--supervise", help="Stay in the foreground and bring worker pools back (see `dasklaunch "
              "supervise`).")] = False,
     walltime_margin: Annotated[Optional[float], typer.Option(
+        metavar="SECONDS",
         help="With --supervise: bring the cluster down this many seconds before the job "
              "ends.")] = None,
     dry_run: Annotated[bool, typer.Option(
-        help="Print every command that would run, run nothing.")] = False,
+        "--dry-run", help="Print every command that would run, run nothing.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Start the scheduler and the workers for this job, and wait until they are ready."""
@@ -109,14 +125,17 @@ def up(
     elif dry_run:
         version = f" ({result['backend_version']})" if result["backend_version"] else ""
         print(f"# backend {result['backend']}{version}, job {result['job_id']}, "
-              f"{result['expected_workers']} workers ({result['layout']}, "
-              f"{result['threads_per_worker']} threads each), state dir {result['state_dir']}")
+              f"{plural(result['expected_workers'], 'worker')} ({result['layout']}, "
+              f"{plural(result['threads_per_worker'], 'thread')} each), state dir "
+              f"{result['state_dir']}")
         print(f"# memory: {result['memory']}")
         for name, origin in sorted(result.get("sources", {}).items()):
             if origin != "default":
                 print(f"# {name.replace('_', '-')}: from {origin}")
         if result["profile"]:
             print(f"# profile: {result['profile']}")
+        for note in result.get("notes", []):
+            print(f"# {note}")
         for command in result["commands"]:
             print(command)
     else:
@@ -154,6 +173,11 @@ def status(state_dir: StateDirOpt = None, as_json: JsonOpt = False) -> None:
     else:
         sched, workers = result["scheduler"], result["workers"]
         alive = "alive" if sched["alive"] else "GONE"
+        if not sched["alive"] and result["status"] == "down":
+            stopped = result.get("stopped_at")
+            when = (time.strftime(" at %Y-%m-%d %H:%M:%S", time.localtime(stopped))
+                    if stopped else "")
+            alive = f"down (stopped by `dasklaunch down`{when})"
         print(f"job        {result['job_id']} ({result['backend']}), state dir "
               f"{result['state_dir']}")
         print(f"scheduler  {alive}  {sched['address'] or '-'}  {sched['where'] or ''}")
@@ -161,7 +185,7 @@ def status(state_dir: StateDirOpt = None, as_json: JsonOpt = False) -> None:
             print(f"dashboard  {sched['dashboard']}")
         memory = ", ".join(_human(m) for m in workers["memory_per_worker"]) or "-"
         print(f"workers    {workers['connected']}/{workers['expected']} connected, "
-              f"{workers['threads']} threads, memory per worker {memory}")
+              f"{plural(workers['threads'], 'thread')}, memory per worker {memory}")
         if workers.get("memory_sizing"):
             print(f"memory     {workers['memory_sizing']}")
         print(f"memory use highest {workers['highest_memory_use']:.0%} of a worker's limit, "
@@ -169,7 +193,7 @@ def status(state_dir: StateDirOpt = None, as_json: JsonOpt = False) -> None:
         if result.get("profile"):
             print(f"profile    {result['profile']}")
         for host, count in result["hosts"].items():
-            print(f"  {host:<24} {count} workers")
+            print(f"  {host:<24} {plural(count, 'worker')}")
         for pool in result["pools"]:
             print(f"pool       {pool['name']}: {pool['state']} ({pool['where']})")
         print(f"restarts   {result['restarts']}"
@@ -180,7 +204,7 @@ def status(state_dir: StateDirOpt = None, as_json: JsonOpt = False) -> None:
         sup = result["supervisor"]
         if sup:
             state = "attached" if sup["attached"] else "not running"
-            print(f"supervisor {state}, {sup['restarts']} restarts"
+            print(f"supervisor {state}, {plural(sup['restarts'], 'restart')}"
                   + (f", last reason: {sup['last_reason']}" if sup["last_reason"] else ""))
     if not result["scheduler"]["alive"]:
         raise typer.Exit(1)
@@ -228,7 +252,7 @@ def supervise_command(
         help="Seconds to wait after a relaunch that did not hold; doubles each time.")] = 5.0,
     interval: Annotated[float, typer.Option(help="Seconds between checks.")] = 2.0,
     restart_scheduler: Annotated[bool, typer.Option(
-        help="When the scheduler dies, restart the whole cluster (clients must "
+        "--restart-scheduler", help="When the scheduler dies, restart the whole cluster (clients must "
              "reconnect).")] = False,
     walltime_margin: Annotated[Optional[float], typer.Option(
         help="Bring the cluster down this many seconds before the job ends.")] = None,
@@ -254,7 +278,8 @@ def _human(n: int) -> str:
 @app.command("restart-workers")
 def restart_workers(
     state_dir: StateDirOpt = None,
-    hard: Annotated[bool, typer.Option(help="Kill the pool at once, no graceful stop.")] = False,
+    hard: Annotated[bool, typer.Option(
+        "--hard", help="Kill the pool at once, no graceful stop.")] = False,
     timeout: TimeoutOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -273,7 +298,7 @@ def restart_workers(
 def down(
     state_dir: StateDirOpt = None,
     workers_only: Annotated[bool, typer.Option(
-        help="Stop only the workers; the scheduler and its state stay.")] = False,
+        "--workers-only", help="Stop only the workers; the scheduler and its state stay.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Stop the workers and the scheduler (graceful, then hard). Logs are kept. Idempotent."""
@@ -297,6 +322,14 @@ def env(
 
 
 
+# The order `dasklaunch --help` lists them in: by use.
+ORDER = ("up", "status", "restart-workers", "down", "env", "supervise", "scale-out")
+
+
 def register(root: typer.Typer) -> None:
-    """Put these commands on the root app, in the order `dasklaunch --help` lists them."""
-    root.registered_commands.extend(app.registered_commands)
+    """Put these commands on the root app, in ORDER."""
+    def name(info) -> str:
+        return info.name or info.callback.__name__.replace("_", "-")
+
+    root.registered_commands.extend(sorted(app.registered_commands,
+                                           key=lambda info: ORDER.index(name(info))))

@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 StateDirOpt = Annotated[Optional[Path], typer.Option(
-    "--state-dir", envvar="DASKLAUNCH_STATE_DIR",
+    "--state-dir", envvar="DASKLAUNCH_STATE_DIR", metavar="DIR",
     help="Per-job state directory [default: $SCRATCH/dasklaunch/JOB or ~/.dasklaunch/JOB].")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 TimeoutOpt = Annotated[Optional[float], typer.Option(
-    "--timeout", help="Seconds to wait for readiness before giving up.")]
+    "--timeout", metavar="SECONDS", help="Seconds to wait for readiness before giving up.")]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from ..errors import UsageError
 from .allocation import Allocation
 from .settings import UpOptions
-from .units import format_bytes, parse_bytes
+from .units import format_bytes, parse_bytes, plural
 
 # Share of a node's memory its workers get by default: Slurm's cgroup kills the whole step at
 # the job's limit, so the workers' limits (which Dask enforces only approximately, by polling)
@@ -20,10 +20,6 @@ DEFAULT_MEMORY_FRACTION = 0.9
 # taken from every node's share: at most 1 GiB, at most 5% of a node.
 SCHEDULER_RESERVE = 2**30
 SCHEDULER_RESERVE_FRACTION = 0.05
-
-
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 @dataclass(frozen=True)

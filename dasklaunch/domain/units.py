@@ -43,3 +43,8 @@ def slurm_megabytes(name: str, value: str) -> int:
     if not value.isdigit():
         raise UsageError(f"{name}={value!r} is not a number of megabytes")
     return int(value) * 2**20
+
+
+def plural(count: int, noun: str) -> str:
+    """`1 worker`, `2 workers`: messages read as English at every count."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

@@ -38,6 +38,11 @@ def relaunch_pools(state: StateDir, record: ClusterRecord, *, hard: bool = False
     launcher = launcher_for(record)
     sched = record.scheduler
     info = schedfile.read(state.scheduler_file)
+    if record.status == "down":
+        when = (time.strftime(" at %Y-%m-%d %H:%M:%S", time.localtime(record.stopped_at))
+                if record.stopped_at else "")
+        raise NotUpError(f"the cluster was stopped by `dasklaunch down`{when}; start a new one "
+                         f"with `dasklaunch up`")
     if sched is None or info is None or not schedfile.answers(info):
         raise NotUpError("the scheduler is gone, so there is nothing to restart workers "
                          "against; run `dasklaunch down` then `dasklaunch up`")

@@ -156,11 +156,15 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
     sched, pool = build_steps(opts, plan, launcher.backend, state, extra_env)
     total = plan.expected_workers
     wait_for = expected_workers(plan, opts)
-    if dry_run:
-        return {**_dry_run(launcher, state, alloc, sched, pool, plan, profile),
-                "sources": sources, "backend_version": backend_version}
+    notes = []
     if opts.interface and sched.placement == "here":
         check_interface_here(opts.interface)
+    elif opts.interface:
+        notes.append(f"--interface {opts.interface} is checked on the compute nodes when the "
+                     f"steps start (it may not exist here, on {socket.gethostname()})")
+    if dry_run:
+        return {**_dry_run(launcher, state, alloc, sched, pool, plan, profile),
+                "sources": sources, "backend_version": backend_version, "notes": notes}
     if not state.exists():
         _refuse_orphaned_cluster(state)
     state.create()
