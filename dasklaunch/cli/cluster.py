@@ -252,8 +252,9 @@ def supervise_command(
         help="Seconds to wait after a relaunch that did not hold; doubles each time.")] = 5.0,
     interval: Annotated[float, typer.Option(help="Seconds between checks.")] = 2.0,
     restart_scheduler: Annotated[bool, typer.Option(
-        "--restart-scheduler", help="When the scheduler dies, restart the whole cluster (clients must "
-             "reconnect).")] = False,
+        "--restart-scheduler",
+        help="When the scheduler dies, restart the whole cluster (clients must reconnect).")
+    ] = False,
     walltime_margin: Annotated[Optional[float], typer.Option(
         help="Bring the cluster down this many seconds before the job ends.")] = None,
 ) -> None:
