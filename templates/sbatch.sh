@@ -1,5 +1,6 @@
 #!/bin/bash
 {{directives}}
+{{directive_sources}}
 #
 # Rendered by `dasklaunch batch`. It brings a Dask cluster up, runs the command, and always
 # brings the cluster down: when the command ends, on scancel, and {{margin}} s before the

@@ -370,6 +370,38 @@ def test_dry_run_prints_the_script(cli):
     assert "DASKLAUNCH_STATE_DIR" not in text
 
 
+def test_jobqueue_yaml_account_queue_walltime_and_directives(tmp_path):
+    """dask-jobqueue users keep their jobqueue.yaml: account, queue, walltime,
+    job-extra-directives and job-directives-skip shape the batch job as they shape SLURMJob's."""
+    config = tmp_path / "jobqueue.yaml"
+    config.write_text("jobqueue:\n  slurm:\n    account: astro\n    queue: debug\n"
+                      "    walltime: '00:30:00'\n    job-extra-directives: ['--exclusive', "
+                      "'--mem=0', '--gres=gpu:1']\n    job-directives-skip: ['--gres']\n")
+
+    def batch(*args: str, conf: Path = config) -> subprocess.CompletedProcess:
+        env = {**_clean_env(), "HOME": str(tmp_path), "DASK_CONFIG": str(conf)}
+        return subprocess.run([sys.executable, "-m", "dasklaunch", "batch", "--dry-run", *args,
+                               "--", "true"], env=env, capture_output=True, text=True,
+                              timeout=60)
+
+    text = batch().stdout
+    header = [line for line in text.splitlines() if line.startswith("#SBATCH")]
+    assert "#SBATCH --account=astro" in header and "#SBATCH --partition=debug" in header
+    assert "#SBATCH --time=00:30:00" in header
+    assert "#SBATCH --exclusive" in header and "#SBATCH --mem=0" in header
+    assert not [line for line in header if "--gres" in line]
+    assert ("# from jobqueue.yaml: account=astro, queue=debug, walltime=00:30:00, "
+            "job-extra-directives, job-directives-skip (--gres)") in text
+    # the command line wins
+    mine = batch("--partition", "long").stdout
+    assert "#SBATCH --partition=long" in mine and "queue=debug" not in mine
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("jobqueue:\n  slurm:\n    job-extra-directives: ['--time=10']\n")
+    refused = batch(conf=bad)
+    assert refused.returncode == 2
+    assert "jobqueue.yaml job-extra-directives '--time=10': use --time instead" in refused.stderr
+
+
 def test_prologue_from_jobqueue_config_or_the_flag(cli, monkeypatch, tmp_path):
     config = tmp_path / "jobqueue.yaml"
     config.write_text("jobqueue:\n  slurm:\n    job-script-prologue:\n"

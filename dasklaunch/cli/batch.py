@@ -57,12 +57,13 @@ def batch_command(
     from ..ops import batch
 
     up_args, command, state_dir = split_up_args(ctx, list(ctx.args))
+    given = {"time": time_limit, "partition": partition, "account": account}
     spec = sbatch.BatchSpec(
         command=tuple(command), dasklaunch=batch.installed_command(), up_args=tuple(up_args),
-        nodes=nodes, ntasks_per_node=ntasks_per_node, time=time_limit, partition=partition,
-        account=account, qos=qos, constraint=constraint, job_name=job_name, output=output,
-        sbatch_args=tuple(sbatch_arg or ()), walltime_margin=walltime_margin,
-        state_dir=state_dir, **batch.prologue_defaults(prologue))
+        nodes=nodes, ntasks_per_node=ntasks_per_node, qos=qos, constraint=constraint,
+        job_name=job_name, output=output, sbatch_args=tuple(sbatch_arg or ()),
+        walltime_margin=walltime_margin, state_dir=state_dir,
+        **{**given, **batch.prologue_defaults(prologue), **batch.jobqueue_defaults(given)})
     text = sbatch.render(spec)
     if dry_run:
         sys.stdout.write(text)

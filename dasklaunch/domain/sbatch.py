@@ -56,6 +56,11 @@ class BatchSpec:
     state_dir: str | None = None
     prologue: tuple[str, ...] = ()   # shell lines run first (module load, conda activate, ...)
     prologue_source: str = "--prologue"
+    # from jobqueue.yaml: job-extra-directives (sbatch options) and job-directives-skip
+    # (substrings: a directive line containing one is left out, as dask-jobqueue does)
+    extra_directives: tuple[str, ...] = ()
+    directives_skip: tuple[str, ...] = ()
+    directive_sources: str = ""   # a comment saying which directives came from where
 
 
 # ----------------------------------------------------------------------------------- validation
@@ -103,6 +108,8 @@ def _check(spec: BatchSpec) -> None:
             raise UsageError(f"{flag} must not contain a line break")
     for arg in spec.sbatch_args:
         _sbatch_arg_line(arg)
+    for arg in spec.extra_directives:
+        _sbatch_arg_line(arg, "jobqueue.yaml job-extra-directives")
     if spec.nodes is not None and not _NODES.fullmatch(spec.nodes):
         raise UsageError(f"--nodes takes a node count or a range MIN-MAX, not {spec.nodes!r}")
     if spec.ntasks_per_node is not None and spec.ntasks_per_node < 1:
@@ -129,21 +136,21 @@ def sbatch_quote(value: str) -> str:
     return shlex.quote(value.replace("\\", "\\\\"))
 
 
-def _sbatch_arg_line(arg: str) -> str:
+def _sbatch_arg_line(arg: str, where: str = "--sbatch-arg") -> str:
     """One --sbatch-arg (`--mem=4G`, `--exclusive`, `-w node1`) as the text of an #SBATCH line."""
     if "\n" in arg or "\r" in arg:
-        raise UsageError(f"--sbatch-arg must not contain a line break: {arg!r}")
+        raise UsageError(f"{where} must not contain a line break: {arg!r}")
     if arg.startswith("--"):
         name, sep, value = arg.partition("=")
     elif arg.startswith("-") and len(arg) >= 2 and arg[1] != "-":
         name, value = arg[:2], arg[2:].lstrip(" ")
         sep = ""
     else:
-        raise UsageError(f"--sbatch-arg takes one sbatch option such as --mem=4G, not {arg!r}")
+        raise UsageError(f"{where} takes one sbatch option such as --mem=4G, not {arg!r}")
     if len(name) < 2 or not re.fullmatch(r"-[A-Za-z]|--[A-Za-z][A-Za-z0-9-]*", name):
-        raise UsageError(f"--sbatch-arg {arg!r}: write the option as --name=value")
+        raise UsageError(f"{where} {arg!r}: write the option as --name=value")
     if name in OWN_OPTIONS:
-        raise UsageError(f"--sbatch-arg {arg!r}: use {OWN_OPTIONS[name]} instead")
+        raise UsageError(f"{where} {arg!r}: use {OWN_OPTIONS[name]} instead")
     if sep == "" and value == "":
         return name
     return f"{name}{sep}{sbatch_quote(value)}"
@@ -163,7 +170,10 @@ def directives(spec: BatchSpec) -> list[str]:
     lines = [f"{name}={sbatch_quote(value)}" for name, value in options.items()
              if value is not None]
     lines += [_sbatch_arg_line(arg) for arg in spec.sbatch_args]
-    return sorted(f"#SBATCH {line}" for line in lines)
+    lines += [_sbatch_arg_line(arg, "jobqueue.yaml job-extra-directives")
+              for arg in spec.extra_directives]
+    return sorted(f"#SBATCH {line}" for line in lines
+                  if not any(skip in line for skip in spec.directives_skip))
 
 
 _PLACEHOLDER = re.compile(r"\{\{([a-z_]+)\}\}")
@@ -195,6 +205,7 @@ def render(spec: BatchSpec) -> str:
                  f"export DASKLAUNCH_STATE_DIR={shlex.quote(spec.state_dir)}")
     return _fill(template("sbatch.sh"), {
         "directives": "\n".join(directives(spec)),
+        "directive_sources": spec.directive_sources and f"# {spec.directive_sources}",
         "margin": str(spec.walltime_margin),
         "dasklaunch": shlex.join(spec.dasklaunch),
         "state_dir": state_dir,

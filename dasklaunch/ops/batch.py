@@ -39,6 +39,42 @@ def prologue_defaults(given: list[str] | None) -> dict:
             "prologue_source": "jobqueue.slurm.job-script-prologue in the Dask config"}
 
 
+# batch option <- jobqueue.slurm key, as dask-jobqueue's SLURMJob reads them
+JOBQUEUE_KEYS = {"account": "account", "partition": "queue", "time": "walltime"}
+
+
+def jobqueue_defaults(given: dict[str, str | None]) -> dict:
+    """BatchSpec fields from jobqueue.slurm for the options not given on the command line:
+    account, queue (--partition), walltime (--time), job-extra-directives and
+    job-directives-skip; `directive_sources` says which came from there."""
+    from ..profiles.jobqueue import user_jobqueue_slurm
+
+    section = user_jobqueue_slurm()
+    values: dict = {}
+    used = []
+    for field, key in JOBQUEUE_KEYS.items():
+        if given.get(field) is None and section.get(key):
+            values[field] = str(section[key])
+            used.append(f"{key}={section[key]}")
+    extra = _strings(section.get("job-extra-directives"))
+    skip = _strings(section.get("job-directives-skip"))
+    if extra:
+        values["extra_directives"] = extra
+        used.append("job-extra-directives")
+    if skip:
+        values["directives_skip"] = skip
+        used.append(f"job-directives-skip ({', '.join(skip)})")
+    if used:
+        values["directive_sources"] = f"from jobqueue.yaml: {', '.join(used)}"
+    return values
+
+
+def _strings(value) -> tuple[str, ...]:
+    if not value:
+        return ()
+    return (str(value),) if isinstance(value, str) else tuple(str(v) for v in value)
+
+
 def check_up_options(opts: UpOptions) -> None:
     """Apply `up`'s own rules that hold whatever allocation the job gets, before submitting."""
     choose_backend(opts.backend, environ={})
