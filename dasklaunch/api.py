@@ -61,6 +61,8 @@ def cluster(state_dir: Path | str | None = None, *, quiet: bool = True,
     Keyword arguments are `dasklaunch up` options (interface="ib0", per_node=True,
     nthreads=..., memory_limit="12GiB", ...). The cluster is brought down on exit, also when
     the block raises."""
+    if "pools" in options:
+        options["pools"] = tuple(options["pools"])
     opts = UpOptions(**options)
     report = Reporter(quiet=quiet)
     facts = _up(opts, state_dir=state_dir, report=report, explicit=set(options))

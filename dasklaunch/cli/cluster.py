@@ -87,6 +87,12 @@ def up(
         help="Restart each worker after this long (e.g. 1h), so long jobs rotate them.")] = None,
     lifetime_stagger: Annotated[Optional[str], typer.Option(
         metavar="DURATION", help="Random spread of --lifetime across workers (e.g. 5m).")] = None,
+    pool: Annotated[Optional[list[str]], typer.Option(
+        "--pool", metavar="NAME:KEY=VALUE,...",
+        help="A worker pool (repeatable): keys nodes, het-group, ntasks-per-node, nworkers, "
+             "nthreads, memory-limit, gpus-per-worker, resources, worker-class, "
+             "local-directory, worker-arg, share [default: one pool on every node, one per "
+             "component of a heterogeneous job; GPU nodes get one worker per GPU].")] = None,
     supervise: Annotated[bool, typer.Option(
         "--supervise", help="Stay in the foreground and bring worker pools back (see `dasklaunch "
              "supervise`).")] = False,
@@ -109,7 +115,7 @@ def up(
         worker_args=tuple(worker_arg or ()), scheduler_args=tuple(scheduler_arg or ()),
         dashboard_address=dashboard_address, port=port, nanny=nanny, wait_workers=wait_workers,
         timeout=timeout, local_tasks=local_tasks, tls=tls, profile=profile, lifetime=lifetime,
-        lifetime_stagger=lifetime_stagger, start_method=start_method)
+        lifetime_stagger=lifetime_stagger, start_method=start_method, pools=tuple(pool or ()))
     if lifetime_stagger and not lifetime:
         from ..errors import UsageError
 
@@ -134,6 +140,8 @@ def up(
                 print(f"# {name.replace('_', '-')}: from {origin}")
         if result["profile"]:
             print(f"# profile: {result['profile']}")
+        if result.get("pools_summary"):
+            print(f"# {result['pools_summary']}")
         for note in result.get("notes", []):
             print(f"# {note}")
         for command in result["commands"]:
@@ -194,8 +202,10 @@ def status(state_dir: StateDirOpt = None, as_json: JsonOpt = False) -> None:
             print(f"profile    {result['profile']}")
         for host, count in result["hosts"].items():
             print(f"  {host:<24} {plural(count, 'worker')}")
-        for pool in result["pools"]:
-            print(f"pool       {pool['name']}: {pool['state']} ({pool['where']})")
+        for row in result["pools"]:
+            extra = f", {plural(row['gpus'], 'GPU')}" if row.get("gpus") else ""
+            print(f"pool       {row['pool']}: {row['state']}, {row['connected']}/"
+                  f"{row['expected']} connected{extra} ({row['name']}, {row['where']})")
         print(f"restarts   {result['restarts']}"
               + (f" (last: {result['last_restart']['reason']})" if result["last_restart"]
                  else ""))
@@ -281,13 +291,15 @@ def restart_workers(
     state_dir: StateDirOpt = None,
     hard: Annotated[bool, typer.Option(
         "--hard", help="Kill the pool at once, no graceful stop.")] = False,
+    pool: Annotated[Optional[str], typer.Option(
+        "--pool", metavar="NAME", help="Only this pool; the others keep running.")] = None,
     timeout: TimeoutOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Relaunch the worker pool (after OOM or when half dead); the scheduler keeps its state."""
     from ..ops.restart import restart_workers as run_restart
 
-    result = run_restart(state_dir, hard=hard, timeout=timeout)
+    result = run_restart(state_dir, hard=hard, timeout=timeout, pool=pool)
     if as_json:
         _print_json(result)
     else:
@@ -298,6 +310,9 @@ def restart_workers(
 @app.command()
 def down(
     state_dir: StateDirOpt = None,
+    pool: Annotated[Optional[str], typer.Option(
+        "--pool", metavar="NAME",
+        help="Stop only this pool (restart-workers --pool brings it back).")] = None,
     workers_only: Annotated[bool, typer.Option(
         "--workers-only", help="Stop only the workers; the scheduler and its state stay.")] = False,
     as_json: JsonOpt = False,
@@ -305,7 +320,7 @@ def down(
     """Stop the workers and the scheduler (graceful, then hard). Logs are kept. Idempotent."""
     from ..ops.down import down as run_down
 
-    result = run_down(state_dir, workers_only=workers_only)
+    result = run_down(state_dir, workers_only=workers_only, pool=pool)
     if as_json:
         _print_json(result)
 

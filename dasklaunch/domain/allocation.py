@@ -1,4 +1,6 @@
-"""What the job gives us: nodes, tasks, CPUs and memory, from SLURM_* or the local machine."""
+"""What the job gives us: nodes, tasks, CPUs, GPUs and memory, from SLURM_* or the local
+machine. A heterogeneous job's components are laid end to end, each node tagged with its
+component (`het_groups`)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from dataclasses import dataclass
 
 from ..errors import NoAllocationError, UsageError
 from ..slurm.commands import parse_job_memory
+from .gpus import slurm_gpus_per_node
 from .node_memory import node_memory, slurm_memory
 
 
@@ -22,10 +25,16 @@ class Allocation:
     mem_per_node: int | None = None  # bytes
     submit_host: str | None = None
     mem_source: str = "unknown"
+    gpus_per_node: tuple[int, ...] = ()          # empty: no GPUs anywhere
+    het_groups: tuple[int, ...] = ()             # per node: its component; empty: not het
+    gpu_tokens: tuple[str, ...] = ()             # local backend: the GPUs found here
 
     @property
     def nnodes(self) -> int:
         return len(self.nodes)
+
+    def gpus_on(self, index: int) -> int:
+        return self.gpus_per_node[index] if self.gpus_per_node else 0
 
     @property
     def ntasks(self) -> int:
@@ -36,7 +45,8 @@ class Allocation:
             "job_id": self.job_id, "nodes": list(self.nodes),
             "tasks_per_node": list(self.tasks_per_node), "cpus_per_node": list(self.cpus_per_node),
             "cpus_per_task": self.cpus_per_task, "mem_per_node": self.mem_per_node,
-            "mem_source": self.mem_source,
+            "mem_source": self.mem_source, "gpus_per_node": list(self.gpus_per_node),
+            "het_groups": list(self.het_groups), "gpu_tokens": list(self.gpu_tokens),
         }
 
 
@@ -112,27 +122,49 @@ def from_slurm_env(env: dict[str, str], hostnames=None, job_record=None) -> Allo
     if not job_id:
         raise NoAllocationError("no Slurm allocation: SLURM_JOB_ID is not set "
                                 "(run inside salloc/sbatch, or use --backend local)")
-    nodelist = env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST") or ""
-    nodes = tuple((hostnames or expand_nodelist)(nodelist)) if nodelist else ()
-    if not nodes:
-        raise NoAllocationError(f"job {job_id}: SLURM_JOB_NODELIST is empty")
-    nnodes = len(nodes)
-    cpus = _per_node(env.get("SLURM_JOB_CPUS_PER_NODE"), nnodes,
-                     fallback=int(env.get("SLURM_CPUS_ON_NODE", "1")))
+    het_size = int(env.get("SLURM_HET_SIZE") or env.get("SLURM_PACK_SIZE") or 0)
+    groups = list(range(het_size)) if het_size > 1 else [None]
+    parts = [_component(env, job_id, group, hostnames) for group in groups]
+    nodes = tuple(n for part in parts for n in part["nodes"])
+    cpus = tuple(c for part in parts for c in part["cpus"])
     cpus_per_task = int(env["SLURM_CPUS_PER_TASK"]) if env.get("SLURM_CPUS_PER_TASK") else None
-    if env.get("SLURM_TASKS_PER_NODE"):
-        tasks = _per_node(env["SLURM_TASKS_PER_NODE"], nnodes, fallback=1)
-    elif env.get("SLURM_NTASKS"):
-        tasks = _spread(int(env["SLURM_NTASKS"]), nnodes)
-    else:
-        tasks = tuple(1 for _ in nodes)
     mem, source = slurm_memory(env, cpus[0]) or (None, "unknown")
     if mem is None and job_record is not None:
         mem = parse_job_memory(job_record(job_id), cpus[0])
         source = "the job record (scontrol show job)"
-    return Allocation(job_id=job_id, nodes=nodes, tasks_per_node=tasks, cpus_per_node=cpus,
-                      cpus_per_task=cpus_per_task, mem_per_node=mem,
-                      submit_host=env.get("SLURM_SUBMIT_HOST"), mem_source=source)
+    gpus = tuple(g for part in parts for g in part["gpus"])
+    return Allocation(job_id=job_id, nodes=nodes,
+                      tasks_per_node=tuple(t for part in parts for t in part["tasks"]),
+                      cpus_per_node=cpus, cpus_per_task=cpus_per_task, mem_per_node=mem,
+                      submit_host=env.get("SLURM_SUBMIT_HOST"), mem_source=source,
+                      gpus_per_node=gpus if any(gpus) else (),
+                      het_groups=tuple(g for part in parts for g in part["group"])
+                      if het_size > 1 else ())
+
+
+def _component(env: dict[str, str], job_id: str, group: int | None, hostnames) -> dict:
+    """Nodes, tasks, CPUs and GPUs per node of the job, or of its heterogeneous component."""
+    def get(name: str) -> str | None:
+        if group is None:
+            return env.get(name)
+        return env.get(f"{name}_HET_GROUP_{group}", env.get(f"{name}_PACK_GROUP_{group}"))
+
+    nodelist = get("SLURM_JOB_NODELIST") or (get("SLURM_NODELIST") if group is None else None)
+    nodes = tuple((hostnames or expand_nodelist)(nodelist)) if nodelist else ()
+    where = f"job {job_id}" + ("" if group is None else f" component {group}")
+    if not nodes:
+        raise NoAllocationError(f"{where}: SLURM_JOB_NODELIST is empty")
+    nnodes = len(nodes)
+    cpus = _per_node(get("SLURM_JOB_CPUS_PER_NODE"), nnodes,
+                     fallback=int(env.get("SLURM_CPUS_ON_NODE", "1")))
+    if get("SLURM_TASKS_PER_NODE"):
+        tasks = _per_node(get("SLURM_TASKS_PER_NODE"), nnodes, fallback=1)
+    elif get("SLURM_NTASKS"):
+        tasks = _spread(int(get("SLURM_NTASKS")), nnodes)
+    else:
+        tasks = tuple(1 for _ in nodes)
+    return {"nodes": nodes, "cpus": cpus, "tasks": tasks, "group": (group,) * nnodes,
+            "gpus": slurm_gpus_per_node(env, nnodes, group)}
 
 
 def _per_node(spec: str | None, nnodes: int, fallback: int) -> tuple[int, ...]:
@@ -156,8 +188,10 @@ def local_cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def local_allocation(ntasks: int | None = None) -> Allocation:
-    """The machine we run on, shaped like a one-node allocation of `ntasks` tasks."""
+def local_allocation(ntasks: int | None = None, gpu_tokens: tuple[str, ...] = ()
+                     ) -> Allocation:
+    """The machine we run on, shaped like a one-node allocation of `ntasks` tasks, with the
+    GPUs found here (`gpu_tokens`)."""
     cpus = local_cpu_count()
     tasks = cpus if ntasks is None else ntasks
     if tasks < 1:
@@ -166,4 +200,5 @@ def local_allocation(ntasks: int | None = None) -> Allocation:
     memory, source = node_memory({})
     return Allocation(job_id=f"local-{host}", nodes=(host,), tasks_per_node=(tasks,),
                       cpus_per_node=(cpus,), mem_per_node=memory, submit_host=host,
-                      mem_source=source)
+                      mem_source=source, gpus_per_node=(len(gpu_tokens),) if gpu_tokens else (),
+                      gpu_tokens=tuple(gpu_tokens))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
 from ..errors import UsageError
 from .plan import WorkerPlan
+from .pools import PoolPlan
 from .settings import START_METHODS, UpOptions
 
 LOCAL_HOST = "127.0.0.1"
@@ -21,6 +23,7 @@ OWN_WORKER_FLAGS = {
     "--protocol": "--tls/--no-tls", "--tls-ca-file": "--tls/--no-tls",
     "--tls-cert": "--tls/--no-tls", "--tls-key": "--tls/--no-tls",
     "--nanny": "--nanny/--no-nanny", "--no-nanny": "--nanny/--no-nanny",
+    "--name": "--pool (workers are named POOL-HOST-N)",
 }
 # ... and those it sets only when its own option is given (jobqueue.yaml's worker-extra-args
 # commonly carries --lifetime, which stays allowed when --lifetime is not given).
@@ -114,3 +117,26 @@ def worker_command(opts: UpOptions, plan: WorkerPlan, scheduler_file: str, *, lo
             argv += ["--lifetime-stagger", opts.lifetime_stagger]
     argv += list(opts.worker_args)
     return argv
+
+
+NODE_LAUNCHER = "dasklaunch.launch.node"
+
+
+def pool_command(opts: UpOptions, pool: PoolPlan, scheduler_file: str, *, local: bool,
+                 tls_args: list[str] | tuple[str, ...] = (),
+                 python: str = sys.executable) -> list[str]:
+    """What each task of a pool's step runs: the node launcher (which names the workers
+    POOL-HOST-N and pins GPU workers to their GPUs), then `dask worker` with the pool's shape.
+    A GPU pool's task starts one `dask worker` per GPU (or per gpus-per-worker GPUs)."""
+    spec = pool.spec
+    shaped = replace(opts, local_directory=spec.local_directory or opts.local_directory,
+                     worker_args=(*opts.worker_args, *spec.worker_args))
+    plan = replace(pool.plan, nworkers=1) if pool.gpus_per_worker else pool.plan
+    argv = worker_command(shaped, plan, scheduler_file, local=local, tls_args=tls_args,
+                          python=python)
+    if pool.resources:
+        argv += ["--resources", " ".join(f"{k}={v}" for k, v in pool.resources)]
+    if spec.worker_class:
+        argv += ["--worker-class", spec.worker_class]
+    return [python, "-m", NODE_LAUNCHER, "--pool", spec.name,
+            "--gpus-per-worker", str(pool.gpus_per_worker), "--", *argv]

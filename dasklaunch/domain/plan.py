@@ -104,8 +104,9 @@ def _memory_per_worker(alloc: Allocation, opts: UpOptions, workers_node: int,
                         f"/ {per_node} = {format_bytes(limit)} per worker")
 
 
-def expected_workers(plan: WorkerPlan, opts: UpOptions) -> int:
-    """How many workers `up` waits for: --wait-workers N, or all of them."""
+def expected_workers(plan, opts: UpOptions) -> int:
+    """How many workers `up` waits for: --wait-workers N, or all of them. `plan` is anything
+    with `expected_workers` (a WorkerPlan, or the pools together)."""
     if opts.wait_workers in ("all", "", None):
         return plan.expected_workers
     try:

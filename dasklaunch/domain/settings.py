@@ -32,12 +32,14 @@ class UpOptions:
     lifetime: str | None = None          # rotate workers: dask worker --lifetime ...
     lifetime_stagger: str | None = None
     start_method: str | None = None      # the nanny's multiprocessing method; None: Dask's
+    pools: tuple[str, ...] = ()          # --pool specs (NAME:KEY=VALUE,...); none: the default
     extra_env: tuple[tuple[str, str], ...] = field(default=())
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["worker_args"] = list(self.worker_args)
         data["scheduler_args"] = list(self.scheduler_args)
+        data["pools"] = list(self.pools)
         data["extra_env"] = [list(pair) for pair in self.extra_env]
         return data
 
@@ -45,7 +47,7 @@ class UpOptions:
     def from_dict(cls, data: dict) -> UpOptions:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        for key in ("worker_args", "scheduler_args"):
+        for key in ("worker_args", "scheduler_args", "pools"):
             if key in values:
                 values[key] = tuple(values[key])
         if "extra_env" in values:

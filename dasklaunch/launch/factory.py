@@ -4,10 +4,13 @@ knows which backends exist. A launcher gets everything it needs at construction.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Sequence
 
 from ..domain.allocation import Allocation, from_slurm_env, local_allocation
-from ..errors import NoAllocationError, UsageError
+from ..domain.gpus import VENDOR_VARIABLES, parse_nvidia_smi, parse_rocm_smi, visible_gpus
+from ..errors import CommandError, NoAllocationError, UsageError
+from ..runtime import proc
 from ..runtime.record import ClusterRecord
 from ..slurm import queue
 from .base import Launcher
@@ -15,6 +18,7 @@ from .local import LocalLauncher
 from .slurm import SlurmLauncher
 
 BACKENDS = ("auto", "slurm", "local")
+NVIDIA_SMI, ROCM_SMI = "nvidia-smi", "rocm-smi"
 
 
 def choose_backend(requested: str, environ: dict[str, str] | None = None) -> str:
@@ -30,7 +34,7 @@ def current_allocation(backend: str, local_tasks: int | None = None,
                        environ: dict[str, str] | None = None) -> Allocation:
     env = dict(os.environ if environ is None else environ)
     if backend == "local":
-        return local_allocation(local_tasks)
+        return local_allocation(local_tasks, gpu_tokens=local_gpus(env))
     if not env.get("SLURM_JOB_ID"):
         raise NoAllocationError("no Slurm allocation: SLURM_JOB_ID is not set "
                                 "(run inside salloc/sbatch, or use --backend local)")
@@ -41,6 +45,22 @@ def current_allocation(backend: str, local_tasks: int | None = None,
         # Slurm's commands would retry for a minute before failing: say it now.
         raise NoAllocationError(f"SLURM_CONF={conf} does not exist")
     return from_slurm_env(env, hostnames=queue.hostnames, job_record=queue.job_record)
+
+
+def local_gpus(env: dict[str, str]) -> tuple[str, ...]:
+    """The GPUs the local backend may use: the vendor's variable when set (even to none),
+    else what nvidia-smi or rocm-smi list."""
+    if any(name in env for names in VENDOR_VARIABLES.values() for name in names):
+        found = visible_gpus(env)
+        return found.tokens if found else ()
+    for tool, argv, parse in ((NVIDIA_SMI, [NVIDIA_SMI, "-L"], parse_nvidia_smi),
+                              (ROCM_SMI, [ROCM_SMI, "--showid"], parse_rocm_smi)):
+        if shutil.which(tool):
+            try:
+                return parse(proc.run(argv, timeout=20).stdout)
+            except CommandError:
+                continue
+    return ()
 
 
 def make_launcher(backend: str, job_id: str, nodes: Sequence[str] = ()) -> Launcher:

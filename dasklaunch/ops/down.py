@@ -14,9 +14,11 @@ from .common import GRACE_SECONDS, load_record
 
 
 def down(state_dir: Path | str | None = None, *, workers_only: bool = False,
-         report: Reporter | None = None) -> dict:
+         pool: str | None = None, report: Reporter | None = None) -> dict:
     report = report or Reporter()
     state = find_state_dir(state_dir)
+    if pool is not None:
+        return _down_pool(state, pool, report)
     recovered = None if state.exists() else state.recovered_record()
     if recovered is not None:
         report.warn(f"state dir {state.path} is gone; stopping its cluster from the copy "
@@ -41,6 +43,28 @@ def down(state_dir: Path | str | None = None, *, workers_only: bool = False,
         state.write_record(record)
         if not workers_only:
             state.forget_recovery_copy()
+    return {"stopped": stopped, "state_dir": str(state.path)}
+
+
+def _down_pool(state, pool: str, report: Reporter) -> dict:
+    """Stop one pool; the scheduler and the other pools keep running. `restart-workers --pool`
+    brings it back."""
+    from .restart import select_pools
+
+    with state.lock("down"):
+        record = load_record(state, report)
+        launcher = launcher_for(record)
+        stopped = []
+        for step in select_pools(record, pool):
+            outcome = launcher.stop(step, grace=GRACE_SECONDS)
+            report.info(f"pool {step.pool} ({step.name}): {outcome}")
+            stopped.append({"name": step.name, "role": step.role, "pool": step.pool,
+                            "outcome": outcome})
+        if pool not in record.stopped_pools:
+            record.stopped_pools.append(pool)
+        record.expected_workers = sum(p.workers for p in record.pools
+                                      if p.pool not in record.stopped_pools)
+        state.write_record(record)
     return {"stopped": stopped, "state_dir": str(state.path)}
 
 

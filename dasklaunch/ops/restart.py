@@ -7,7 +7,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ..errors import Interrupted, NotUpError
+from ..errors import Interrupted, NotUpError, UsageError
 from ..launch.factory import launcher_for
 from ..runtime import schedfile
 from ..runtime.record import ClusterRecord, Step
@@ -18,20 +18,34 @@ from .readiness import wait_ready
 
 
 def restart_workers(state_dir: Path | str | None = None, *, hard: bool = False,
-                    timeout: float | None = None, report: Reporter | None = None) -> dict:
-    """Stop the worker pools (gracefully unless `hard`), relaunch them, wait for the workers."""
+                    timeout: float | None = None, pool: str | None = None,
+                    report: Reporter | None = None) -> dict:
+    """Stop the worker pools (gracefully unless `hard`), relaunch them, wait for the workers.
+    With `pool`, only that pool; the others and their workers are left alone."""
     report = report or Reporter()
     state = find_state_dir(state_dir)
     load_record(state, report)
     with state.lock("restart-workers"), interrupts_raise():
         return relaunch_pools(state, load_record(state, report), hard=hard, timeout=timeout,
-                              report=report)
+                              report=report, only=pool)
+
+
+def select_pools(record: ClusterRecord, only: str | None) -> list[Step]:
+    """The pools `only` names (all when None); UsageError for a pool the cluster lacks."""
+    if only is None:
+        return list(record.pools)
+    chosen = [p for p in record.pools if p.pool == only]
+    if not chosen:
+        known = ", ".join(sorted({p.pool for p in record.pools})) or "none"
+        raise UsageError(f"no pool {only!r} in this cluster (pools: {known})")
+    return chosen
 
 
 def relaunch_pools(state: StateDir, record: ClusterRecord, *, hard: bool = False,
                    timeout: float | None = None, report: Reporter,
-                   reason: str = "restart-workers") -> dict:
-    """Stop every worker pool and start it again; the caller holds the job lock."""
+                   reason: str = "restart-workers", only: str | None = None) -> dict:
+    """Stop the worker pools (or pool `only`) and start them again; the caller holds the job
+    lock."""
     opts = record.options
     if timeout is not None:
         opts = replace(opts, timeout=timeout)
@@ -46,34 +60,43 @@ def relaunch_pools(state: StateDir, record: ClusterRecord, *, hard: bool = False
     if sched is None or info is None or not schedfile.answers(info):
         raise NotUpError("the scheduler is gone, so there is nothing to restart workers "
                          "against; run `dasklaunch down` then `dasklaunch up`")
+    chosen = select_pools(record, only)
     ident = schedfile.identity(info) or {}
-    for pool in record.pools:
+    for pool in chosen:
         outcome = launcher.stop(pool, grace=GRACE_SECONDS, hard=hard)
-        report.info(f"worker pool {pool.name}: {outcome}")
+        report.info(f"worker pool {pool.pool} ({pool.name}): {outcome}")
     # Workers killed hard may still be listed until the scheduler notices; count only new ones.
     known = set(ident.get("workers", {}))
     generation = record.generation + 1
     nodes = launcher.current_nodes()
     new_pools = []
-    for pool in record.pools:
+    for pool in chosen:
         name = step_name("workers", generation)
         fresh = replace(pool, name=name, log=str(state.logs / f"{name}.log"), argv=[],
-                        started=0.0, leader=None, pgid=None, task_pids=[], step_id=None)
-        if nodes is not None and 0 < len(nodes) < pool.nnodes:
-            per_node = max(1, pool.ntasks // pool.nnodes)
-            fresh = replace(fresh, nnodes=len(nodes), ntasks=per_node * len(nodes))
-            report.info(f"the job has {len(nodes)} of its {pool.nnodes} nodes left "
-                        f"({','.join(nodes)}): relaunching {fresh.ntasks} tasks on them")
+                        started=0.0, leader=None, pgid=None, task_pids=[], step_id=None,
+                        expected=pool.workers)
+        left = _nodes_left(nodes, pool)
+        if left is not None:
+            per_node_tasks = max(1, pool.ntasks // pool.nnodes)
+            per_node_workers = max(1, pool.workers // pool.nnodes)
+            fresh = replace(fresh, nnodes=len(left), ntasks=per_node_tasks * len(left),
+                            expected=per_node_workers * len(left),
+                            nodelist=",".join(left) if pool.nodelist else None)
+            report.info(f"pool {pool.pool} has {len(left)} of its {pool.nnodes} nodes left "
+                        f"({','.join(left)}): relaunching {fresh.ntasks} tasks on them")
         new_pools.append(fresh)
     record.generation = generation
     record.restarts += 1
     record.last_restart = {"time": time.time(), "reason": reason}
-    wait_for = sum(_pool_expected(record, p) for p in new_pools)
-    record.expected_workers = wait_for
+    wait_for = sum(p.workers for p in new_pools)
+    replaced = {p.name for p in chosen}
+    record.stopped_pools = [p for p in record.stopped_pools
+                            if p not in {q.pool for q in chosen}]
     try:
         for pool in new_pools:
             launcher.start(pool)
-        record.pools = new_pools
+        record.pools = [*(p for p in record.pools if p.name not in replaced), *new_pools]
+        record.expected_workers = sum(p.workers for p in record.pools)
         state.write_record(record)
         wait_ready(launcher, state, sched, new_pools, wait_for, opts, report,
                    deadline=time.monotonic() + opts.timeout, known=known)
@@ -86,5 +109,12 @@ def relaunch_pools(state: StateDir, record: ClusterRecord, *, hard: bool = False
             "generation": generation}
 
 
-def _pool_expected(record: ClusterRecord, pool: Step) -> int:
-    return pool.ntasks * record.options.nworkers
+def _nodes_left(nodes: list[str] | None, pool: Step) -> list[str] | None:
+    """The pool's nodes that the job still has, when some were lost (None: all there)."""
+    if nodes is None:
+        return None
+    mine = pool.nodelist.split(",") if pool.nodelist else nodes
+    left = [n for n in mine if n in nodes] if pool.nodelist else list(nodes)
+    if 0 < len(left) < pool.nnodes:
+        return left
+    return None

@@ -35,8 +35,15 @@ def status(state_dir: Path | str | None = None) -> dict:
     pool_rows = []
     for pool in record.pools:
         running = launcher.running(pool)
-        pool_rows.append({"name": pool.name, "state": "running" if running else "exited",
+        mine = [w for w in workers.values() if _in_pool(w, pool.pool, len(record.pools))]
+        state_word = ("stopped" if pool.pool in record.stopped_pools and not running
+                      else "running" if running else "exited")
+        pool_rows.append({"name": pool.name, "pool": pool.pool, "state": state_word,
                           "where": launcher.describe(pool), "ntasks": pool.ntasks,
+                          "expected": pool.workers, "connected": len(mine),
+                          "gpus": sum(_gpus(w) for w in mine),
+                          "resources": _resources(mine),
+                          "hosts": sorted({w.get("host", "?") for w in mine}),
                           "log": pool.log})
     return {
         "state_dir": str(state.path), "job_id": record.job_id, "backend": record.backend,
@@ -82,3 +89,20 @@ def _supervisor_summary(state: StateDir) -> dict | None:
     return {"attached": data["attached"], "restarts": data.get("restarts", 0),
             "last_reason": data.get("last_reason"),
             "pid": (data.get("process") or {}).get("pid")}
+
+
+def _in_pool(worker: dict, pool: str, pools: int) -> bool:
+    # workers are named POOL-HOST-N by the node launcher; with one pool, every worker is its
+    return pools == 1 or str(worker.get("name", "")).startswith(f"{pool}-")
+
+
+def _gpus(worker: dict) -> int:
+    return int(float((worker.get("resources") or {}).get("GPU", 0)))
+
+
+def _resources(workers: list[dict]) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for worker in workers:
+        for key, amount in (worker.get("resources") or {}).items():
+            total[key] = total.get(key, 0) + amount
+    return total

@@ -13,9 +13,10 @@ from pathlib import Path
 
 from ..domain import render
 from ..domain.allocation import Allocation
-from ..domain.commands import check_passthrough_args, scheduler_command, worker_command
+from ..domain.commands import check_passthrough_args, pool_command, scheduler_command
 from ..domain.env import job_env, worker_env
-from ..domain.plan import WorkerPlan, expected_workers, plan_workers
+from ..domain.plan import expected_workers
+from ..domain.pools import Layout, PoolPlan, parse_pool, plan_pools
 from ..domain.settings import UpOptions
 from ..errors import (
     AlreadyUpError,
@@ -57,8 +58,9 @@ def resolve_profile(opts: UpOptions, alloc: Allocation) -> tuple[UpOptions, dict
     return replace(opts, per_node=per_node), sizing, profile
 
 
-def build_steps(opts: UpOptions, plan: WorkerPlan, backend: str, state: StateDir,
-                extra_env: dict[str, str] | None = None) -> tuple[Step, Step]:
+def build_steps(opts: UpOptions, layout: Layout, alloc: Allocation, backend: str,
+                state: StateDir, extra_env: dict[str, str] | None = None
+                ) -> tuple[Step, list[Step]]:
     local = backend != "slurm"
     sfile = str(state.scheduler_file)
     config_dir = str(job_config_dir(state))
@@ -76,12 +78,35 @@ def build_steps(opts: UpOptions, plan: WorkerPlan, backend: str, state: StateDir
                  ntasks=1, nnodes=1,
                  command=scheduler_command(opts, sfile, local=local, tls_args=tls_args),
                  log=str(state.logs / f"{sched_name}.log"), env=sched_env)
-    pool_name = step_name("workers", 1)
-    pool = Step(role="workers", name=pool_name, placement=plan.placement, ntasks=plan.ntasks,
-                nnodes=plan.nnodes,
-                command=worker_command(opts, plan, sfile, local=local, tls_args=tls_args),
-                log=str(state.logs / f"{pool_name}.log"), env=pool_env)
-    return sched, pool
+    pools = [pool_step(opts, pool, alloc, local, sfile, tls_args, pool_env, state, 1)
+             for pool in layout.pools]
+    return sched, pools
+
+
+def pool_step(opts: UpOptions, pool: PoolPlan, alloc: Allocation, local: bool, sfile: str,
+              tls_args: list[str], env: dict[str, str], state: StateDir,
+              generation: int) -> Step:
+    name = step_name("workers", generation)
+    env = dict(env)
+    if local and pool.gpus_per_worker and alloc.gpu_tokens:
+        # found with nvidia-smi/rocm-smi here: the node launcher reads them from its task's
+        # environment, as under Slurm
+        env.setdefault("CUDA_VISIBLE_DEVICES", ",".join(alloc.gpu_tokens))
+    hosts = tuple(alloc.nodes[i] for i in pool.node_indices)
+    all_nodes = hosts == alloc.nodes
+    return Step(role="workers", name=name, placement=pool.plan.placement,
+                ntasks=pool.plan.ntasks, nnodes=pool.plan.nnodes,
+                command=pool_command(opts, pool, sfile, local=local, tls_args=tls_args),
+                log=str(state.logs / f"{name}.log"), env=env, pool=pool.name,
+                expected=pool.expected_workers,
+                nodelist=None if (local or all_nodes or pool.het_group is not None)
+                else ",".join(hosts),
+                het_group=pool.het_group,
+                gpus_per_node=0 if local else pool.gpus_per_worker * pool.plan.nworkers)
+
+
+def pool_specs(opts: UpOptions, profile_pools: tuple[str, ...] = ()):
+    return tuple(parse_pool(text) for text in (opts.pools or profile_pools))
 
 
 def check_interface_here(interface: str) -> None:
@@ -149,13 +174,13 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
     state = find_state_dir(state_dir, alloc.job_id)
     opts, sizing, profile = resolve_profile(opts, alloc)
     memory_origin = sources.get("memory_limit", "command line")
-    plan = plan_workers(alloc, opts, **sizing, memory_origin=(
-        "--memory-limit" if memory_origin in ("command line", "default") else memory_origin))
+    layout = Layout(plan_pools(alloc, opts, pool_specs(opts), **sizing, memory_origin=(
+        "--memory-limit" if memory_origin in ("command line", "default") else memory_origin)))
     launcher = launcher or make_launcher(backend, alloc.job_id, alloc.nodes)
     backend_version = launcher.check_backend()
-    sched, pool = build_steps(opts, plan, launcher.backend, state, extra_env)
-    total = plan.expected_workers
-    wait_for = expected_workers(plan, opts)
+    sched, pools = build_steps(opts, layout, alloc, launcher.backend, state, extra_env)
+    total = layout.expected_workers
+    wait_for = expected_workers(layout, opts)
     notes = []
     if opts.interface and sched.placement == "here":
         check_interface_here(opts.interface)
@@ -163,7 +188,7 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
         notes.append(f"--interface {opts.interface} is checked on the compute nodes when the "
                      f"steps start (it may not exist here, on {socket.gethostname()})")
     if dry_run:
-        return {**_dry_run(launcher, state, alloc, sched, pool, plan, profile),
+        return {**_dry_run(launcher, state, alloc, sched, pools, layout, profile),
                 "sources": sources, "backend_version": backend_version, "notes": notes}
     if not state.exists():
         _refuse_orphaned_cluster(state)
@@ -185,19 +210,25 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
             job_id=alloc.job_id, backend=launcher.backend, options=opts,
             allocation=alloc.to_dict(), expected_workers=total, started=time.time(),
             submit_host=alloc.submit_host, client_env=client_env,
-            memory={"per_worker": plan.memory_limit, "how": plan.memory_note},
+            memory={"per_worker": layout.pools[0].plan.memory_limit,
+                    "how": "; ".join(f"{p.name}: {p.plan.memory_note}" if len(layout.pools) > 1
+                                     else p.plan.memory_note for p in layout.pools)},
             profile=str(profile.source) if profile is not None else None)
         state.write_record(record)
         try:
             launcher.start(sched)
             record.scheduler = sched
             state.write_record(record)
-            launcher.start(pool)
-            record.pools = [pool]
-            state.write_record(record)
+            for pool in pools:
+                launcher.start(pool)
+                record.pools.append(pool)
+                state.write_record(record)
             report.info(f"scheduler starting: {launcher.describe(sched)}, log {sched.log}")
-            report.info(f"workers starting: {total} expected, log {pool.log}")
-            info = wait_ready(launcher, state, sched, [pool], wait_for, opts, report,
+            for pool in pools:
+                report.info(f"workers starting: {pool.workers} expected"
+                            + (f" in pool {pool.pool}" if len(pools) > 1 else "")
+                            + f", log {pool.log}")
+            info = wait_ready(launcher, state, sched, pools, wait_for, opts, report,
                               deadline=time.monotonic() + opts.timeout, known=set(),
                               probe=probe)
             record.status = "up"
@@ -210,7 +241,7 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
                             f"the env file can be written (dasklaunch.connect() still does)")
             state.write_record(record)
         except BaseException as err:
-            _rollback(launcher, state, record, [pool, sched], report)
+            _rollback(launcher, state, record, [*pools, sched], report)
             if isinstance(err, KeyboardInterrupt):
                 raise Interrupted("interrupted: stopped the scheduler and workers that up had "
                                   "started") from None
@@ -230,17 +261,24 @@ def _refuse_orphaned_cluster(state: StateDir) -> None:
     state.forget_recovery_copy()
 
 
-def _dry_run(launcher: Launcher, state: StateDir, alloc: Allocation, sched: Step, pool: Step,
-             plan: WorkerPlan, profile) -> dict:
-    commands = [launcher.argv(sched), launcher.argv(pool)]
+def _dry_run(launcher: Launcher, state: StateDir, alloc: Allocation, sched: Step,
+             pools: list[Step], layout: Layout, profile) -> dict:
+    first = layout.pools[0].plan
     return {"dry_run": True, "backend": launcher.backend, "job_id": alloc.job_id,
             "state_dir": str(state.path), "scheduler_file": str(state.scheduler_file),
-            "expected_workers": plan.expected_workers, "allocation": alloc.to_dict(),
-            "layout": plan.placement, "threads_per_worker": plan.nthreads,
-            "memory_per_worker": plan.memory_limit, "memory": plan.memory_note,
+            "expected_workers": layout.expected_workers, "allocation": alloc.to_dict(),
+            "layout": first.placement, "threads_per_worker": first.nthreads,
+            "memory_per_worker": first.memory_limit, "memory": first.memory_note,
+            "pools": [{"pool": p.name, "expected": p.expected_workers,
+                       "nodes": [alloc.nodes[i] for i in p.node_indices],
+                       "layout": p.plan.placement, "threads_per_worker": p.plan.nthreads,
+                       "memory_per_worker": p.plan.memory_limit, "memory": p.plan.memory_note,
+                       "gpus_per_worker": p.gpus_per_worker,
+                       "resources": dict(p.resources)} for p in layout.pools],
+            "pools_summary": layout.describe() if len(layout.pools) > 1 else "",
             "profile": str(profile.source) if profile is not None else None,
-            "env": {"scheduler": sched.env, "workers": pool.env},
-            "commands": [proc.display(argv) for argv in commands]}
+            "env": {"scheduler": sched.env, "workers": pools[0].env},
+            "commands": [proc.display(launcher.argv(step)) for step in (sched, *pools)]}
 
 
 def _rollback(launcher: Launcher, state: StateDir, record: ClusterRecord, steps: list[Step],

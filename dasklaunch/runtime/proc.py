@@ -137,10 +137,25 @@ def spawn(argv: list[str], *, log: Path, env: dict[str, str] | None = None) -> s
         os.close(fd)
 
 
-def start_child(argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-    """Start a child that shares our stdio and process group (for step leaders and the guard)."""
+def start_child(argv: list[str], env: dict[str, str] | None = None,
+                cpus: list[int] | None = None) -> subprocess.Popen:
+    """Start a child that shares our stdio and process group (for step leaders and the guard),
+    bound to `cpus` when given (set in the child before it runs: the caller is
+    single-threaded, so the pre-exec hook is safe)."""
+    def bind() -> None:
+        os.sched_setaffinity(0, cpus)
+
     try:
-        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=env)
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=env,
+                                preexec_fn=bind if cpus else None)  # noqa: PLW1509
+    except FileNotFoundError:
+        raise CommandError(f"command not found: {argv[0]}") from None
+
+
+def become(argv: list[str]) -> None:
+    """Replace this process with `argv` (same pid: signals and the step see no difference)."""
+    try:
+        os.execvp(argv[0], argv)  # noqa: S606 - an argv list, no shell
     except FileNotFoundError:
         raise CommandError(f"command not found: {argv[0]}") from None
 

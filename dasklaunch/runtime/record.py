@@ -31,6 +31,11 @@ class Step:
     pgid: int | None = None
     task_pids: list[int] = field(default_factory=list)
     step_id: str | None = None        # JOB.STEP under Slurm, once known
+    pool: str = "workers"             # the worker pool this step starts (workers steps)
+    expected: int = 0                 # workers it starts (0: ntasks, as before pools)
+    nodelist: str | None = None       # the pool's nodes, when not all of the job's
+    het_group: int | None = None      # the component of a heterogeneous job it runs in
+    gpus_per_node: int = 0            # GPUs each of its nodes gives it (Slurm steps ask)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -38,6 +43,10 @@ class Step:
     @classmethod
     def from_dict(cls, data: dict) -> Step:
         return cls(**_known(cls, data))
+
+    @property
+    def workers(self) -> int:
+        return self.expected or self.ntasks
 
     @property
     def leader_id(self) -> proc.ProcessId | None:
@@ -85,6 +94,7 @@ class ClusterRecord:
     last_restart: dict | None = None             # {"time": ..., "reason": ...}
     scale_out: list[ScaleOutJob] = field(default_factory=list)
     stopped_at: float | None = None              # when `down` stopped the cluster
+    stopped_pools: list[str] = field(default_factory=list)   # by `down --pool`
 
     @property
     def steps(self) -> list[Step]:
@@ -105,6 +115,9 @@ class ClusterRecord:
         values["options"] = UpOptions.from_dict(data.get("options") or {})
         values["scheduler"] = Step.from_dict(data["scheduler"]) if data.get("scheduler") else None
         values["pools"] = [Step.from_dict(p) for p in data.get("pools") or []]
+        for pool in values["pools"]:
+            if not pool.expected:  # written before pools: every task ran --nworkers workers
+                pool.expected = pool.ntasks * values["options"].nworkers
         values["scale_out"] = [ScaleOutJob.from_dict(j) for j in data.get("scale_out") or []]
         for name in ("allocation", "client_env", "memory"):
             values[name] = values.get(name) or {}

@@ -24,7 +24,8 @@ class WorkersHandler(RequestHandler):
         workers = {
             ws.address: {"host": ws.host, "nthreads": ws.nthreads,
                          "memory_limit": ws.memory_limit, "name": str(ws.name),
-                         "memory": ws.memory.process, "status": ws.status.name}
+                         "memory": ws.memory.process, "status": ws.status.name,
+                         "resources": dict(ws.resources)}
             for ws in list(scheduler.workers.values())
         }
         self.set_header("Content-Type", "application/json")

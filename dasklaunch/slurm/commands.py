@@ -35,6 +35,9 @@ class SrunSpec(Protocol):
     ntasks: int
     nnodes: int
     command: Sequence[str]
+    nodelist: str | None
+    het_group: int | None
+    gpus_per_node: int
 
 
 def srun_argv(step: SrunSpec, job_id: str, nodelist: str | None = None) -> list[str]:
@@ -49,9 +52,17 @@ def srun_argv(step: SrunSpec, job_id: str, nodelist: str | None = None) -> list[
     else:
         # --no-kill: a failed node ends only its own workers (in a job submitted with
         # --no-kill); the pool on the other nodes keeps working.
+        if getattr(step, "het_group", None) is not None:
+            argv.append(f"--het-group={step.het_group}")
         argv += [f"--nodes={step.nnodes}", f"--ntasks={step.ntasks}"]
+        if getattr(step, "nodelist", None):
+            argv.append(f"--nodelist={step.nodelist}")
         if step.placement == "per-node":
             argv.append("--ntasks-per-node=1")
+        if getattr(step, "gpus_per_node", 0):
+            # the node's GPUs for the step's one task per node (Slurm sets
+            # CUDA_VISIBLE_DEVICES); the node launcher splits them among its workers
+            argv.append(f"--gpus-per-node={step.gpus_per_node}")
         argv += ["--kill-on-bad-exit=0", "--no-kill"]
     return argv + list(step.command)
 

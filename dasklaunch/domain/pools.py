@@ -1,0 +1,251 @@
+"""Worker pools: sets of workers of one shape under one scheduler, each started as one step.
+
+`--pool NAME:KEY=VALUE[,KEY=VALUE...]` (or a list under `dasklaunch: pools:` in a profile)
+describes one; `plan_pools` lays every pool out on the allocation's nodes and refuses, before
+anything starts, a pool that asks for more than the allocation has.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+
+from ..errors import UsageError
+from .allocation import Allocation, expand_nodelist
+from .plan import DEFAULT_MEMORY_FRACTION, WorkerPlan, plan_workers
+from .settings import UpOptions
+from .units import plural
+
+DEFAULT_POOL = "workers"
+KEYS = ("nodes", "het-group", "ntasks-per-node", "nworkers", "nthreads", "memory-limit",
+        "gpus-per-worker", "resources", "worker-class", "local-directory", "worker-arg", "share")
+# Pools with these names default to this many GPUs per worker, whatever their nodes have.
+NAMED_GPUS = {"cpu": 0, "gpu": 1}
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    name: str
+    nodes: str | None = None             # a count ("2") or a host list ("node[2-3]")
+    het_group: int | None = None
+    ntasks_per_node: int | None = None
+    nworkers: int | None = None
+    nthreads: int | None = None
+    memory_limit: str | None = None
+    gpus_per_worker: int | None = None   # None: 1 on nodes with GPUs (or NAMED_GPUS), else 0
+    resources: tuple[tuple[str, str], ...] = ()
+    worker_class: str | None = None
+    local_directory: str | None = None
+    worker_args: tuple[str, ...] = ()
+    share: bool = False
+
+
+def parse_pool(text: str) -> PoolSpec:
+    """`gpu:nodes=2,gpus-per-worker=1,resources=BIGMEM:1+SSD:1,worker-arg=--lifetime=1h`."""
+    name, _, rest = text.partition(":")
+    name = name.strip()
+    if not _NAME.fullmatch(name):
+        raise UsageError(f"--pool {text!r}: a pool is NAME:KEY=VALUE,... with a NAME of "
+                         f"letters, digits and _")
+    values: dict = {}
+    worker_args: list[str] = []
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or not value:
+            raise UsageError(f"--pool {name}: {item!r} is not KEY=VALUE")
+        if key not in KEYS:
+            import difflib
+
+            close = difflib.get_close_matches(key, KEYS, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise UsageError(f"--pool {name}: unknown key {key!r} (keys: {', '.join(KEYS)}"
+                             f"{hint})")
+        if key == "worker-arg":
+            worker_args.append(value)
+        elif key == "resources":
+            values["resources"] = _resources(name, value)
+        elif key == "share":
+            if value not in ("yes", "no", "true", "false"):
+                raise UsageError(f"--pool {name}: share takes yes or no, not {value!r}")
+            values["share"] = value in ("yes", "true")
+        elif key in ("het-group", "ntasks-per-node", "nworkers", "nthreads", "gpus-per-worker"):
+            values[key.replace("-", "_")] = _count(name, key, value,
+                                                   minimum=0 if key in ("het-group",
+                                                                        "gpus-per-worker") else 1)
+        else:
+            values[key.replace("-", "_")] = value
+    return PoolSpec(name=name, worker_args=tuple(worker_args), **values)
+
+
+def _count(pool: str, key: str, value: str, minimum: int) -> int:
+    if not value.isdigit() or int(value) < minimum:
+        raise UsageError(f"--pool {pool}: {key} takes a whole number >= {minimum}, not {value!r}")
+    return int(value)
+
+
+def _resources(pool: str, value: str) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for item in value.split("+"):
+        key, sep, amount = item.partition(":")
+        if not sep or not _NAME.fullmatch(key) or not re.fullmatch(r"[0-9.eE+-]+", amount):
+            raise UsageError(f"--pool {pool}: resources are NAME:AMOUNT[+NAME:AMOUNT...], "
+                             f"not {value!r}")
+        pairs.append((key, amount))
+    return tuple(pairs)
+
+
+@dataclass(frozen=True)
+class PoolPlan:
+    """One pool laid out: its nodes (indices into the allocation), its step, its workers."""
+
+    spec: PoolSpec
+    node_indices: tuple[int, ...]
+    plan: WorkerPlan
+    gpus_per_worker: int
+    het_group: int | None = None
+    resources: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def expected_workers(self) -> int:
+        return self.plan.expected_workers
+
+
+def default_pools(alloc: Allocation) -> tuple[PoolSpec, ...]:
+    """No --pool: one pool on every node, or one per component of a heterogeneous job."""
+    if alloc.het_groups:
+        return tuple(PoolSpec(name=f"het{g}", het_group=g)
+                     for g in sorted(set(alloc.het_groups)))
+    return (PoolSpec(name=DEFAULT_POOL),)
+
+
+def plan_pools(alloc: Allocation, opts: UpOptions, specs: tuple[PoolSpec, ...] = (), *,
+               memory_fraction: float | None = None, profile_limit: int | None = None,
+               memory_origin: str = "--memory-limit") -> tuple[PoolPlan, ...]:
+    specs = specs or default_pools(alloc)
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise UsageError(f"pool names must differ: {', '.join(names)}")
+    taken: dict[int, str] = {}
+    plans = []
+    rest = [s for s in specs if s.nodes is None and s.het_group is None]
+    if len(rest) > 1 and not all(s.share for s in rest):
+        raise UsageError(f"pools {', '.join(s.name for s in rest)} all take the remaining nodes: "
+                         f"give all but one of them nodes=N (or share=yes)")
+    # pools that name their nodes first; the one without takes what is left
+    placed = []
+    for spec in sorted(specs, key=lambda s: s.nodes is None and s.het_group is None):
+        indices = _nodes_of(alloc, spec, taken)
+        for index in indices:
+            if index in taken and not spec.share:
+                raise UsageError(f"pools {taken[index]} and {spec.name} both want "
+                                 f"{alloc.nodes[index]}; give them other nodes, or "
+                                 f"share=yes to let them overlap")
+        for index in indices:
+            taken.setdefault(index, spec.name)
+        placed.append((spec, indices))
+    # pools that share a node share its memory
+    sharing = {i: sum(i in indices for _, indices in placed) for i in range(alloc.nnodes)}
+    for spec, indices in placed:
+        share = max(sharing[i] for i in indices)
+        fraction = (memory_fraction or DEFAULT_MEMORY_FRACTION) / share
+        plans.append(_plan_one(alloc, opts, spec, indices, fraction, profile_limit,
+                               memory_origin))
+    order = {name: i for i, name in enumerate(names)}
+    return tuple(sorted(plans, key=lambda p: order[p.name]))
+
+
+def _nodes_of(alloc: Allocation, spec: PoolSpec, taken: dict[int, str]) -> tuple[int, ...]:
+    everything = range(alloc.nnodes)
+    if spec.het_group is not None:
+        if spec.het_group not in set(alloc.het_groups):
+            have = sorted(set(alloc.het_groups))
+            raise UsageError(f"pool {spec.name}: het-group={spec.het_group}, but this job "
+                             + (f"has components {have}" if have else
+                                "is not a heterogeneous job"))
+        everything = [i for i in everything if alloc.het_groups[i] == spec.het_group]
+    free = [i for i in everything if spec.share or i not in taken]
+    if spec.nodes is None:
+        if not free:
+            raise UsageError(f"pool {spec.name}: no nodes are left for it (the other pools "
+                             f"took all {plural(alloc.nnodes, 'node')})")
+        return tuple(free)
+    if spec.nodes.isdigit():
+        wanted = int(spec.nodes)
+        if wanted < 1 or wanted > len(free):
+            raise UsageError(f"pool {spec.name}: nodes={wanted}, but only "
+                             f"{plural(len(free), 'node')} of the allocation "
+                             f"{'is' if len(free) == 1 else 'are'} free for it")
+        return tuple(free[:wanted])
+    hosts = expand_nodelist(spec.nodes)
+    missing = [h for h in hosts if h not in alloc.nodes]
+    if missing:
+        raise UsageError(f"pool {spec.name}: {', '.join(missing)} not in the allocation "
+                         f"({', '.join(alloc.nodes)})")
+    return tuple(alloc.nodes.index(h) for h in hosts)
+
+
+def _plan_one(alloc: Allocation, opts: UpOptions, spec: PoolSpec, indices: tuple[int, ...],
+              memory_fraction, profile_limit, memory_origin) -> PoolPlan:
+    gpus = min(alloc.gpus_on(i) for i in indices)
+    per_worker = spec.gpus_per_worker
+    if per_worker is None:
+        per_worker = NAMED_GPUS.get(spec.name, 1) if gpus else 0
+    if per_worker > gpus:
+        raise UsageError(f"pool {spec.name}: gpus-per-worker={per_worker}, but its nodes have "
+                         f"{plural(gpus, 'GPU')}" + (" each" if len(indices) > 1 else ""))
+    if per_worker and gpus % per_worker:
+        raise UsageError(f"pool {spec.name}: {plural(gpus, 'GPU')} per node do not split into "
+                         f"workers of {per_worker}")
+    sub = Allocation(job_id=alloc.job_id, nodes=tuple(alloc.nodes[i] for i in indices),
+                     tasks_per_node=tuple(alloc.tasks_per_node[i] for i in indices),
+                     cpus_per_node=tuple(alloc.cpus_per_node[i] for i in indices),
+                     cpus_per_task=alloc.cpus_per_task, mem_per_node=alloc.mem_per_node,
+                     submit_host=alloc.submit_host, mem_source=alloc.mem_source)
+    if spec.ntasks_per_node is not None:
+        if spec.ntasks_per_node > min(sub.cpus_per_node):
+            raise UsageError(f"pool {spec.name}: ntasks-per-node={spec.ntasks_per_node} is more "
+                             f"than the {min(sub.cpus_per_node)} CPUs of its nodes")
+        sub = replace(sub, tasks_per_node=(spec.ntasks_per_node,) * len(indices),
+                      cpus_per_task=None)
+    pool_opts = replace(
+        opts,
+        nworkers=spec.nworkers or (gpus // per_worker if per_worker else opts.nworkers),
+        nthreads=spec.nthreads or opts.nthreads,
+        memory_limit=spec.memory_limit or opts.memory_limit,
+        local_directory=spec.local_directory or opts.local_directory,
+        # GPU workers: one task per node starts one worker per GPU (the node's GPUs stay
+        # visible to that task, so CUDA IPC between its workers stays possible)
+        per_node=True if per_worker else (False if spec.ntasks_per_node else opts.per_node))
+    if per_worker and spec.nworkers and spec.nworkers * per_worker > gpus:
+        raise UsageError(f"pool {spec.name}: nworkers={spec.nworkers} x gpus-per-worker="
+                         f"{per_worker} is more than the {plural(gpus, 'GPU')} of its nodes")
+    plan = plan_workers(sub, pool_opts, memory_fraction=memory_fraction,
+                        profile_limit=profile_limit,
+                        memory_origin=memory_origin if not spec.memory_limit
+                        else f"pool {spec.name}")
+    resources = spec.resources + ((("GPU", str(per_worker)),) if per_worker else ())
+    return PoolPlan(spec=spec, node_indices=indices, plan=plan, gpus_per_worker=per_worker,
+                    het_group=spec.het_group, resources=resources)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Every pool of a cluster: what `up` starts and waits for."""
+
+    pools: tuple[PoolPlan, ...]
+
+    @property
+    def expected_workers(self) -> int:
+        return sum(p.expected_workers for p in self.pools)
+
+    def describe(self) -> str:
+        return "; ".join(f"pool {p.name}: {plural(p.expected_workers, 'worker')} on "
+                         f"{plural(len(p.node_indices), 'node')} ({p.plan.placement}, "
+                         f"{plural(p.plan.nthreads, 'thread')} each"
+                         + (f", {plural(p.gpus_per_worker, 'GPU')} each" if p.gpus_per_worker
+                            else "") + ")" for p in self.pools)
