@@ -33,6 +33,7 @@ from ..runtime.report import Reporter
 from ..runtime.state import JOB_CONFIG_DIR, StateDir, find_state_dir
 from ..runtime.tls import PROTOCOL_ARGS, TLSFiles
 from .common import interrupts_raise, step_name
+from .dashboard import dashboard_problem
 from .readiness import Probe, wait_ready
 
 
@@ -153,6 +154,7 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
     total = plan.expected_workers
     wait_for = expected_workers(plan, opts)
     if dry_run:
+        _warn_dashboard(opts, report)
         return {**_dry_run(launcher, state, alloc, sched, pool, plan, profile),
                 "sources": sources}
     if opts.interface and sched.placement == "here":
@@ -207,7 +209,14 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
                 raise Interrupted("interrupted: stopped the scheduler and workers that up had "
                                   "started") from None
             raise
+    _warn_dashboard(opts, report)
     return facts(state, record, info)
+
+
+def _warn_dashboard(opts: UpOptions, report: Reporter) -> None:
+    # after everything that can fail: an error stays one line
+    if problem := dashboard_problem(opts):
+        report.warn(problem)
 
 
 def _refuse_orphaned_cluster(state: StateDir) -> None:

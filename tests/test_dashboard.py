@@ -1,0 +1,79 @@
+"""Where the dashboard can be seen: `up` says when bokeh is missing or too old for it."""
+
+from __future__ import annotations
+
+import os
+from types import SimpleNamespace
+
+import pytest
+from typer.testing import CliRunner
+
+from dasklaunch.cli.app import app
+from dasklaunch.domain.settings import UpOptions
+from dasklaunch.ops import dashboard
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch):
+    for key in list(os.environ):
+        if key.startswith(("SLURM_", "DASKLAUNCH_", "DASK_", "JUPYTERHUB_")):
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("DASKLAUNCH_STATE_DIR", str(tmp_path / "state"))
+    return lambda *args: CliRunner().invoke(app, list(args))
+
+
+def fake_bokeh(monkeypatch, tmp_path, version: str | None) -> None:
+    """This Python finds bokeh `version` (None: it finds no bokeh at all)."""
+    if version is None:
+        monkeypatch.setattr(dashboard, "find_bokeh", lambda: None)
+        return
+    site = tmp_path / "site-packages"
+    (site / "bokeh").mkdir(parents=True)
+    (site / "bokeh" / "__init__.py").write_text("")
+    (site / f"bokeh-{version}.dist-info").mkdir()
+    spec = SimpleNamespace(origin=str(site / "bokeh" / "__init__.py"))
+    monkeypatch.setattr(dashboard, "find_bokeh", lambda: spec)
+
+
+def dashboard_warnings(result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if "dashboard" in line]
+
+
+def test_up_warns_in_one_line_when_bokeh_is_missing(cli, monkeypatch, tmp_path):
+    fake_bokeh(monkeypatch, tmp_path, None)
+    result = cli("up", "--dry-run", "--local-tasks", "2")
+    assert result.exit_code == 0, result.stderr
+    [line] = dashboard_warnings(result)
+    assert line.startswith("warning: the dashboard will not be served: bokeh is not installed")
+    assert "bokeh>=3.1.0" in line and "[complete]" in line
+
+
+def test_up_warns_when_bokeh_is_too_old(cli, monkeypatch, tmp_path):
+    fake_bokeh(monkeypatch, tmp_path, "2.4.3")
+    [line] = dashboard_warnings(cli("up", "--dry-run", "--local-tasks", "2"))
+    assert "bokeh 2.4.3 is too old" in line
+
+
+@pytest.mark.parametrize("version", ["3.1.0", "3.4.1", "10.0.0.dev1"])
+def test_no_warning_with_a_bokeh_that_serves_it(cli, monkeypatch, tmp_path, version):
+    fake_bokeh(monkeypatch, tmp_path, version)
+    result = cli("up", "--dry-run", "--local-tasks", "2")
+    assert result.exit_code == 0 and dashboard_warnings(result) == []
+
+
+def test_no_warning_without_a_dashboard(monkeypatch):
+    monkeypatch.setattr(dashboard, "find_bokeh", lambda: None)
+    assert dashboard.dashboard_problem(UpOptions(scheduler_args=("--no-dashboard",))) is None
+    assert dashboard.dashboard_problem(UpOptions()) is not None
+
+
+def test_failures_stay_one_line(cli, monkeypatch, tmp_path):
+    fake_bokeh(monkeypatch, tmp_path, None)
+    result = cli("up", "--dry-run", "--timeout", "0")
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_real_finder_agrees_with_the_import_system():
+    import importlib.util
+
+    assert (dashboard.find_bokeh() is None) == (importlib.util.find_spec("bokeh") is None)
