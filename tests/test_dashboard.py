@@ -10,7 +10,9 @@ from typer.testing import CliRunner
 
 from dasklaunch.cli.app import app
 from dasklaunch.domain.settings import UpOptions
-from dasklaunch.ops import dashboard
+from dasklaunch.ops import hints
+from dasklaunch.runtime.record import ClusterRecord
+from dasklaunch.runtime.state import StateDir
 
 
 @pytest.fixture
@@ -25,14 +27,14 @@ def cli(tmp_path, monkeypatch):
 def fake_bokeh(monkeypatch, tmp_path, version: str | None) -> None:
     """This Python finds bokeh `version` (None: it finds no bokeh at all)."""
     if version is None:
-        monkeypatch.setattr(dashboard, "find_bokeh", lambda: None)
+        monkeypatch.setattr(hints, "find_bokeh", lambda: None)
         return
     site = tmp_path / "site-packages"
     (site / "bokeh").mkdir(parents=True)
     (site / "bokeh" / "__init__.py").write_text("")
     (site / f"bokeh-{version}.dist-info").mkdir()
     spec = SimpleNamespace(origin=str(site / "bokeh" / "__init__.py"))
-    monkeypatch.setattr(dashboard, "find_bokeh", lambda: spec)
+    monkeypatch.setattr(hints, "find_bokeh", lambda: spec)
 
 
 def dashboard_warnings(result) -> list[str]:
@@ -62,9 +64,9 @@ def test_no_warning_with_a_bokeh_that_serves_it(cli, monkeypatch, tmp_path, vers
 
 
 def test_no_warning_without_a_dashboard(monkeypatch):
-    monkeypatch.setattr(dashboard, "find_bokeh", lambda: None)
-    assert dashboard.dashboard_problem(UpOptions(scheduler_args=("--no-dashboard",))) is None
-    assert dashboard.dashboard_problem(UpOptions()) is not None
+    monkeypatch.setattr(hints, "find_bokeh", lambda: None)
+    assert hints.dashboard_problem(UpOptions(scheduler_args=("--no-dashboard",))) is None
+    assert hints.dashboard_problem(UpOptions()) is not None
 
 
 def test_failures_stay_one_line(cli, monkeypatch, tmp_path):
@@ -76,4 +78,46 @@ def test_failures_stay_one_line(cli, monkeypatch, tmp_path):
 def test_the_real_finder_agrees_with_the_import_system():
     import importlib.util
 
-    assert (dashboard.find_bokeh() is None) == (importlib.util.find_spec("bokeh") is None)
+    assert (hints.find_bokeh() is None) == (importlib.util.find_spec("bokeh") is None)
+
+
+# ------------------------------------------------- where a browser sees it, how Python connects
+
+def test_the_connect_call_finds_the_cluster_from_anywhere(tmp_path):
+    home = {"HOME": str(tmp_path)}
+    local = ClusterRecord(job_id="local-vm", backend="local")
+    state = StateDir(tmp_path / ".dasklaunch" / "local-vm")
+    assert hints.connect_call(state, local, home) == "dasklaunch.connect()"
+    job = ClusterRecord(job_id="1234", backend="slurm")
+    scratch = {**home, "SCRATCH": str(tmp_path / "s"), "DASKLAUNCH_STATE_DIR": "/elsewhere"}
+    state = StateDir(tmp_path / "s" / "dasklaunch" / "1234")
+    assert hints.connect_call(state, job, scratch) == "dasklaunch.connect(job=1234)"
+    other = StateDir(tmp_path / "mine")
+    assert hints.connect_call(other, job, scratch) == f"dasklaunch.connect('{other.path}')"
+
+
+def up_result(**changes) -> dict:
+    result = {"job_id": "local-vm", "backend": "local", "state_dir": "/s",
+              "scheduler_file": "/s/scheduler.json", "env_file": "/s/env.sh",
+              "scheduler": {"address": "tls://127.0.0.1:40000",
+                            "dashboard": "http://127.0.0.1:8787/status",
+                            "dashboard_proxy": None},
+              "tunnel": None, "workers": {"expected": 2}, "connect": "dasklaunch.connect()"}
+    result.update(changes)
+    return result
+
+
+def test_up_ends_with_the_two_ways_to_connect(capsys):
+    from dasklaunch.cli.cluster import _print_up
+
+    _print_up(up_result())
+    out = capsys.readouterr().out
+    last = out.splitlines()[-3:]
+    assert last[0] == 'connect    before starting Python:  source "$(dasklaunch env --path)"'
+    assert last[1] == "           in a running Python:     client = dasklaunch.connect()"
+    assert "Client(scheduler_file=...)" in last[2] and "TLS expects a ssl_context" in last[2]
+    _print_up(up_result(tunnel="ssh -N -L 8787:n1:8787 login1", connect="dasklaunch.connect("
+                                                                         "job=77)"))
+    out = capsys.readouterr().out
+    assert "tunnel     ssh -N -L 8787:n1:8787 login1\n" in out
+    assert "client = dasklaunch.connect(job=77)" in out

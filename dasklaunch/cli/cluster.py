@@ -137,7 +137,13 @@ def _print_up(result: dict) -> None:
         print(f"tunnel     {result['tunnel']}")
     print(f"workers    {result['workers']['expected']}")
     print(f"env file   {result['env_file']}")
-    print('use it     source "$(dasklaunch env --path)"   # sets SCHEDULER_FILE and friends')
+    # the two ways a client gets the job's TLS settings; a bare Client(scheduler_file=...) in a
+    # Python started before `source` fails with Dask's "TLS expects a ssl_context argument"
+    print('connect    before starting Python:  source "$(dasklaunch env --path)"')
+    print(f"           in a running Python:     client = {result['connect']}")
+    if sched["address"].startswith("tls://"):
+        print("           (TLS: a bare Client(scheduler_file=...) without either fails with "
+              '"TLS expects a ssl_context argument")')
 
 
 @app.command()

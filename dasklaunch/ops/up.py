@@ -33,7 +33,7 @@ from ..runtime.report import Reporter
 from ..runtime.state import JOB_CONFIG_DIR, StateDir, find_state_dir
 from ..runtime.tls import PROTOCOL_ARGS, TLSFiles
 from .common import interrupts_raise, step_name
-from .dashboard import dashboard_problem
+from .hints import connect_call, dashboard_problem
 from .readiness import Probe, wait_ready
 
 
@@ -273,4 +273,5 @@ def facts(state: StateDir, record: ClusterRecord, info: schedfile.SchedulerInfo)
         "scheduler": {"address": info.address, "dashboard": info.dashboard_url},
         "tunnel": (f"ssh -N -L {port}:{info.host}:{port} {login}" if port else None),
         "workers": {"expected": record.expected_workers},
+        "connect": connect_call(state, record),
     }

@@ -1,12 +1,18 @@
-"""Whether the dashboard can be served: the scheduler needs bokeh for it."""
+"""What `up` tells its user besides the address: whether the dashboard can be served at all
+(bokeh), and how Python connects (TLS needs the job's certificates: plain
+`Client(scheduler_file=...)` fails)."""
 
 from __future__ import annotations
 
+import os
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from ..domain.settings import UpOptions
+from ..runtime.record import ClusterRecord
+from ..runtime.state import StateDir, default_state_dir
 
 # distributed serves the dashboard only with this bokeh (distributed.versions.BOKEH_REQUIREMENT;
 # without it the dashboard URL answers "Dask needs bokeh>=3.1.0 for the dashboard")
@@ -61,3 +67,20 @@ def dashboard_problem(opts: UpOptions, python: str = sys.executable) -> str | No
         return (f"the dashboard will not be served: bokeh {version} is too old for Dask, "
                 f"which needs {BOKEH_REQUIREMENT} ({fix})")
     return None
+
+
+# ------------------------------------------------------------------------- how Python connects
+
+def connect_call(state: StateDir, record: ClusterRecord,
+                 environ: Mapping[str, str] | None = None) -> str:
+    """The `dasklaunch.connect(...)` call that finds this cluster from a Python started
+    anywhere by this user (a notebook on a login node included): by job id where the state
+    dir is the job's default one, else by path."""
+    env = dict(os.environ if environ is None else environ)
+    env.pop("DASKLAUNCH_STATE_DIR", None)
+    job = record.job_id
+    if state.path == StateDir(default_state_dir(job, env)).path:
+        if record.backend == "local":
+            return "dasklaunch.connect()"
+        return f"dasklaunch.connect(job={job if job.isdigit() else repr(job)})"
+    return f"dasklaunch.connect({str(state.path)!r})"
