@@ -17,6 +17,7 @@ from pathlib import Path
 from .domain.settings import UpOptions
 from .errors import NotUpError, StateDirError
 from .ops.down import down as _down
+from .ops.hints import DASHBOARD_LINK_VARIABLE, DASK_DEFAULT_LINK
 from .ops.up import up as _up
 from .runtime import schedfile
 from .runtime.report import Reporter
@@ -71,8 +72,22 @@ def connect(state_dir: Path | str | None = None, timeout: float | str = 30, *,
                          f"(run `dasklaunch up`)")
     from distributed import Client
 
+    _use_recorded_dashboard_link(state)
     return Client(scheduler_file=str(state.scheduler_file), security=security_for(state.path),
                   timeout=timeout, **client_kwargs)
+
+
+def _use_recorded_dashboard_link(state: StateDir) -> None:
+    """The dashboard link `up` chose for its clients (a JupyterHub's proxy), as the env file
+    gives it to a sourcing shell, unless this Python already has a link of its own."""
+    with suppress(StateDirError):
+        record = state.read_record()
+        link = record.client_env.get(DASHBOARD_LINK_VARIABLE) if record else None
+        if link:
+            import dask.config
+
+            if dask.config.get("distributed.dashboard.link") == DASK_DEFAULT_LINK:
+                dask.config.set({"distributed.dashboard.link": link})
 
 
 @contextmanager

@@ -77,3 +77,24 @@ def test_connect_by_job_from_a_shell_that_knows_nothing_else(local_runner, no_le
     finally:
         local_runner("down", check=True)
 
+
+def test_connect_uses_the_dashboard_link_up_chose(tmp_path):
+    import dask
+    import distributed  # noqa: F401  (its config defaults, as in connect())
+
+    from dasklaunch.api import _use_recorded_dashboard_link
+
+    state = StateDir(tmp_path / "state")
+    state.create()
+    link = "/user/alice/proxy/{port}/status"
+    state.write_record(ClusterRecord(job_id="local-vm", backend="local",
+                                     client_env={"DASK_DISTRIBUTED__DASHBOARD__LINK": link}))
+    default = "{scheme}://{host}:{port}/status"
+    # the outer set() puts the default back on exit, whatever connect set meanwhile
+    with dask.config.set({"distributed.dashboard.link": default}):
+        _use_recorded_dashboard_link(state)
+        assert dask.config.get("distributed.dashboard.link") == link
+    with dask.config.set({"distributed.dashboard.link": "mine/{port}"}):
+        _use_recorded_dashboard_link(state)  # a link of the user's own stays
+        assert dask.config.get("distributed.dashboard.link") == "mine/{port}"
+    assert dask.config.get("distributed.dashboard.link") == default

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -12,6 +16,7 @@ from dasklaunch.cli.app import app
 from dasklaunch.domain.settings import UpOptions
 from dasklaunch.ops import hints
 from dasklaunch.runtime.record import ClusterRecord
+from dasklaunch.runtime.schedfile import SchedulerInfo
 from dasklaunch.runtime.state import StateDir
 
 
@@ -83,6 +88,49 @@ def test_the_real_finder_agrees_with_the_import_system():
 
 # ------------------------------------------------- where a browser sees it, how Python connects
 
+def info(port: int | None = 8787) -> SchedulerInfo:
+    return SchedulerInfo(address="tls://10.0.0.5:40000", dashboard_port=port, scheduler_id="x")
+
+
+HUB = {"JUPYTERHUB_SERVICE_PREFIX": "/user/alice/"}
+
+
+def test_the_local_backend_gives_no_tunnel_to_its_own_machine():
+    record = ClusterRecord(job_id="local-vm", backend="local")
+    assert hints.dashboard_hints(record, info(), {}) == {"proxy": None, "tunnel": None}
+    assert hints.client_dashboard_env("local", {}) == {}
+
+
+def test_on_a_jupyterhub_the_local_dashboard_goes_through_its_proxy():
+    record = ClusterRecord(job_id="local-vm", backend="local")
+    assert hints.dashboard_hints(record, info(8790), HUB) == {
+        "proxy": "/user/alice/proxy/8790/status", "tunnel": None}
+    no_slash = {"JUPYTERHUB_SERVICE_PREFIX": "/user/alice"}
+    assert hints.dashboard_hints(record, info(8790), no_slash)["proxy"] == \
+        "/user/alice/proxy/8790/status"
+    assert hints.client_dashboard_env("local", HUB) == {
+        "DASK_DISTRIBUTED__DASHBOARD__LINK": "/user/alice/proxy/{port}/status"}
+
+
+def test_a_slurm_dashboard_is_tunnelled_from_the_login_node():
+    record = ClusterRecord(job_id="77", backend="slurm", submit_host="login1")
+    for environ in ({}, HUB):  # the hub's proxy does not reach a compute node
+        assert hints.dashboard_hints(record, info(), environ) == {
+            "proxy": None, "tunnel": "ssh -N -L 8787:10.0.0.5:8787 login1"}
+    assert hints.client_dashboard_env("slurm", HUB) == {}
+
+
+def test_the_link_is_what_dask_makes_of_it(monkeypatch):
+    import dask
+    from distributed.utils import format_dashboard_link
+
+    link = hints.client_dashboard_env("local", HUB)["DASK_DISTRIBUTED__DASHBOARD__LINK"]
+    monkeypatch.delenv("JUPYTERHUB_SERVICE_PREFIX", raising=False)  # not needed by the link
+    with dask.config.set({"distributed.dashboard.link": link}):
+        assert format_dashboard_link("127.0.0.1", 8787) == "/user/alice/proxy/8787/status"
+    assert dask.config.get("distributed.dashboard.link") == hints.DASK_DEFAULT_LINK
+
+
 def test_the_connect_call_finds_the_cluster_from_anywhere(tmp_path):
     home = {"HOME": str(tmp_path)}
     local = ClusterRecord(job_id="local-vm", backend="local")
@@ -112,6 +160,7 @@ def test_up_ends_with_the_two_ways_to_connect(capsys):
 
     _print_up(up_result())
     out = capsys.readouterr().out
+    assert "ssh" not in out and "tunnel" not in out
     last = out.splitlines()[-3:]
     assert last[0] == 'connect    before starting Python:  source "$(dasklaunch env --path)"'
     assert last[1] == "           in a running Python:     client = dasklaunch.connect()"
@@ -121,3 +170,30 @@ def test_up_ends_with_the_two_ways_to_connect(capsys):
     out = capsys.readouterr().out
     assert "tunnel     ssh -N -L 8787:n1:8787 login1\n" in out
     assert "client = dasklaunch.connect(job=77)" in out
+
+
+def test_the_jupyterhub_cluster_end_to_end(local_runner):
+    """A local cluster on a JupyterHub: up prints the proxied link, no tunnel, and a client of
+    the env file (or of connect()) links to the proxy."""
+    hub = {"JUPYTERHUB_SERVICE_PREFIX": "/user/alice/"}
+    up = local_runner("up", "--local-tasks", "1", "--dashboard-address", ":0", "--json",
+                      check=True, extra_env=hub)
+    try:
+        facts = json.loads(up.stdout)
+        port = facts["scheduler"]["dashboard"].rsplit(":", 1)[1].split("/")[0]
+        assert facts["scheduler"]["dashboard_proxy"] == f"/user/alice/proxy/{port}/status"
+        assert facts["tunnel"] is None
+        env_text = (local_runner.state_dir / "env.sh").read_text()
+        assert ("export DASK_DISTRIBUTED__DASHBOARD__LINK='/user/alice/proxy/{port}/status'"
+                in env_text)
+        client = ('. "$(python -m dasklaunch env --path)" && python -c "'
+                  "from distributed import Client; "
+                  "c = Client(scheduler_file=__import__('os').environ['SCHEDULER_FILE']); "
+                  'print(c.dashboard_link); c.close()"')
+        env = {**local_runner.env, "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
+        done = subprocess.run(["sh", "-c", client], env=env, capture_output=True, text=True,
+                              timeout=60)
+        assert done.stdout.strip().splitlines()[-1] == f"/user/alice/proxy/{port}/status", \
+            done.stderr
+    finally:
+        local_runner("down", check=True)

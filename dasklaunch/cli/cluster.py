@@ -131,8 +131,12 @@ def up(
 def _print_up(result: dict) -> None:
     sched = result["scheduler"]
     print(f"scheduler  {sched['address']}")
-    if sched.get("dashboard"):
-        print(f"dashboard  {sched['dashboard']}  (no authentication: keep it tunnelled)")
+    if sched.get("dashboard_proxy"):
+        print(f"dashboard  {sched['dashboard_proxy']}  (through this JupyterHub's proxy; "
+              f"here: {sched['dashboard']})")
+    elif sched.get("dashboard"):
+        tunnelled = ": keep it tunnelled" if result.get("tunnel") else ""
+        print(f"dashboard  {sched['dashboard']}  (no authentication{tunnelled})")
     if result.get("tunnel"):
         print(f"tunnel     {result['tunnel']}")
     print(f"workers    {result['workers']['expected']}")

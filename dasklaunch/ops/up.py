@@ -33,7 +33,7 @@ from ..runtime.report import Reporter
 from ..runtime.state import JOB_CONFIG_DIR, StateDir, find_state_dir
 from ..runtime.tls import PROTOCOL_ARGS, TLSFiles
 from .common import interrupts_raise, step_name
-from .hints import connect_call, dashboard_problem
+from .hints import client_dashboard_env, connect_call, dashboard_hints, dashboard_problem
 from .readiness import Probe, wait_ready
 
 
@@ -164,7 +164,7 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
     state.create()
     with state.lock("up"), interrupts_raise():
         _clear_stale(state, alloc.job_id, report)
-        client_env = {}
+        client_env = client_dashboard_env(launcher.backend)
         if profile is not None:
             from ..profiles.dask_config import JOB_CONFIG_FILE, job_config_yaml
 
@@ -265,13 +265,13 @@ def _write_env(state: StateDir, record: ClusterRecord, info: schedfile.Scheduler
 
 
 def facts(state: StateDir, record: ClusterRecord, info: schedfile.SchedulerInfo) -> dict:
-    login = record.submit_host or socket.gethostname()
-    port = info.dashboard_port
+    seen = dashboard_hints(record, info)
     return {
         "job_id": record.job_id, "backend": record.backend, "state_dir": str(state.path),
         "scheduler_file": str(state.scheduler_file), "env_file": str(state.env_file),
-        "scheduler": {"address": info.address, "dashboard": info.dashboard_url},
-        "tunnel": (f"ssh -N -L {port}:{info.host}:{port} {login}" if port else None),
+        "scheduler": {"address": info.address, "dashboard": info.dashboard_url,
+                      "dashboard_proxy": seen["proxy"]},
+        "tunnel": seen["tunnel"],
         "workers": {"expected": record.expected_workers},
         "connect": connect_call(state, record),
     }
