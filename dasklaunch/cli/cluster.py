@@ -146,8 +146,8 @@ def _print_up(result: dict) -> None:
     print('connect    before starting Python:  source "$(dasklaunch env --path)"')
     print(f"           in a running Python:     client = {result['connect']}")
     if sched["address"].startswith("tls://"):
-        print("           (TLS: a bare Client(scheduler_file=...) without either fails with "
-              '"TLS expects a ssl_context argument")')
+        print("           (without either, Client(scheduler_file=...) fails: TLS expects a "
+              "ssl_context argument)")
 
 
 @app.command()
