@@ -57,6 +57,7 @@ def test_a_job_that_is_not_up(login_shell, tmp_path):
         dasklaunch.connect(job=777)
 
 
+@pytest.mark.lifecycle
 def test_connect_by_job_from_a_shell_that_knows_nothing_else(local_runner, no_leftovers,
                                                              login_shell, tmp_path):
     """`up` in one shell (its state dir under $SCRATCH), connect(job=) in another, TLS

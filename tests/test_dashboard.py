@@ -172,6 +172,7 @@ def test_up_ends_with_the_two_ways_to_connect(capsys):
     assert "client = dasklaunch.connect(job=77)" in out
 
 
+@pytest.mark.lifecycle
 def test_the_jupyterhub_cluster_end_to_end(local_runner):
     """A local cluster on a JupyterHub: up prints the proxied link, no tunnel, and a client of
     the env file (or of connect()) links to the proxy."""
