@@ -2,6 +2,7 @@
 
     import dasklaunch
     client = dasklaunch.connect()                 # the cluster `dasklaunch up` started
+    client = dasklaunch.connect(job=1234)         # job 1234's, from a login-node notebook
 
     with dasklaunch.cluster(interface="ib0") as client:   # up ... down, same code as the CLI
         ...
@@ -10,16 +11,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from .domain.settings import UpOptions
-from .errors import NotUpError
+from .errors import NotUpError, StateDirError
 from .ops.down import down as _down
+from .ops.hints import DASHBOARD_LINK_VARIABLE, DASK_DEFAULT_LINK
 from .ops.up import up as _up
 from .runtime import schedfile
 from .runtime.report import Reporter
-from .runtime.state import find_state_dir
+from .runtime.state import StateDir, find_state_dir
 from .runtime.tls import TLSFiles
 
 
@@ -40,17 +42,52 @@ def security_for(state_dir: Path | str | None = None):
                     tls_client_key=str(files.client_key), require_encryption=True)
 
 
-def connect(state_dir: Path | str | None = None, timeout: float | str = 30, **client_kwargs):
-    """A `distributed.Client` for the current job (state dir from the argument,
-    DASKLAUNCH_STATE_DIR, or SLURM_JOB_ID), with the job's TLS credentials."""
-    state = find_state_dir(state_dir)
+def job_state_dir(state_dir: Path | str | None = None, job: str | int | None = None) -> StateDir:
+    """The state dir of `job` (the current job when None): `state_dir`, else
+    DASKLAUNCH_STATE_DIR, else $SCRATCH/dasklaunch/JOB or ~/.dasklaunch/JOB, as the CLI finds
+    it. A state dir that holds another job's cluster is refused, not connected to."""
+    state = find_state_dir(state_dir, str(job) if job is not None else None)
+    if job is not None:
+        with suppress(StateDirError):
+            record = state.read_record()
+            if record is not None and record.job_id != str(job):
+                how = "given" if state_dir else "from DASKLAUNCH_STATE_DIR"
+                raise NotUpError(f"state dir {state.path} ({how}) holds job {record.job_id}, "
+                                 f"not job {job}")
+    return state
+
+
+def connect(state_dir: Path | str | None = None, timeout: float | str = 30, *,
+            job: str | int | None = None, **client_kwargs):
+    """A `distributed.Client` for a job's cluster, with the job's TLS credentials.
+
+    The job is the current one (SLURM_JOB_ID, else this machine's local cluster), or `job`:
+    `connect(job=1234)` from a notebook on a login node finds job 1234's state dir as the CLI
+    would (`state_dir`, DASKLAUNCH_STATE_DIR, else $SCRATCH/dasklaunch/1234 or
+    ~/.dasklaunch/1234)."""
+    state = job_state_dir(state_dir, job)
     if schedfile.read(state.scheduler_file) is None:
-        raise NotUpError(f"no scheduler file in {state.path}: the cluster is not up "
+        whose = f"the cluster of job {job}" if job is not None else "the cluster"
+        raise NotUpError(f"no scheduler file in {state.path}: {whose} is not up "
                          f"(run `dasklaunch up`)")
     from distributed import Client
 
+    _use_recorded_dashboard_link(state)
     return Client(scheduler_file=str(state.scheduler_file), security=security_for(state.path),
                   timeout=timeout, **client_kwargs)
+
+
+def _use_recorded_dashboard_link(state: StateDir) -> None:
+    """The dashboard link `up` chose for its clients (a JupyterHub's proxy), as the env file
+    gives it to a sourcing shell, unless this Python already has a link of its own."""
+    with suppress(StateDirError):
+        record = state.read_record()
+        link = record.client_env.get(DASHBOARD_LINK_VARIABLE) if record else None
+        if link:
+            import dask.config
+
+            if dask.config.get("distributed.dashboard.link") == DASK_DEFAULT_LINK:
+                dask.config.set({"distributed.dashboard.link": link})
 
 
 @contextmanager

@@ -546,6 +546,20 @@ def test_logs_all_scheduler_workers(cli, tmp_path):
     assert "sched line" not in workers.stdout
 
 
+def test_logs_show_the_last_20_lines_unless_told_all(cli, tmp_path):
+    state = fake_cluster(tmp_path / "state", pools=1)
+    log = state.logs / "dl-workers0.log"
+    log.write_text("".join(f"line {i}\n" for i in range(63)))
+    default = cli("logs", "workers", "--state-dir", str(state.path))
+    assert default.exit_code == 0, default.stderr
+    assert default.stdout == "".join(f"line {i}\n" for i in range(43, 63))
+    everything = cli("logs", "workers", "-n", "all", "--state-dir", str(state.path))
+    assert everything.stdout == log.read_text()
+    assert cli("logs", "workers", "--lines=0", "--state-dir", str(state.path)).stdout == ""
+    help_text = " ".join(cli("logs", "--help").stdout.split())
+    assert "[default: 20]" in help_text and "'all'" in help_text
+
+
 def test_logs_of_a_log_not_written_yet(cli, tmp_path):
     state = fake_cluster(tmp_path / "state", pools=1)
     (state.logs / "dl-workers0.log").unlink()
@@ -560,8 +574,9 @@ def test_logs_errors(cli, tmp_path):
     state = fake_cluster(tmp_path / "state")
     bad = cli("logs", "everything", "--state-dir", str(state.path))
     assert bad.exit_code == 2 and "scheduler, workers or all" in one_error_line(bad)
-    negative = cli("logs", "-n", "-1", "--state-dir", str(state.path))
-    assert negative.exit_code == 2 and "--lines" in one_error_line(negative)
+    for bad_lines in ("-1", "ten", ""):
+        bad_count = cli("logs", "-n", bad_lines, "--state-dir", str(state.path))
+        assert bad_count.exit_code == 2 and "--lines" in one_error_line(bad_count)
 
 
 @pytest.mark.parametrize("tail", ["x\n", "x", ""])

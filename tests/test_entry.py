@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -60,3 +61,30 @@ def test_env_fast_path_imports_nothing_heavy(tmp_path):
                           text=True, timeout=60)
     assert done.stdout.strip().splitlines()[-1] == "CODE 1 HEAVY []"
     assert done.stderr.count("\n") == 1 and "dasklaunch: error: no env file" in done.stderr
+
+
+def _shell(script: str, tmp_path) -> subprocess.CompletedProcess:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHON": sys.executable,
+           "DASKLAUNCH_STATE_DIR": str(tmp_path / "none")}
+    if "PYTHONPATH" in os.environ:
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    return subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_eval_of_env_fails_when_no_cluster_is_up(tmp_path):
+    done = _shell('eval "$("$PYTHON" -m dasklaunch env)"; echo rc=$?', tmp_path)
+    assert done.stdout == "rc=1\n"
+    assert done.stderr.count("\n") == 1 and "dasklaunch: error: no env file" in done.stderr
+
+
+def test_eval_of_env_stops_a_set_e_script(tmp_path):
+    done = _shell('set -e; eval "$("$PYTHON" -m dasklaunch env)"; echo still running',
+                  tmp_path)
+    assert done.returncode == 1 and "still running" not in done.stdout
+
+
+def test_env_path_prints_nothing_on_stdout_when_not_up(tmp_path):
+    # its output goes to `source`; a `false` there would source a file of that name
+    done = _shell('"$PYTHON" -m dasklaunch env --path; echo rc=$?', tmp_path)
+    assert done.stdout == "rc=1\n"

@@ -159,13 +159,23 @@ def up(
 def _print_up(result: dict) -> None:
     sched = result["scheduler"]
     print(f"scheduler  {sched['address']}")
-    if sched.get("dashboard"):
-        print(f"dashboard  {sched['dashboard']}  (no authentication: keep it tunnelled)")
+    if sched.get("dashboard_proxy"):
+        print(f"dashboard  {sched['dashboard_proxy']}  (through this JupyterHub's proxy; "
+              f"here: {sched['dashboard']})")
+    elif sched.get("dashboard"):
+        tunnelled = ": keep it tunnelled" if result.get("tunnel") else ""
+        print(f"dashboard  {sched['dashboard']}  (no authentication{tunnelled})")
     if result.get("tunnel"):
         print(f"tunnel     {result['tunnel']}")
     print(f"workers    {result['workers']['expected']}")
     print(f"env file   {result['env_file']}")
-    print('use it     source "$(dasklaunch env --path)"   # sets SCHEDULER_FILE and friends')
+    # the two ways a client gets the job's TLS settings; a bare Client(scheduler_file=...) in a
+    # Python started before `source` fails with Dask's "TLS expects a ssl_context argument"
+    print('connect    before starting Python:  source "$(dasklaunch env --path)"')
+    print(f"           in a running Python:     client = {result['connect']}")
+    if sched["address"].startswith("tls://"):
+        print("           (without either, Client(scheduler_file=...) fails: TLS expects a "
+              "ssl_context argument)")
 
 
 @app.command()

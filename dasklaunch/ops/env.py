@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from ..domain import render
-from ..errors import NotUpError, UsageError
+from ..errors import DasklaunchError, NotUpError, UsageError
 from ..runtime import schedfile
 from ..runtime.state import find_state_dir
 
@@ -33,10 +33,24 @@ def env(state_dir: Path | str | None = None) -> tuple[Path, dict[str, str]]:
     return state.env_file, values
 
 
+# What `env` prints on stdout when it fails in sh format: `eval "$(dasklaunch env)"` then runs
+# `false`, so the eval fails (and `set -e` stops the script) instead of evaluating nothing and
+# succeeding. Not `exit 1`: that would end an interactive shell.
+FAIL_EVAL = "false\n"
+
+
 def show_env(state_dir: Path | str | None, path_only: bool, fmt: str) -> None:
     if fmt not in FORMATS:
         raise UsageError(f"--format must be sh or json, not {fmt!r}")
-    env_path, values = env(state_dir)
+    try:
+        env_path, values = env(state_dir)
+    except DasklaunchError:
+        # only for eval: --path's output goes to `source`, which fails on an empty name by
+        # itself (and would read a file called `false`), and a terminal is nobody's eval
+        if fmt == "sh" and not path_only and not sys.stdout.isatty():
+            sys.stdout.write(FAIL_EVAL)
+            sys.stdout.flush()
+        raise
     if path_only:
         print(env_path)
     elif fmt == "json":

@@ -34,6 +34,7 @@ from ..runtime.report import Reporter
 from ..runtime.state import JOB_CONFIG_DIR, StateDir, find_state_dir
 from ..runtime.tls import PROTOCOL_ARGS, TLSFiles
 from .common import interrupts_raise, step_name
+from .hints import client_dashboard_env, connect_call, dashboard_hints, dashboard_problem
 from .readiness import Probe, wait_ready
 
 
@@ -188,6 +189,7 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
         notes.append(f"--interface {opts.interface} is checked on the compute nodes when the "
                      f"steps start (it may not exist here, on {socket.gethostname()})")
     if dry_run:
+        _warn_dashboard(opts, report)
         return {**_dry_run(launcher, state, alloc, sched, pools, layout, profile),
                 "sources": sources, "backend_version": backend_version, "notes": notes}
     if not state.exists():
@@ -195,7 +197,7 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
     state.create()
     with state.lock("up"), interrupts_raise():
         _clear_stale(state, alloc.job_id, report)
-        client_env = {}
+        client_env = client_dashboard_env(launcher.backend)
         if profile is not None:
             from ..profiles.dask_config import JOB_CONFIG_FILE, job_config_yaml
 
@@ -246,7 +248,14 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
                 raise Interrupted("interrupted: stopped the scheduler and workers that up had "
                                   "started") from None
             raise
+    _warn_dashboard(opts, report)
     return facts(state, record, info)
+
+
+def _warn_dashboard(opts: UpOptions, report: Reporter) -> None:
+    # after everything that can fail: an error stays one line
+    if problem := dashboard_problem(opts):
+        report.warn(problem)
 
 
 def _refuse_orphaned_cluster(state: StateDir) -> None:
@@ -302,12 +311,13 @@ def _write_env(state: StateDir, record: ClusterRecord, info: schedfile.Scheduler
 
 
 def facts(state: StateDir, record: ClusterRecord, info: schedfile.SchedulerInfo) -> dict:
-    login = record.submit_host or socket.gethostname()
-    port = info.dashboard_port
+    seen = dashboard_hints(record, info)
     return {
         "job_id": record.job_id, "backend": record.backend, "state_dir": str(state.path),
         "scheduler_file": str(state.scheduler_file), "env_file": str(state.env_file),
-        "scheduler": {"address": info.address, "dashboard": info.dashboard_url},
-        "tunnel": (f"ssh -N -L {port}:{info.host}:{port} {login}" if port else None),
+        "scheduler": {"address": info.address, "dashboard": info.dashboard_url,
+                      "dashboard_proxy": seen["proxy"]},
+        "tunnel": seen["tunnel"],
         "workers": {"expected": record.expected_workers},
+        "connect": connect_call(state, record),
     }

@@ -13,6 +13,7 @@ class Reporter:
         self.stream = stream or sys.stderr
         self._last: tuple[int, int] | None = None
         self._inline = False
+        self._width = 0  # length of the counter now on the terminal line
 
     @property
     def tty(self) -> bool:
@@ -22,6 +23,7 @@ class Reporter:
         if self._inline:
             self.stream.write("\n")
             self._inline = False
+            self._width = 0
 
     def info(self, message: str) -> None:
         if self.quiet:
@@ -36,12 +38,17 @@ class Reporter:
         if self.quiet or self._last == (connected, expected):
             return
         self._last = (connected, expected)
+        text = f"workers connected: {connected}/{expected}"
         if self.tty:
-            self.stream.write(f"\rworkers connected: {connected}/{expected}")
+            # `\r` only moves the cursor: a shorter counter (10/128 -> 9/128) must blank what is
+            # left of the longer one, or the line reads 9/1288. Spaces, not an escape sequence,
+            # so a dumb terminal (TERM=dumb, an editor's shell) shows it right too.
+            self.stream.write("\r" + text + " " * (self._width - len(text)))
             self.stream.flush()
+            self._width = len(text)
             self._inline = True
         else:
-            print(f"workers connected: {connected}/{expected}", file=self.stream, flush=True)
+            print(text, file=self.stream, flush=True)
 
     def done(self) -> None:
         if not self.quiet:
