@@ -1,0 +1,196 @@
+"""Worker pools and GPUs: token parsing, pool specs, layouts and refusals (pure), and what the
+node launcher starts on a node."""
+
+from __future__ import annotations
+
+import pytest
+
+from dasklaunch.domain.allocation import Allocation, from_slurm_env
+from dasklaunch.domain.gpus import (
+    parse_nvidia_smi,
+    parse_rocm_smi,
+    parse_tokens,
+    slurm_gpus_per_node,
+    visible_gpus,
+)
+from dasklaunch.domain.pools import Layout, parse_pool, plan_pools
+from dasklaunch.domain.settings import UpOptions
+from dasklaunch.errors import UsageError
+from dasklaunch.launch.node import gpu_workers, split_cpus
+
+GiB = 2**30
+
+
+# ---------------------------------------------------------------------------------- GPU tokens
+
+@pytest.mark.parametrize("value, tokens", [
+    ("0,1", ("0", "1")),
+    ("GPU-8c1c4f1e-2a4b-11ee-be56-0242ac120002,GPU-1f2a", ("GPU-8c1c4f1e-2a4b-11ee-be56-"
+                                                           "0242ac120002", "GPU-1f2a")),
+    ("MIG-4b1a9f0e-1d2c-5e6f-8a9b-0c1d2e3f4a5b", ("MIG-4b1a9f0e-1d2c-5e6f-8a9b-0c1d2e3f4a5b",)),
+    (" 2 , 3 ,", ("2", "3")),
+    ("", ()), ("NoDevFiles", ()), ("-1", ()),
+])
+def test_tokens_are_opaque_and_keep_their_order(value, tokens):
+    assert parse_tokens(value) == tokens
+
+
+@pytest.mark.parametrize("env, vendor, variables", [
+    ({"CUDA_VISIBLE_DEVICES": "0,1"}, "nvidia",
+     {"CUDA_VISIBLE_DEVICES": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}),
+    ({"ROCR_VISIBLE_DEVICES": "0,1"}, "amd",
+     {"ROCR_VISIBLE_DEVICES": "1", "HIP_VISIBLE_DEVICES": "1"}),
+    ({"ZE_AFFINITY_MASK": "0,1"}, "intel", {"ZE_AFFINITY_MASK": "1"}),
+    ({"SLURM_STEP_GPUS": "0,1"}, "nvidia",
+     {"CUDA_VISIBLE_DEVICES": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}),
+])
+def test_each_vendor_is_pinned_through_its_own_variable(env, vendor, variables):
+    gpus = visible_gpus(env)
+    assert gpus.vendor == vendor and gpus.tokens == ("0", "1")
+    assert gpus.variables(("1",)) == variables
+
+
+def test_no_gpus_when_none_are_named_or_the_list_is_empty():
+    assert visible_gpus({}) is None
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) is None
+
+
+def test_smi_listings():
+    nvidia = ("GPU 0: NVIDIA H200 (UUID: GPU-aaaa)\n"
+              "  MIG 1g.18gb Device 0: (UUID: MIG-bbbb)\nGPU 1: NVIDIA H200 (UUID: GPU-cccc)\n")
+    assert parse_nvidia_smi(nvidia) == ("0", "1")
+    rocm = "GPU[0]\t\t: Device ID: 0x74a1\nGPU[1]\t\t: Device ID: 0x74a1\n"
+    assert parse_rocm_smi(rocm) == ("0", "1")
+
+
+@pytest.mark.parametrize("env, counts", [
+    ({"SLURM_GPUS_PER_NODE": "2"}, (2, 2)),
+    ({"SLURM_GPUS_PER_NODE": "a100:4"}, (4, 4)),
+    ({"SLURM_GPUS_PER_NODE": "gpu:a100:2,gpu:v100:1"}, (3, 3)),
+    ({"SLURM_GPUS_ON_NODE": "2"}, (2, 2)),
+    ({"SLURM_JOB_GPUS": "0,1,2"}, (3, 3)),
+    ({"SLURM_GPUS_PER_TASK": "1", "SLURM_NTASKS_PER_NODE": "4"}, (4, 4)),
+    ({}, (0, 0)),
+])
+def test_gpus_per_node_from_slurm(env, counts):
+    assert slurm_gpus_per_node(env, 2) == counts
+
+
+def test_heterogeneous_job_components():
+    env = {"SLURM_JOB_ID": "5", "SLURM_HET_SIZE": "2",
+           "SLURM_JOB_NODELIST_HET_GROUP_0": "node1", "SLURM_JOB_NODELIST_HET_GROUP_1": "node[2-3]",
+           "SLURM_TASKS_PER_NODE_HET_GROUP_0": "1", "SLURM_TASKS_PER_NODE_HET_GROUP_1": "2(x2)",
+           "SLURM_JOB_CPUS_PER_NODE_HET_GROUP_0": "4", "SLURM_JOB_CPUS_PER_NODE_HET_GROUP_1":
+           "4(x2)", "SLURM_GPUS_PER_NODE_HET_GROUP_1": "2", "SLURM_MEM_PER_NODE": "2000"}
+    alloc = from_slurm_env(env)
+    assert alloc.nodes == ("node1", "node2", "node3")
+    assert alloc.het_groups == (0, 1, 1) and alloc.gpus_per_node == (0, 2, 2)
+    assert alloc.tasks_per_node == (1, 2, 2)
+    pools = plan_pools(alloc, UpOptions())
+    assert [(p.name, p.het_group, p.node_indices, p.gpus_per_worker) for p in pools] == [
+        ("het0", 0, (0,), 0), ("het1", 1, (1, 2), 1)]
+    assert pools[1].expected_workers == 4  # one per GPU
+
+
+# ---------------------------------------------------------------------------------- pool specs
+
+def test_pool_spec():
+    spec = parse_pool("big:nodes=node[2-3],nthreads=4,memory-limit=12GiB,resources=BIGMEM:1+SSD:2,"
+                      "worker-arg=--lifetime=1h,worker-arg=--lifetime-stagger=5m,share=yes")
+    assert spec.name == "big" and spec.nodes == "node[2-3]" and spec.nthreads == 4
+    assert spec.resources == (("BIGMEM", "1"), ("SSD", "2")) and spec.share
+    assert spec.worker_args == ("--lifetime=1h", "--lifetime-stagger=5m")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("gpu:nodez=2", "unknown key 'nodez' (keys: nodes, het-group, ntasks-per-node, nworkers, "
+                    "nthreads, memory-limit, gpus-per-worker, resources, worker-class, "
+                    "local-directory, worker-arg, share; did you mean nodes?)"),
+    ("gpu:nodes", "'nodes' is not KEY=VALUE"),
+    ("1gpu:nodes=1", "a pool is NAME:KEY=VALUE,..."),
+    ("gpu:nthreads=0", "nthreads takes a whole number >= 1, not '0'"),
+    ("gpu:resources=BIGMEM", "resources are NAME:AMOUNT"),
+    ("gpu:share=maybe", "share takes yes or no"),
+])
+def test_bad_pool_specs(text, message):
+    with pytest.raises(UsageError) as err:
+        parse_pool(text)
+    assert message in str(err.value)
+
+
+# ---------------------------------------------------------------------------------- layouts
+
+def alloc(nodes=3, tasks=2, cpus=4, gpus=0, mem=8 * GiB):
+    return Allocation(job_id="9", nodes=tuple(f"node{i}" for i in range(1, nodes + 1)),
+                      tasks_per_node=(tasks,) * nodes, cpus_per_node=(cpus,) * nodes,
+                      mem_per_node=mem, gpus_per_node=(gpus,) * nodes if gpus else ())
+
+
+def plan(allocation, *specs, **opts):
+    return plan_pools(allocation, UpOptions(**opts), tuple(parse_pool(s) for s in specs))
+
+
+def test_default_is_one_pool_on_every_node():
+    (pool,) = plan(alloc())
+    assert pool.name == "workers" and pool.node_indices == (0, 1, 2)
+    assert pool.expected_workers == 6 and pool.gpus_per_worker == 0
+
+
+def test_gpu_nodes_get_one_worker_per_gpu_from_one_task_per_node():
+    (pool,) = plan(alloc(gpus=2))
+    assert pool.gpus_per_worker == 1 and pool.plan.placement == "per-node"
+    assert pool.plan.ntasks == 3 and pool.expected_workers == 6
+    assert pool.plan.nthreads == 2  # the node's 4 CPUs split between its 2 GPU workers
+    assert dict(pool.resources) == {"GPU": "1"}
+
+
+def test_cpu_and_gpu_pools_split_the_nodes_in_order():
+    cpu, gpu = plan(alloc(gpus=2), "cpu:nodes=1", "gpu:nodes=2")
+    assert cpu.node_indices == (0,) and cpu.gpus_per_worker == 0 and cpu.expected_workers == 2
+    assert gpu.node_indices == (1, 2) and gpu.gpus_per_worker == 1 and gpu.expected_workers == 4
+    assert Layout((cpu, gpu)).expected_workers == 6
+
+
+def test_a_pool_without_nodes_takes_the_rest_and_host_lists_pick_nodes():
+    big, rest = plan(alloc(), "big:nodes=node3,resources=BIGMEM:1", "rest:nthreads=1")
+    assert big.node_indices == (2,) and dict(big.resources) == {"BIGMEM": "1"}
+    assert rest.node_indices == (0, 1)
+
+
+def test_shared_nodes_share_their_memory():
+    a, b = plan(alloc(nodes=1, tasks=1), "a:nodes=1,share=yes", "b:nodes=1,share=yes")
+    alone = plan(alloc(nodes=1, tasks=1))[0]
+    assert int(a.plan.memory_limit) < int(alone.plan.memory_limit) // 2 + 1
+
+
+@pytest.mark.parametrize("allocation, specs, message", [
+    (alloc(gpus=2), ["gpu:gpus-per-worker=4"], "gpus-per-worker=4, but its nodes have 2 GPUs"),
+    (alloc(), ["big:nodes=5"], "nodes=5, but only 3 nodes of the allocation are free"),
+    (alloc(), ["a:nodes=2", "b:nodes=2"], "nodes=2, but only 1 node of the allocation is free"),
+    (alloc(), ["a:nodes=node[1-2]", "b:nodes=node2"], "pools a and b both want node2"),
+    (alloc(), ["a:nodes=node9"], "node9 not in the allocation"),
+    (alloc(), ["a:nthreads=1", "b:nthreads=2"], "all take the remaining nodes"),
+    (alloc(), ["a:het-group=1"], "is not a heterogeneous job"),
+    (alloc(), ["a:ntasks-per-node=8"], "ntasks-per-node=8 is more than the 4 CPUs"),
+    (alloc(), ["a:nodes=1", "a:nodes=1"], "pool names must differ"),
+])
+def test_refusals_name_what_is_missing(allocation, specs, message):
+    with pytest.raises(UsageError) as err:
+        plan(allocation, *specs)
+    assert message in str(err.value)
+
+
+# ---------------------------------------------------------------------------------- node launcher
+
+def test_split_cpus():
+    assert split_cpus(list(range(8)), 2) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert split_cpus(list(range(5)), 2) == [[0, 1, 2], [3, 4]]
+    assert split_cpus([0], 2) == [[0], [0]]  # fewer CPUs than workers: they share
+
+
+def test_gpu_workers_on_a_node():
+    gpus = visible_gpus({"CUDA_VISIBLE_DEVICES": "GPU-a,GPU-b,GPU-c,GPU-d"})
+    workers = gpu_workers("gpu", "node2", gpus, 2, ["dask", "worker"], list(range(8)))
+    assert [w[0][-1] for w in workers] == ["gpu-node2-gpuGPU-a-GPU-b", "gpu-node2-gpuGPU-c-GPU-d"]
+    assert [w[1]["CUDA_VISIBLE_DEVICES"] for w in workers] == ["GPU-a,GPU-b", "GPU-c,GPU-d"]
+    assert [w[2] for w in workers] == [[0, 1, 2, 3], [4, 5, 6, 7]]

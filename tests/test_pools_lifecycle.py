@@ -1,0 +1,67 @@
+"""Pools on the local backend with real Dask: a CPU pool and a GPU pool (the GPUs are tokens in
+CUDA_VISIBLE_DEVICES; nothing uses them), each worker pinned, restarted and stopped per pool."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from procs import group_alive
+
+pytestmark = pytest.mark.lifecycle
+
+FAST = ["--local-tasks", "2", "--dashboard-address", ":0", "--timeout", "90"]
+GPUS = {"CUDA_VISIBLE_DEVICES": "0,1"}
+POOLS = ["--pool", "cpu:nodes=1,share=yes", "--pool", "gpu:nodes=1,share=yes"]
+
+
+def look(state_dir):
+    import dasklaunch
+
+    with dasklaunch.connect(state_dir, timeout="30s") as client:
+        seen = client.run(lambda: os.environ.get("CUDA_VISIBLE_DEVICES"))
+        names = {w["name"]: (addr, w["resources"])
+                 for addr, w in client.scheduler_info()["workers"].items()}
+        on_gpu = client.submit(lambda: os.environ.get("CUDA_VISIBLE_DEVICES"),
+                               resources={"GPU": 1}, pure=False).result(timeout=30)
+        pids = client.run(os.getpid)
+    return {name: (seen[addr], resources, pids[addr]) for name, (addr, resources) in
+            names.items()}, on_gpu
+
+
+def test_cpu_and_gpu_pools_pinned_restarted_and_stopped_one_at_a_time(local_runner):
+    runner = local_runner
+    up = runner("up", *FAST, *POOLS, "--json", check=True, extra_env=GPUS)
+    assert json.loads(up.stdout)["workers"]["expected"] == 4
+    workers, on_gpu = look(runner.state_dir)
+    host = next(iter(workers)).split("-")[1]
+    assert {n: (v[0], v[1]) for n, v in workers.items()} == {
+        f"cpu-{host}-0": ("", {}), f"cpu-{host}-1": ("", {}),
+        f"gpu-{host}-gpu0": ("0", {"GPU": 1.0}), f"gpu-{host}-gpu1": ("1", {"GPU": 1.0})}
+    assert on_gpu in ("0", "1")
+    status = json.loads(runner("status", "--json", check=True).stdout)
+    rows = {row["pool"]: row for row in status["pools"]}
+    assert rows["gpu"]["connected"] == rows["gpu"]["expected"] == 2 and rows["gpu"]["gpus"] == 2
+    assert rows["cpu"]["connected"] == 2 and rows["cpu"]["gpus"] == 0
+
+    # restart only the GPU pool: the CPU workers keep their processes
+    old = runner.record()
+    runner("restart-workers", "--pool", "gpu", check=True, extra_env=GPUS)
+    after, _ = look(runner.state_dir)
+    cpu_pids = {n: v[2] for n, v in workers.items() if n.startswith("cpu-")}
+    assert {n: v[2] for n, v in after.items() if n.startswith("cpu-")} == cpu_pids
+    assert all(after[n][2] != workers[n][2] for n in after if n.startswith("gpu-"))
+    old_gpu = next(p for p in old["pools"] if p["pool"] == "gpu")
+    assert not group_alive(old_gpu["pgid"], old_gpu["started"])
+
+    # down one pool: the other and the scheduler stay
+    runner("down", "--pool", "gpu", check=True)
+    status = json.loads(runner("status", "--json", check=True).stdout)
+    rows = {row["pool"]: row for row in status["pools"]}
+    assert rows["gpu"]["state"] == "stopped" and rows["cpu"]["state"] == "running"
+    assert status["workers"]["connected"] == 2 and status["workers"]["expected"] == 2
+    unknown = runner("restart-workers", "--pool", "nosuch")
+    assert unknown.returncode == 2 and "no pool 'nosuch' in this cluster (pools: cpu, gpu)" \
+        in unknown.stderr
+    runner("down", check=True)
