@@ -167,7 +167,7 @@ def state_dir_deleted(job: Job) -> dict:
 
 
 def pool_dies_at_once(job: Job) -> dict:
-    job.up("--wait-workers", "0", "--worker-arg=--no-such-option")
+    job.up("--wait-workers", "0", "--worker-arg=--preload=dasklaunch_no_such_module")
     started = time.monotonic()
     result = job.cli("supervise", *SUPERVISE, "--max-restarts", "3", check=False)
     gave_up = result.returncode == 1 and "giving up" in result.stderr
