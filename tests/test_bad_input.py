@@ -117,7 +117,8 @@ def test_unicode_and_shell_metacharacters_are_argv_not_shell(live, tmp_path):
     nasty = tmp_path / "ünï cödé; touch pwned $(id) `x` 'q\""
     env = dict(live["env"], DASKLAUNCH_STATE_DIR=str(nasty))
     out = subprocess.run([sys.executable, "-m", "dasklaunch", "up", "--local-tasks", "1",
-                          "--dashboard-address", ":0", "--worker-arg=--dashboard-prefix=w; touch pwned2"],
+                          "--dashboard-address", ":0",
+                          "--worker-arg=--dashboard-prefix=w; touch pwned2"],
                          env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     try:
         assert out.returncode == 0, out.stderr

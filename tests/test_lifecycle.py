@@ -186,7 +186,8 @@ def test_sigterm_during_up_rolls_back(local_runner):
 
 
 def test_worker_pool_that_dies_at_once_is_reported_with_its_log(runner):
-    result = runner("up", *runner.up_args, *FAST, "--worker-arg=--preload=dasklaunch_no_such_module")
+    result = runner("up", *runner.up_args, *FAST,
+                    "--worker-arg=--preload=dasklaunch_no_such_module")
     assert result.returncode == 1
     assert "worker pool exited" in result.stderr and "dasklaunch_no_such_module" in result.stderr
     assert_nothing_runs(runner)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from dasklaunch.launch.local import LocalLauncher
 from dasklaunch.runtime import proc
@@ -39,7 +40,7 @@ def test_a_graceful_stop_reaches_each_task_once_through_the_leader(tmp_path):
     finally:
         launcher.kill(step)
     for rank in (0, 1):
-        leader, *senders = open(f"{out}.{rank}").read().split()
+        leader, *senders = Path(f"{out}.{rank}").read_text().split()
         assert senders == [leader], (rank, (tmp_path / "step.log").read_text())
 
 
