@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 from procs import group_alive
@@ -65,3 +69,51 @@ def test_cpu_and_gpu_pools_pinned_restarted_and_stopped_one_at_a_time(local_runn
     assert unknown.returncode == 2 and "no pool 'nosuch' in this cluster (pools: cpu, gpu)" \
         in unknown.stderr
     runner("down", check=True)
+
+
+def test_join_adds_workers_over_tls_and_down_stops_them(local_runner):
+    runner = local_runner
+    runner("up", *FAST, check=True)
+    joined = runner("join", "--pool", "extra", "--json", check=True)
+    assert json.loads(joined.stdout)["workers"] == 1
+    custom = runner("join", "--pool", "mine", "--", sys.executable, "-m",
+                    "distributed.cli.dask_worker", "--name", "mine-by-hand", "--host",
+                    "127.0.0.1", check=True)
+    assert "pool       mine: 1 worker joined" in custom.stdout
+    status = json.loads(runner("status", "--json", check=True).stdout)
+    rows = {row["pool"]: row for row in status["pools"]}
+    assert status["workers"]["connected"] == status["workers"]["expected"] == 4
+    assert rows["extra"]["connected"] == 1 and rows["mine"]["connected"] == 1
+    again = runner("join", "--pool", "extra")
+    assert again.returncode == 2 and "pool 'extra' exists already" in again.stderr
+    record = runner.record()
+    runner("down", check=True)
+    for step in record["pools"]:
+        assert not group_alive(step["pgid"], step["started"]), step["pool"]
+
+
+def test_a_worker_started_by_hand_joins_with_env_worker(local_runner, tmp_path):
+    """The client env file carries only the client certificate; a worker's listener needs the
+    worker's (`TLS expects a ssl_context argument` otherwise)."""
+    runner = local_runner
+    runner("up", *FAST, check=True)
+    exports = runner("env", "--worker", check=True).stdout
+    assert "TLS__WORKER__CERT" in exports and "TLS__CLIENT__" not in exports
+    script = (f'eval "$1" && exec {sys.executable} -m distributed.cli.dask_worker '
+              f'--scheduler-file "$DASK_SCHEDULER_FILE" --name by-hand --host 127.0.0.1')
+    worker = subprocess.Popen(["sh", "-c", script, "sh", exports], env=runner.env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            status = json.loads(runner("status", "--json", check=True).stdout)
+            if status["workers"]["connected"] == 3:
+                break
+            assert worker.poll() is None, "the hand-started worker exited"
+            time.sleep(0.5)
+        assert status["workers"]["connected"] == 3
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=30)
+        runner("down", check=True)

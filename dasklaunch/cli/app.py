@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from ..errors import DasklaunchError, print_error
-from . import cluster
+from . import cluster, workers
 from .batch import batch_command
 from .logs import logs_command
 from .profile import profile_app
@@ -116,6 +116,7 @@ def _root(ctx: typer.Context,
 
 
 cluster.register(app)
+workers.register(app)
 app.command("batch", context_settings={"allow_extra_args": True,
                                        "ignore_unknown_options": True})(batch_command)
 app.command("logs")(logs_command)

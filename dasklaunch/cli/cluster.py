@@ -230,66 +230,6 @@ def status(state_dir: StateDirOpt = None, as_json: JsonOpt = False) -> None:
         raise typer.Exit(1)
 
 
-@app.command("scale-out")
-def scale_out_command(
-    jobs: Annotated[int, typer.Option("--jobs", help="How many extra worker-only jobs this "
-                                                    "cluster should have (0 cancels them).")],
-    state_dir: StateDirOpt = None,
-    cores: Annotated[Optional[int], typer.Option(
-        help="CPUs per job [default: per node of this allocation].")] = None,
-    memory: Annotated[Optional[str], typer.Option(
-        help="Memory per job, e.g. 16GiB [default: per node of this allocation].")] = None,
-    processes: Annotated[int, typer.Option(help="Worker processes per job.")] = 1,
-    walltime: Annotated[Optional[str], typer.Option(help="Time limit per job.")] = None,
-    job_option: Annotated[Optional[list[str]], typer.Option(
-        "--job-option", help="Extra #SBATCH option, e.g. --qos=debug (repeatable).")] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Add (or remove) worker-only Slurm jobs whose workers join this job's scheduler.
-
-    The job scripts come from dask-jobqueue's SLURMJob; `status` lists the jobs and `down`
-    cancels them."""
-    from ..ops.scale_out import scale_out
-
-    result = scale_out(state_dir, jobs, cores=cores, memory=memory, processes=processes,
-                       walltime=walltime, job_options=job_option or [])
-    if as_json:
-        _print_json(result)
-    else:
-        for job in result["jobs"]:
-            print(f"job {job['job_id']} ({job['name']}): {job['state']}")
-
-
-@app.command("supervise")
-def supervise_command(
-    state_dir: StateDirOpt = None,
-    min_workers: Annotated[Optional[int], typer.Option(
-        help="Relaunch when fewer workers stay connected [default: all expected].")] = None,
-    grace: Annotated[float, typer.Option(
-        help="Seconds below --min-workers before relaunching.")] = 30.0,
-    max_restarts: Annotated[int, typer.Option(help="Give up after this many restarts.")] = 5,
-    backoff: Annotated[float, typer.Option(
-        help="Seconds to wait after a relaunch that did not hold; doubles each time.")] = 5.0,
-    interval: Annotated[float, typer.Option(help="Seconds between checks.")] = 2.0,
-    restart_scheduler: Annotated[bool, typer.Option(
-        "--restart-scheduler",
-        help="When the scheduler dies, restart the whole cluster (clients must reconnect).")
-    ] = False,
-    walltime_margin: Annotated[Optional[float], typer.Option(
-        help="Bring the cluster down this many seconds before the job ends.")] = None,
-) -> None:
-    """Watch the running cluster in the foreground and bring worker pools back.
-
-    Exits 0 on SIGTERM/Ctrl-C (the cluster keeps running) or after `down`, 1 when it gives up
-    or the scheduler is gone."""
-    from ..ops.supervise import SuperviseOptions, supervise
-
-    opts = SuperviseOptions(min_workers=min_workers, grace=grace, max_restarts=max_restarts,
-                            backoff=backoff, interval=interval,
-                            restart_scheduler=restart_scheduler, walltime_margin=walltime_margin)
-    raise typer.Exit(supervise(state_dir, opts))
-
-
 def _human(n: int) -> str:
     from ..domain.units import format_bytes
 
@@ -339,17 +279,20 @@ def down(
 def env(
     state_dir: StateDirOpt = None,
     path: Annotated[bool, typer.Option("--path", help="Print only the env file's path.")] = False,
-    fmt: Annotated[str, typer.Option("--format", help="sh or json.")] = "sh",
+    fmt: Annotated[str, typer.Option("--format", metavar="sh|json", help="sh or json.")] = "sh",
+    worker: Annotated[bool, typer.Option(
+        "--worker", help="The worker's TLS settings instead of the client's, for scripts that "
+                         "start workers themselves (dask worker, dask cuda worker).")] = False,
 ) -> None:
     """Print the job's environment for batch scripts: eval "$(dasklaunch env)"."""
     from ..ops.env import show_env
 
-    show_env(state_dir, path, fmt)
+    show_env(state_dir, path, fmt, worker=worker)
 
 
 
 # The order `dasklaunch --help` lists them in: by use.
-ORDER = ("up", "status", "restart-workers", "down", "env", "supervise", "scale-out")
+ORDER = ("up", "status", "restart-workers", "down", "env")
 
 
 def register(root: typer.Typer) -> None:

@@ -56,7 +56,7 @@ def check_passthrough_args(opts: UpOptions) -> None:
                                  f"{instead} instead")
 
 
-def _network(opts: UpOptions, local: bool) -> list[str]:
+def network_args(opts: UpOptions, local: bool) -> list[str]:
     if opts.interface:
         return ["--interface", opts.interface]
     # A laptop cluster should not listen on every network the machine is on.
@@ -69,7 +69,7 @@ def scheduler_command(opts: UpOptions, scheduler_file: str, *, local: bool,
     argv = [python, "-m", "distributed.cli.dask_scheduler", "--scheduler-file", scheduler_file,
             "--port", str(opts.port), "--dashboard-address", opts.dashboard_address,
             "--preload", SCHEDULER_PRELOAD]
-    argv += _network(opts, local)
+    argv += network_args(opts, local)
     argv += list(tls_args)
     argv += list(opts.scheduler_args)
     return argv
@@ -104,7 +104,7 @@ def worker_command(opts: UpOptions, plan: WorkerPlan, scheduler_file: str, *, lo
     argv = [python, "-m", "distributed.cli.dask_worker", "--scheduler-file", scheduler_file,
             "--nthreads", str(plan.nthreads), "--nworkers", str(plan.nworkers),
             "--memory-limit", plan.memory_limit, "--death-timeout", f"{opts.death_timeout:g}"]
-    argv += _network(opts, local)
+    argv += network_args(opts, local)
     argv += list(tls_args)
     if opts.local_directory:
         argv += ["--local-directory", opts.local_directory]

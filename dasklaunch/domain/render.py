@@ -28,3 +28,8 @@ def env_json(*, scheduler_file: str, scheduler_address: str, state_dir: str,
     return {"DASK_SCHEDULER_FILE": scheduler_file, "SCHEDULER_FILE": scheduler_file,
             "DASK_SCHEDULER_ADDRESS": scheduler_address, "DASKLAUNCH_STATE_DIR": state_dir,
             **(extra or {})}
+
+
+def exports(values: dict[str, str]) -> str:
+    """`export NAME=value` lines, shell-quoted, sorted: for eval in sh, bash and zsh."""
+    return "".join(f"export {key}={shlex.quote(value)}\n" for key, value in sorted(values.items()))

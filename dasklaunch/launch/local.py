@@ -22,7 +22,7 @@ class LocalLauncher(Launcher):
     backend = "local"
 
     def argv(self, step: Step) -> list[str]:
-        if step.role == "scheduler":
+        if step.role == "scheduler" or step.placement == "here":
             return list(step.command)
         return localstep_argv(step)
 

@@ -39,7 +39,23 @@ def env(state_dir: Path | str | None = None) -> tuple[Path, dict[str, str]]:
 FAIL_EVAL = "false\n"
 
 
-def show_env(state_dir: Path | str | None, path_only: bool, fmt: str) -> None:
+def worker_env(state_dir: Path | str | None, values: dict[str, str]) -> dict[str, str]:
+    """The client's variables with the worker's TLS certificate instead of the client's: what a
+    worker started by hand (`dask worker`, `dask cuda worker`) needs to join this cluster. Its
+    listener needs a server certificate; the client one is refused there."""
+    from ..runtime.tls import TLSFiles
+
+    values = {k: v for k, v in values.items() if "__TLS__CLIENT__" not in k}
+    files = TLSFiles.in_state_dir(find_state_dir(state_dir))
+    if values.get("DASK_DISTRIBUTED__COMM__TLS__CA_FILE"):
+        values.update(files.server_env("worker"))
+        # a command without --protocol (dask cuda worker) listens with TLS too
+        values["DASK_DISTRIBUTED__COMM__DEFAULT_SCHEME"] = "tls"
+    return values
+
+
+def show_env(state_dir: Path | str | None, path_only: bool, fmt: str,
+             worker: bool = False) -> None:
     if fmt not in FORMATS:
         raise UsageError(f"--format must be sh or json, not {fmt!r}")
     try:
@@ -51,6 +67,11 @@ def show_env(state_dir: Path | str | None, path_only: bool, fmt: str) -> None:
             sys.stdout.write(FAIL_EVAL)
             sys.stdout.flush()
         raise
+    if worker:
+        values = worker_env(state_dir, values)
+        if fmt == "sh":
+            sys.stdout.write(render.exports(values))
+            return
     if path_only:
         print(env_path)
     elif fmt == "json":
