@@ -314,9 +314,22 @@ def test_override_errors(assignment, message):
 
 def test_profile_hints():
     assert load.profile_hints(load.load_profile("seed")) == {
-        "layout": "per-node", "memory_fraction": 0.9, "memory_limit": None}
+        "layout": "per-node", "pools": (), "memory_fraction": 0.9, "memory_limit": None}
     assert load.profile_hints(load.load_profile("dask-default")) == {
-        "layout": None, "memory_fraction": None, "memory_limit": None}
+        "layout": None, "pools": (), "memory_fraction": None, "memory_limit": None}
+
+
+def test_a_profile_may_describe_pools(tmp_path):
+    path = tmp_path / "mixed.yaml"
+    path.write_text("dasklaunch:\n  pools:\n    - cpu:nodes=1\n"
+                    "    - {name: gpu, nodes: 2, "
+                    "worker-arg: [--lifetime=1h, --lifetime-stagger=5m]}\n")
+    hints = load.profile_hints(load.load_profile(str(path)))
+    assert hints["pools"] == ("cpu:nodes=1",
+                              "gpu:nodes=2,worker-arg=--lifetime=1h,worker-arg=--lifetime-stagger=5m")
+    path.write_text("dasklaunch:\n  pools:\n    - gpu:nodez=2\n")
+    with pytest.raises(UsageError, match="unknown key 'nodez'"):
+        load.profile_hints(load.load_profile(str(path)))
 
 
 NO_CGROUP = {"proc_cgroup": "/nonexistent/cgroup", "physical": 64 * GiB}

@@ -56,7 +56,8 @@ def resolve_profile(opts: UpOptions, alloc: Allocation) -> tuple[UpOptions, dict
     per_node = opts.per_node if opts.per_node is not None else hints["layout"] == "per-node"
     sizing = {"memory_fraction": hints["memory_fraction"],
               "profile_limit": hints["memory_limit"]}
-    return replace(opts, per_node=per_node), sizing, profile
+    # the profile's pools, unless --pool gave others
+    return replace(opts, per_node=per_node, pools=opts.pools or hints["pools"]), sizing, profile
 
 
 def build_steps(opts: UpOptions, layout: Layout, alloc: Allocation, backend: str,

@@ -10,7 +10,7 @@ from ..domain.units import format_bytes
 from ..errors import UsageError
 from .values import as_size, is_number, show_value
 
-HINT_KEYS = ("layout", "memory-fraction", "memory-limit")
+HINT_KEYS = ("layout", "memory-fraction", "memory-limit", "pools")
 
 
 LAYOUTS = ("per-node", "per-task")
@@ -21,6 +21,8 @@ def check_hints(hints: Mapping, mem_per_node: int | None) -> None:
         path = f"dasklaunch.{key}"
         if key not in HINT_KEYS:
             raise UsageError(unknown_key_message(path, key, HINT_KEYS, "dasklaunch's sizing hints"))
+        if key == "pools":
+            pool_specs(value)
         if key == "layout" and value not in LAYOUTS:
             raise UsageError(f"{path}: {show_value(value)} is not one of {', '.join(LAYOUTS)}")
         if key == "memory-fraction" and not (is_number(value) and 0 < value <= 1):
@@ -48,3 +50,31 @@ def percent_hint(value: Any) -> str:
     if is_number(value) and 2 <= value <= 100:
         return f" (did you mean {value / 100:g}?)"
     return ""
+
+
+def pool_specs(value) -> tuple[str, ...]:
+    """`dasklaunch: pools:` as --pool texts: a list of `NAME:KEY=VALUE,...` strings, or of
+    mappings (`{name: gpu, nodes: 2, worker-arg: [--lifetime=1h]}`). Each is checked."""
+    from ..domain.pools import parse_pool
+
+    if not isinstance(value, list):
+        raise UsageError(f"dasklaunch.pools: expected a list of pools, not {show_value(value)}")
+    texts = []
+    for item in value:
+        if isinstance(item, str):
+            text = item
+        elif isinstance(item, dict) and isinstance(item.get("name"), str):
+            parts = []
+            for key, val in item.items():
+                if key == "name":
+                    continue
+                for one in (val if isinstance(val, list) else [val]):
+                    one = "yes" if one is True else "no" if one is False else one
+                    parts.append(f"{key}={one}")
+            text = f"{item['name']}:{','.join(parts)}"
+        else:
+            raise UsageError(f"dasklaunch.pools: {show_value(item)} is neither NAME:KEY=VALUE,... "
+                             f"nor a mapping with a name")
+        parse_pool(text)
+        texts.append(text)
+    return tuple(texts)

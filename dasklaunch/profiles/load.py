@@ -32,7 +32,7 @@ import yaml
 
 from ..domain.resources import data_dir
 from ..errors import UsageError
-from .hints import HINT_KEYS, check_hints
+from .hints import HINT_KEYS, check_hints, pool_specs
 from .values import as_size, canonical_key, kind_of, show_value
 
 PROFILE_KEYS = ("description", "why", "dasklaunch", "distributed")
@@ -224,7 +224,8 @@ def apply_overrides(profile: Profile, assignments: Iterable[str]) -> Profile:
 
 
 def profile_hints(profile: Profile) -> dict:
-    """Sizing hints as `up` uses them: layout ("per-node", "per-task" or None),
+    """Sizing hints as `up` uses them: layout ("per-node", "per-task" or None), pools (--pool
+    texts),
     memory_fraction (float or None) and memory_limit (bytes per worker or None).
     Raises UsageError when a hint is invalid."""
     hints = profile.hints
@@ -232,6 +233,7 @@ def profile_hints(profile: Profile) -> dict:
     limit = hints.get("memory-limit")
     fraction = hints.get("memory-fraction")
     return {"layout": hints.get("layout"),
+            "pools": pool_specs(hints["pools"]) if "pools" in hints else (),
             "memory_fraction": float(fraction) if fraction is not None else None,
             "memory_limit": as_size("dasklaunch.memory-limit", limit) if limit is not None
             else None}
