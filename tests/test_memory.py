@@ -302,7 +302,7 @@ def test_override_keeps_the_spelling_already_used():
     ("worker.memory.pause.x=1", "--set worker.memory.pause.x: distributed.worker.memory.pause "
                                 "is 0.8, not a mapping"),
     ("dasklaunch.a.b=1", "--set dasklaunch.a.b: sizing hints are "
-                         "dasklaunch.<layout|memory-fraction|memory-limit>"),
+                         "dasklaunch.<layout|memory-fraction|memory-limit|pools>"),
 ])
 def test_override_errors(assignment, message):
     with pytest.raises(UsageError) as err:
