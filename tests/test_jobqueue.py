@@ -155,3 +155,33 @@ print(worker_job_script(record, StateDir({str(tmp_path)!r}), name="dl-x", cores=
     assert f"\nexport DASK_CONFIG={tmp_path}/dask\n" in script
     assert "\nexport DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD=fork\n" in script
     assert "\nexport OMP_NUM_THREADS=1\n" in script
+
+
+def test_scale_out_jobs_copy_a_gpu_pools_shape(tmp_path):
+    code = f"""
+from dasklaunch.domain.settings import UpOptions
+from dasklaunch.ops.scale_out import pool_shape, worker_job_script
+from dasklaunch.runtime.record import ClusterRecord, Step
+from dasklaunch.runtime.state import StateDir
+cmd = ["py", "-m", "dasklaunch.launch.node", "--pool", "gpu", "--gpus-per-worker", "1", "--",
+       "py", "-m", "distributed.cli.dask_worker", "--nthreads", "2", "--nworkers", "1",
+       "--memory-limit", "1000000000", "--resources", "GPU=1"]
+pool = Step(role="workers", name="dl-w", placement="per-node", ntasks=2, nnodes=2,
+            command=cmd, pool="gpu", expected=4)
+record = ClusterRecord(job_id="1", backend="slurm", address="tcp://10.0.0.1:8786",
+                       options=UpOptions(tls=False), pools=[pool])
+shape = pool_shape(record, "gpu")
+print(shape)
+print(worker_job_script(record, StateDir({str(tmp_path)!r}), name="dl-x", cores=9,
+                        memory=2**30, processes=5, walltime=None, job_options=[], shape=shape))
+"""
+    env = {**os.environ, "HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert "'workers_per_node': 2" in out and "'gpus_per_worker': 1" in out
+    assert "#SBATCH --gpus-per-node=2" in out
+    assert "-m dasklaunch.launch.node --pool gpu --gpus-per-worker 1 --" in out
+    assert "--nworkers" not in out and "--nthreads 2" in out  # one worker per GPU
+    # SLURMJob's own --memory-limit (the whole job's) comes first: the pool's share wins
+    assert out.index("--memory-limit 1.86GiB") < out.index("--memory-limit 1000000000")
+    assert "--resources GPU=1" in out

@@ -91,6 +91,10 @@ def scale_out_command(
     memory: Annotated[Optional[str], typer.Option(
         help="Memory per job, e.g. 16GiB [default: per node of this allocation].")] = None,
     processes: Annotated[int, typer.Option(help="Worker processes per job.")] = 1,
+    pool: Annotated[Optional[str], typer.Option(
+        "--pool", metavar="NAME",
+        help="Copy this pool's shape: its workers per node, threads, memory, GPUs and "
+             "resources (--cores/--memory/--processes are then ignored).")] = None,
     walltime: Annotated[Optional[str], typer.Option(help="Time limit per job.")] = None,
     job_option: Annotated[Optional[list[str]], typer.Option(
         "--job-option", help="Extra #SBATCH option, e.g. --qos=debug (repeatable).")] = None,
@@ -103,7 +107,7 @@ def scale_out_command(
     from ..ops.scale_out import scale_out
 
     result = scale_out(state_dir, jobs, cores=cores, memory=memory, processes=processes,
-                       walltime=walltime, job_options=job_option or [])
+                       walltime=walltime, job_options=job_option or [], pool=pool)
     if as_json:
         _print_json(result)
     else:

@@ -49,13 +49,56 @@ def worker_job_exports(opts: UpOptions, state: StateDir, inherited: Mapping[str,
     return [f"export {name}={shlex.quote(value)}" for name, value in sorted(env.items())]
 
 
+def pool_shape(record: ClusterRecord, pool: str) -> dict:
+    """What a worker-only job needs to copy pool `pool`: workers per node, threads and memory
+    per worker, GPUs per worker and the Dask resources, read from the pool's own command."""
+    steps = [p for p in record.pools if p.pool == pool]
+    if not steps:
+        known = ", ".join(sorted({p.pool for p in record.pools})) or "none"
+        raise UsageError(f"no pool {pool!r} in this cluster (pools: {known})")
+    step = steps[0]
+    argv = step.command
+
+    def value(flag: str, default: str | None = None) -> str | None:
+        return argv[argv.index(flag) + 1] if flag in argv[:-1] else default
+
+    return {"pool": pool, "workers_per_node": max(1, step.workers // max(1, step.nnodes)),
+            "nthreads": int(value("--nthreads", "1")),
+            "memory_limit": value("--memory-limit"),
+            "gpus_per_worker": int(value("--gpus-per-worker", "0")),
+            "resources": value("--resources"), "worker_class": value("--worker-class")}
+
+
 def worker_job_script(record: ClusterRecord, state: StateDir, *, name: str, cores: int,
                       memory: int, processes: int, walltime: str | None,
-                      job_options: list[str]) -> str:
-    """The sbatch script of one worker-only job that joins this job's scheduler."""
+                      job_options: list[str], shape: dict | None = None) -> str:
+    """The sbatch script of one worker-only job that joins this job's scheduler; with `shape`
+    (pool_shape), its workers are that pool's: named POOL-HOST-N, one per GPU on GPU pools."""
     jq = _import_dask_jobqueue().slurm
     opts = record.options
     kwargs: dict = {}
+    python = sys.executable
+    extra_args = list(opts.worker_args)
+    if shape is not None:
+        gpus = shape["gpus_per_worker"]
+        # the node launcher names the workers and, on GPU nodes, starts one per GPU of the job
+        python = shlex.join([sys.executable, "-m", "dasklaunch.launch.node", "--pool",
+                             shape["pool"], "--gpus-per-worker", str(gpus), "--",
+                             sys.executable])
+        processes = 1 if gpus else shape["workers_per_node"]
+        cores = shape["nthreads"] * processes
+        if shape["memory_limit"] and shape["memory_limit"].isdigit():
+            memory = int(shape["memory_limit"]) * shape["workers_per_node"]
+        if gpus:
+            job_options = [*job_options,
+                           f"--gpus-per-node={gpus * shape['workers_per_node']}"]
+            if shape["memory_limit"]:
+                # each of the node's GPU workers gets its share, not the whole job's memory
+                extra_args += ["--memory-limit", shape["memory_limit"]]
+        if shape["resources"]:
+            extra_args += ["--resources", shape["resources"]]
+        if shape["worker_class"]:
+            extra_args += ["--worker-class", shape["worker_class"]]
     files = TLSFiles.in_state_dir(state)
     if opts.tls:
         from distributed.security import Security
@@ -69,15 +112,16 @@ def worker_job_script(record: ClusterRecord, state: StateDir, *, name: str, core
     job = jq.SLURMJob(scheduler=record.address, name=name, job_name=name, cores=cores,
                       memory=f"{memory}B", processes=processes, interface=opts.interface,
                       death_timeout=opts.death_timeout, local_directory=opts.local_directory,
-                      worker_extra_args=list(opts.worker_args), walltime=walltime,
-                      job_extra_directives=directives, python=sys.executable,
+                      worker_extra_args=extra_args, walltime=walltime,
+                      job_extra_directives=directives, python=python,
                       log_directory=None, **kwargs)
     return job.job_script()
 
 
 def scale_out(state_dir: Path | str | None, jobs: int, *, cores: int | None = None,
               memory: str | None = None, processes: int = 1, walltime: str | None = None,
-              job_options: list[str] | None = None, report: Reporter | None = None) -> dict:
+              job_options: list[str] | None = None, pool: str | None = None,
+              report: Reporter | None = None) -> dict:
     """Have exactly `jobs` extra worker-only Slurm jobs feeding this job's scheduler."""
     report = report or Reporter()
     if jobs < 0:
@@ -107,7 +151,8 @@ def scale_out(state_dir: Path | str | None, jobs: int, *, cores: int | None = No
             name = f"dl-scale-{record.job_id}-{submitted}"
             script = worker_job_script(record, state, name=name, cores=cores, memory=mem,
                                        processes=processes, walltime=walltime,
-                                       job_options=list(job_options or []))
+                                       job_options=list(job_options or []),
+                                       shape=pool_shape(record, pool) if pool else None)
             path = state.write_text(f"{name}.sbatch", script)
             job = ScaleOutJob(job_id=queue.submit(path), name=name, script=str(path),
                               cores=cores, memory=mem, processes=processes)
