@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import socket
 import sys
-import time
 
 from ..runtime import proc
 
@@ -31,26 +29,9 @@ def task_environ(rank: int, ntasks: int, name: str, base: dict[str, str]) -> dic
 
 
 def run_tasks(command: list[str], ntasks: int, name: str) -> int:
-    children = [proc.start_child(command, env=task_environ(rank, ntasks, name, dict(os.environ)))
-                for rank in range(ntasks)]
-
-    def forward(signum, _frame):
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    codes = []
-    for child in children:
-        while True:
-            try:
-                code = child.wait()
-                break
-            except InterruptedError:  # pragma: no cover - PEP 475 retries for us
-                time.sleep(0.01)
-        codes.append(code if code >= 0 else 128 - code)
-    return max(codes, default=0)
+    return proc.lead([proc.start_child(command,
+                                       env=task_environ(rank, ntasks, name, dict(os.environ)))
+                      for rank in range(ntasks)])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import socket
 import sys
 
@@ -84,18 +83,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_workers(workers: list[tuple[list[str], dict, list[int]]], env: dict[str, str]) -> int:
-    children = [proc.start_child(argv, env={**env, **extra}, cpus=cpus)
-                for argv, extra, cpus in workers]
-
-    def forward(signum, _frame):
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    codes = [child.wait() for child in children]
-    return max((c if c >= 0 else 128 - c) for c in codes)
+    return proc.lead([proc.start_child(argv, env={**env, **extra}, cpus=cpus)
+                      for argv, extra, cpus in workers])
 
 
 if __name__ == "__main__":

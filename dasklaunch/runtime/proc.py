@@ -152,6 +152,20 @@ def start_child(argv: list[str], env: dict[str, str] | None = None,
         raise CommandError(f"command not found: {argv[0]}") from None
 
 
+def lead(children: list[subprocess.Popen]) -> int:
+    """Be the leader of `children`, as srun is of its tasks: pass SIGTERM/SIGINT on to each
+    once, wait for all, return the highest exit code (128+N for a signal N)."""
+    def forward(signum, _frame):
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [child.wait() for child in children]
+    return max((code if code >= 0 else 128 - code for code in codes), default=0)
+
+
 def become(argv: list[str]) -> None:
     """Replace this process with `argv` (same pid: signals and the step see no difference)."""
     try:
