@@ -4,7 +4,7 @@
 stays fast and never imports distributed.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["connect", "cluster", "security_for", "__version__"]
 
 
