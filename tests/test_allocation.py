@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from dasklaunch.domain.allocation import (
@@ -68,7 +70,8 @@ def test_count_list_must_match_nodes():
 
 def test_local_allocation_defaults_to_cpu_count():
     alloc = local_allocation()
-    assert alloc.nnodes == 1 and alloc.ntasks >= 1 and alloc.mem_per_node > 0
+    assert alloc.nnodes == 1 and alloc.ntasks == len(os.sched_getaffinity(0))
+    assert alloc.mem_per_node > 0
     assert local_allocation(3).ntasks == 3
     with pytest.raises(UsageError):
         local_allocation(-1)

@@ -76,13 +76,27 @@ def test_script_matches_expected(name):
     golden(name, batch.render(CASES[name]))
 
 
-def test_render_is_pure_and_directives_sorted():
+def test_render_is_pure_and_directives_sorted(tmp_path):
+    import copy
+    import pickle
+
     spec = CASES["full"]
-    assert batch.render(spec) == batch.render(spec)
+    before = copy.deepcopy(spec)
+    text = batch.render(spec)
+    assert spec == before, "render changed its spec"
+    # nor does it read the environment, the user's Dask config, the clock or the directory
+    elsewhere = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "USER": "someone-else",
+                 "PYTHONPATH": str(ROOT), "SLURM_JOB_ID": "9", "TZ": "Pacific/Kiritimati",
+                 "DASK_JOBQUEUE__SLURM__ACCOUNT": "other", "DASK_CONFIG": str(tmp_path)}
+    code = ("import pickle, sys\nfrom dasklaunch.domain import sbatch\n"
+            "sys.stdout.write(sbatch.render(pickle.loads(sys.stdin.buffer.read())))\n")
+    other = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(spec),
+                           capture_output=True, env=elsewhere, cwd=tmp_path, timeout=60)
+    assert other.returncode == 0, other.stderr
+    assert other.stdout.decode() == text
     lines = batch.directives(spec)
     assert lines == sorted(lines)
     assert "#SBATCH --signal=B:TERM@300" in lines
-    text = batch.render(spec)
     # sbatch reads directives only before the first command
     head = text.split("\nset -u\n")[0]
     assert all(line in head for line in lines)
