@@ -78,8 +78,8 @@ def test_supervisor_relaunches_a_killed_step_and_leaves_on_sigterm(local_runner)
 
 
 def test_a_pool_that_dies_at_once_backs_off_then_gives_up(local_runner):
-    local_runner("up", *FAST, "--wait-workers", "0", "--worker-arg=--no-such-option",
-                 check=True)
+    local_runner("up", *FAST, "--wait-workers", "0",
+                 "--worker-arg=--preload=dasklaunch_no_such_module", check=True)
     result = local_runner("supervise", *SUPERVISE, "--max-restarts", "3", timeout=120)
     assert result.returncode == 1
     waits = [float(line.split("next try in ")[1].rstrip("s")) for line in
