@@ -42,7 +42,8 @@ def compute_on_all_workers(scheduler_file: str, expected: int) -> set:
 
 
 def assert_nothing_runs(runner):
-    for pgid, started in recorded_groups(runner.state_dir):
+    """No process group that any command of this test recorded still runs."""
+    for pgid, started in runner.groups_seen():
         assert not group_alive(pgid, started), f"process group {pgid} still runs"
 
 
