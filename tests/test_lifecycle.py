@@ -177,13 +177,16 @@ def test_ctrl_c_during_up_rolls_back(runner):
 
 def test_sigterm_during_up_rolls_back(local_runner):
     proc = local_runner.popen("up", "--local-tasks", "1", *FAST)
+    # SIGTERM once up has started both steps (not before: a rollback of nothing proves nothing)
     deadline = time.time() + 30
-    while time.time() < deadline and not (local_runner.state_dir / "logs").exists():
+    while time.time() < deadline and len(set(recorded_groups(local_runner.state_dir))) < 2:
         time.sleep(0.02)
-    time.sleep(0.3)
+    started = local_runner.groups_seen()
+    assert len(started) == 2, started
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
+    assert "rolled back" in err
     assert_nothing_runs(local_runner)
 
 
