@@ -129,6 +129,8 @@ def test_supervisor_does_not_fight_restart_workers_and_exits_after_down(local_ru
 def test_sigkill_the_scheduler_status_says_gone_and_up_works_again(local_runner):
     local_runner("up", *FAST, check=True)
     orphan = local_runner.record()["pools"][0]
+    # workers leave a dead scheduler within seconds; a frozen pool cannot, so up must stop it
+    os.killpg(orphan["pgid"], signal.SIGSTOP)
     os.killpg(local_runner.record()["scheduler"]["pgid"], signal.SIGKILL)
     gone = wait_for(lambda: local_runner("status").returncode == 1)
     assert gone
@@ -137,8 +139,7 @@ def test_sigkill_the_scheduler_status_says_gone_and_up_works_again(local_runner)
     # no `down` first: up finds the stale file and the orphaned pool and cleans both
     again = local_runner("up", *FAST, check=True)
     assert "removed stale scheduler file" in again.stderr
-    # the orphaned pool either exited by itself (workers leave a dead scheduler after a few
-    # seconds) or was stopped by up: either way none of its processes is left
+    assert f"stopped leftover workers ({orphan['name']})" in again.stderr
     assert not group_alive(orphan["pgid"], orphan["started"]), again.stderr
     assert local_runner.record()["pools"][0]["pgid"] != orphan["pgid"]
     assert status(local_runner)["workers"]["connected"] == 2
