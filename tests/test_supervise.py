@@ -235,10 +235,13 @@ def test_lifetime_is_passed_to_the_workers(local_runner):
 
 
 def test_parse_end_time():
+    import datetime
+
     from dasklaunch.slurm.commands import parse_end_time
 
     assert parse_end_time("N/A") is None and parse_end_time("Unknown") is None
-    assert parse_end_time("2026-11-26T18:30:00") > 0
+    assert parse_end_time("2026-11-26T18:30:00") == \
+        datetime.datetime(2026, 11, 26, 18, 30).timestamp()  # squeue prints local time
 
 
 def test_walltime_margin_brings_the_cluster_down(local_runner, monkeypatch):
