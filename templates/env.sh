@@ -1,5 +1,5 @@
 # dasklaunch environment for job ${job_id} (${backend} backend); works in bash, zsh and sh:
-#   source ${env_file}    or    . ${env_file}    or    eval "$$(dasklaunch env)"
+#   . ${env_file}    or    eval "$$(dasklaunch env)"
 export DASK_SCHEDULER_FILE=${scheduler_file}
 export SCHEDULER_FILE=${scheduler_file}
 export DASK_SCHEDULER_ADDRESS=${scheduler_address}

@@ -1,5 +1,6 @@
 """Shared fixtures: run the real CLI in a subprocess, with the local backend or the fake srun,
-and make sure no test leaves a process behind (checked by the process groups it recorded)."""
+and make sure no test leaves a process behind (checked by every process group its records
+named while it ran)."""
 
 from __future__ import annotations
 
@@ -9,32 +10,81 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
-from procs import FAKE_BIN, _clean_env, group_alive, recorded_groups
+from procs import FAKE_BIN, _clean_env, group_alive, groups_in, recorded_groups
+
+
+class Leftovers(list):
+    """The state dirs (list items) and runtime dirs a test's commands use, and every process
+    group their records have named at any time: a pool that `restart-workers`, a supervisor or
+    a second `up` replaced is gone from state.json but must be gone from the machine too."""
+
+    def __init__(self):
+        super().__init__()
+        self.runtime_dirs: list[Path] = []
+        self.groups: set[tuple[int, float]] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def note(self) -> None:
+        """Read every record now (state.json, its backup and damaged copies, recovery copies)."""
+        found = [group for state_dir in list(self) for group in recorded_groups(state_dir)]
+        for runtime in self.runtime_dirs:
+            for path in sorted((runtime / "dasklaunch").glob("*.json")):
+                found += groups_in(path)
+        with self._lock:
+            self.groups.update(found)
+
+    def watch(self, interval: float = 0.2) -> None:
+        """Keep reading the records until the test ends (a command in the background, such as
+        `supervise`, may replace pools between two of the test's own calls)."""
+        if self._watcher is None:
+            def loop():
+                while not self._stop.wait(interval):
+                    self.note()
+            self._watcher = threading.Thread(target=loop, name="no_leftovers", daemon=True)
+            self._watcher.start()
+
+    def finish(self) -> list[tuple[int, float]]:
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=10)
+        self.note()
+        return sorted(self.groups)
 
 
 class Runner:
-    """Runs `python -m dasklaunch ...` with a fixed environment and state dir."""
+    """Runs `python -m dasklaunch ...` with a fixed environment and state dir; after each
+    command, notes the process groups its record names (see Leftovers)."""
 
-    def __init__(self, env: dict[str, str], state_dir: Path):
+    def __init__(self, env: dict[str, str], state_dir: Path, seen: Leftovers | None = None):
         self.env = env
         self.state_dir = state_dir
+        self.seen = seen
 
     def __call__(self, *args: str, timeout: float = 120, check: bool = False,
                  extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         env = dict(self.env, **(extra_env or {}))
-        result = subprocess.run([sys.executable, "-m", "dasklaunch", *args], env=env,
-                                capture_output=True, text=True, timeout=timeout,
-                                stdin=subprocess.DEVNULL)
+        try:
+            result = subprocess.run([sys.executable, "-m", "dasklaunch", *args], env=env,
+                                    capture_output=True, text=True, timeout=timeout,
+                                    stdin=subprocess.DEVNULL)
+        finally:
+            if self.seen is not None:
+                self.seen.note()
         if check and result.returncode != 0:
             raise AssertionError(f"dasklaunch {' '.join(args)} exited {result.returncode}\n"
                                  f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}")
         return result
 
     def popen(self, *args: str) -> subprocess.Popen:
+        if self.seen is not None:
+            self.seen.watch()
         return subprocess.Popen([sys.executable, "-m", "dasklaunch", *args], env=self.env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 stdin=subprocess.DEVNULL)
@@ -42,20 +92,27 @@ class Runner:
     def record(self) -> dict:
         return json.loads((self.state_dir / "state.json").read_text())
 
+    def groups_seen(self) -> list[tuple[int, float]]:
+        """Every process group any command of this test has recorded so far."""
+        if self.seen is None:
+            return recorded_groups(self.state_dir)
+        self.seen.note()
+        return sorted(self.seen.groups)
+
 
 @pytest.fixture
 def no_leftovers():
-    """Collects state dirs; after the test, fails if any recorded process group still runs."""
-    dirs: list[Path] = []
-    yield dirs
+    """Collects state dirs; after the test, fails if any process group that a record named at
+    any time during the test still runs (and kills it)."""
+    seen = Leftovers()
+    yield seen
     leftovers = []
-    for state_dir in dirs:
-        for pgid, started in recorded_groups(state_dir):
-            members = group_alive(pgid, started)
-            if members:
-                leftovers.append((pgid, members))
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pgid, signal.SIGKILL)
+    for pgid, started in seen.finish():
+        members = group_alive(pgid, started)
+        if members:
+            leftovers.append((pgid, members))
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
     if leftovers:
         time.sleep(0.5)
         pytest.fail(f"processes left behind (killed now): {leftovers}")
@@ -68,7 +125,8 @@ def local_runner(tmp_path, no_leftovers) -> Runner:
     env["DASKLAUNCH_STATE_DIR"] = str(state_dir)
     env["XDG_RUNTIME_DIR"] = _runtime_dir(tmp_path)
     no_leftovers.append(state_dir)
-    return Runner(env, state_dir)
+    no_leftovers.runtime_dirs.append(Path(env["XDG_RUNTIME_DIR"]))
+    return Runner(env, state_dir, no_leftovers)
 
 
 def _runtime_dir(tmp_path: Path) -> str:
@@ -94,4 +152,5 @@ def fake_slurm_runner(tmp_path, no_leftovers) -> Runner:
         "DASKLAUNCH_STATE_DIR": str(state_dir), "XDG_RUNTIME_DIR": _runtime_dir(tmp_path),
     })
     no_leftovers.append(state_dir)
-    return Runner(env, state_dir)
+    no_leftovers.runtime_dirs.append(Path(env["XDG_RUNTIME_DIR"]))
+    return Runner(env, state_dir, no_leftovers)

@@ -7,18 +7,29 @@ import os
 from pathlib import Path
 
 
-def recorded_groups(state_dir: Path) -> list[tuple[int, float]]:
-    """Every process group a state record (or its damaged copies) names."""
+def groups_in(path: Path) -> list[tuple[int, float]]:
+    """The (pgid, started) of every step a record file names; [] for a missing or damaged one."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(record, dict):
+        return []
+    pools = record.get("pools")
+    steps = [record.get("scheduler"), *(pools if isinstance(pools, list) else [])]
     groups = []
-    for path in state_dir.glob("state.json*"):
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        for step in [record.get("scheduler")] + list(record.get("pools") or []):
-            if step and step.get("pgid"):
-                groups.append((step["pgid"], step.get("started", 0.0)))
+    for step in steps:
+        if isinstance(step, dict) and isinstance(step.get("pgid"), int) and step["pgid"] > 0:
+            started = step.get("started")
+            groups.append((step["pgid"], float(started) if isinstance(started, (int, float))
+                           else 0.0))
     return groups
+
+
+def recorded_groups(state_dir: Path) -> list[tuple[int, float]]:
+    """Every process group the state record, its backup copy or a damaged copy names now."""
+    paths = sorted({*Path(state_dir).glob("state.json*"), *Path(state_dir).glob(".state.json*")})
+    return list(dict.fromkeys(group for path in paths for group in groups_in(path)))
 
 
 def group_alive(pgid: int, not_before: float = 0.0) -> list[int]:

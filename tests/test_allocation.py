@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from dasklaunch.domain.allocation import (
@@ -6,6 +8,7 @@ from dasklaunch.domain.allocation import (
     from_slurm_env,
     local_allocation,
 )
+from dasklaunch.domain.node_memory import node_memory
 from dasklaunch.errors import NoAllocationError, UsageError
 
 
@@ -68,7 +71,8 @@ def test_count_list_must_match_nodes():
 
 def test_local_allocation_defaults_to_cpu_count():
     alloc = local_allocation()
-    assert alloc.nnodes == 1 and alloc.ntasks >= 1 and alloc.mem_per_node > 0
+    assert alloc.nnodes == 1 and alloc.ntasks == len(os.sched_getaffinity(0))
+    assert alloc.mem_per_node == node_memory({})[0]
     assert local_allocation(3).ntasks == 3
     with pytest.raises(UsageError):
         local_allocation(-1)

@@ -132,3 +132,18 @@ def test_unicode_and_shell_metacharacters_are_argv_not_shell(live, tmp_path):
         subprocess.run([sys.executable, "-m", "dasklaunch", "down"], env=env,
                        capture_output=True, timeout=120)
     assert not list(Path(tmp_path).glob("pwned*"))
+
+
+def test_status_of_a_live_cluster_imports_neither_dask_nor_distributed(live):
+    code = ("import json, sys\n"
+            "from dasklaunch.cli.entry import main\n"
+            "sys.argv = ['dasklaunch', 'status', '--json']\n"
+            "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
+            "print(json.dumps(sorted(m for m in sys.modules "
+            "if m.split('.')[0] in ('dask', 'distributed'))), file=sys.stderr)\n")
+    result = subprocess.run([sys.executable, "-c", code], env=live["env"], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    status = json.loads(result.stdout)
+    assert status["scheduler"]["alive"] and status["workers"]["connected"] == 2, status
+    assert json.loads(result.stderr.strip().splitlines()[-1]) == []

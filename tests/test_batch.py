@@ -76,13 +76,27 @@ def test_script_matches_expected(name):
     golden(name, batch.render(CASES[name]))
 
 
-def test_render_is_pure_and_directives_sorted():
+def test_render_is_pure_and_directives_sorted(tmp_path):
+    import copy
+    import pickle
+
     spec = CASES["full"]
-    assert batch.render(spec) == batch.render(spec)
+    before = copy.deepcopy(spec)
+    text = batch.render(spec)
+    assert spec == before, "render changed its spec"
+    # nor does it read the environment, the user's Dask config, the clock or the directory
+    elsewhere = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "USER": "someone-else",
+                 "PYTHONPATH": str(ROOT), "SLURM_JOB_ID": "9", "TZ": "Pacific/Kiritimati",
+                 "DASK_JOBQUEUE__SLURM__ACCOUNT": "other", "DASK_CONFIG": str(tmp_path)}
+    code = ("import pickle, sys\nfrom dasklaunch.domain import sbatch\n"
+            "sys.stdout.write(sbatch.render(pickle.loads(sys.stdin.buffer.read())))\n")
+    other = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(spec),
+                           capture_output=True, env=elsewhere, cwd=tmp_path, timeout=60)
+    assert other.returncode == 0, other.stderr
+    assert other.stdout.decode() == text
     lines = batch.directives(spec)
     assert lines == sorted(lines)
     assert "#SBATCH --signal=B:TERM@300" in lines
-    text = batch.render(spec)
     # sbatch reads directives only before the first command
     head = text.split("\nset -u\n")[0]
     assert all(line in head for line in lines)
@@ -595,7 +609,8 @@ def test_read_tail_across_blocks(tmp_path, monkeypatch, tail, lines):
 
 
 def test_logs_follow_until_ctrl_c(tmp_path):
-    state = fake_cluster(tmp_path / "state", pools=1)
+    state = fake_cluster(tmp_path / "state", pools=2)
+    log0, log1 = state.logs / "dl-workers0.log", state.logs / "dl-workers1.log"
     env = {**_clean_env(), "DASKLAUNCH_STATE_DIR": str(state.path), "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "dasklaunch", "logs", "workers", "-f",
                              "-n", "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -616,13 +631,20 @@ def test_logs_follow_until_ctrl_c(tmp_path):
         raise AssertionError(f"{text!r} never came; saw {seen}")
 
     try:
-        assert expect("pool0 line 2") == ["pool0 line 2\n"]
-        with open(state.logs / "dl-workers0.log", "a") as log:
+        assert expect("pool1 line 2") == [f"==> {log0} <==\n", "pool0 line 2\n", "\n",
+                                          f"==> {log1} <==\n", "pool1 line 2\n"]
+        with open(log0, "a") as log:
             log.write("half a li")
             log.flush()
-            time.sleep(0.6)
+            # make sure the follower has read the half line: it reads the logs in order, so the
+            # poll that prints a second line appended to log1 after the first one was printed
+            # read log0 after the half line was written
+            for n in (1, 2):
+                with open(log1, "a") as other:
+                    other.write(f"marker {n}\n")
+                assert expect(f"marker {n}") == [f"marker {n}\n"]
             log.write("ne\n")
-        assert expect("half a line") == ["half a line\n"]
+        assert expect("half a line") == ["\n", f"==> {log0} <==\n", "half a line\n"]
         # restart-workers: the record names a new pool log, followed from its start
         record = state.read_record()
         new_log = state.logs / "dl-workers9.log"

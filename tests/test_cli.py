@@ -199,3 +199,38 @@ def test_help_lists_commands_by_use_with_plain_metavars():
         help_text = CliRunner().invoke(app, [*command, "--help"]).stdout
         assert "<str>" not in help_text and "<int>" not in help_text, command
         assert "--no-dry-run" not in help_text and "--no-hard" not in help_text, command
+
+
+def _dry_run_argvs(result) -> tuple[list[str], list[str]]:
+    """The scheduler's and the worker step's argv from `up --dry-run`'s output."""
+    import shlex
+
+    assert result.exit_code == 0, result.stderr
+    commands = [line for line in result.stdout.splitlines() if line and not line.startswith("#")]
+    assert len(commands) == 2, result.stdout
+    return shlex.split(commands[0]), shlex.split(commands[1])
+
+
+def _value(argv: list[str], flag: str) -> str:
+    assert argv.count(flag) == 1, argv
+    return argv[argv.index(flag) + 1]
+
+
+def test_dry_run_defaults_death_timeout_and_dashboard_on_the_scheduler_host(cli):
+    sched, workers = _dry_run_argvs(cli("up", "--dry-run", "--local-tasks", "2"))
+    assert _value(workers, "--death-timeout") == "60"
+    # a bare port: Dask binds the dashboard to the scheduler's own host, here 127.0.0.1
+    assert _value(sched, "--dashboard-address") == "8787"
+    assert _value(sched, "--host") == "127.0.0.1"
+
+
+def test_dry_run_without_local_tasks_fakes_one_task_per_cpu_here(cli, monkeypatch):
+    cpus = len(os.sched_getaffinity(0))
+    _, workers = _dry_run_argvs(cli("up", "--dry-run"))
+    assert f"--ntasks={cpus}" in workers
+    # the affinity mask, not the machine's CPU count, and not 1 (whatever this machine has)
+    monkeypatch.setattr("dasklaunch.domain.allocation.os.sched_getaffinity",
+                        lambda pid: {0, 1, 2, 3, 4})
+    result = cli("up", "--dry-run")
+    _, workers = _dry_run_argvs(result)
+    assert "--ntasks=5" in workers and "5 workers" in result.stdout.splitlines()[0]

@@ -162,7 +162,7 @@ def test_up_ends_with_the_two_ways_to_connect(capsys):
     out = capsys.readouterr().out
     assert "ssh" not in out and "tunnel" not in out
     last = out.splitlines()[-3:]
-    assert last[0] == 'connect    before starting Python:  source "$(dasklaunch env --path)"'
+    assert last[0] == 'connect    before starting Python:  . "$(dasklaunch env --path)"'
     assert last[1] == "           in a running Python:     client = dasklaunch.connect()"
     assert "Client(scheduler_file=...)" in last[2] and "TLS expects a ssl_context" in last[2]
     _print_up(up_result(tunnel="ssh -N -L 8787:n1:8787 login1", connect="dasklaunch.connect("

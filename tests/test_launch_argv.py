@@ -1,3 +1,5 @@
+import datetime
+
 import pytest
 
 from dasklaunch.errors import CommandError
@@ -73,6 +75,7 @@ def test_squeue_jobs_is_one_call_for_many_jobs():
     assert squeue_jobs_argv(["7", "8"]) == ["squeue", "--noheader", "--jobs=7,8",
                                             "--format=%i %T %e"]
     jobs = parse_jobs("7 RUNNING 2026-12-01T05:00:00\n8 PENDING N/A\n")
-    assert jobs["7"].state == "RUNNING" and jobs["7"].end_time is not None
+    assert jobs["7"].state == "RUNNING"
+    assert jobs["7"].end_time == datetime.datetime(2026, 12, 1, 5).timestamp()  # local time
     assert jobs["8"].end_time is None and not jobs["8"].ended
     assert parse_jobs("9 COMPLETED N/A\n")["9"].ended

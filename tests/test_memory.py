@@ -405,8 +405,13 @@ def test_slurm_wins_over_cgroup(tmp_path):
 
 
 def test_node_memory_on_this_machine():
-    size, source = node_memory.node_memory({})
-    assert size > 0 and source
+    import psutil
+
+    physical = psutil.virtual_memory().total
+    limit = node_memory.cgroup_memory_limit()
+    expected = limit if limit is not None and limit[0] < physical else \
+        (physical, "physical memory")
+    assert node_memory.node_memory({}) == expected
 
 
 # ---------------------------------------------------------------- merging

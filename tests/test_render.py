@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -45,3 +46,52 @@ def test_env_json():
     assert json.loads(json.dumps(data)) == {
         "DASK_SCHEDULER_FILE": "/f", "SCHEDULER_FILE": "/f", "DASK_SCHEDULER_ADDRESS": "tcp://h:1",
         "DASKLAUNCH_STATE_DIR": "/s"}
+
+
+README = Path(__file__).parents[1] / "README.md"
+
+
+def readme_shell_lines() -> list[str]:
+    """The lines of README's ```bash/```sh blocks."""
+    lines, fence = [], None
+    for line in README.read_text().splitlines():
+        if line.startswith("```"):
+            fence = line[3:].strip() if fence is None else None
+        elif fence in ("bash", "sh", "shell", "console"):
+            lines.append(line)
+    return lines
+
+
+def test_readme_shell_examples_use_no_bash_only_source():
+    lines = readme_shell_lines()
+    assert not [line for line in lines if line.split()[:1] == ["source"]]
+    loading = [line for line in lines if "dasklaunch env" in line and "--format" not in line]
+    assert len(loading) >= 3, loading  # interactive, batch script, `dasklaunch env`
+
+
+@pytest.mark.parametrize("shell", ["sh", "dash", "bash", "zsh"])
+def test_readme_env_lines_work_in_every_shell(tmp_path, shell):
+    """README's own lines that load the env file, run as written by each shell, against a
+    stand-in `dasklaunch env [--path]` that answers with a real env file."""
+    if shutil.which(shell) is None:
+        pytest.skip(f"{shell} is not installed")
+    env_file = tmp_path / "dl 123" / "env.sh"
+    env_file.parent.mkdir()
+    env_file.write_text(sample({"A_QUOTE": "it's"}))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stand_in = bin_dir / "dasklaunch"
+    stand_in.write_text(f'#!/bin/sh\n[ "$1" = env ] || exit 2\n'
+                        f'if [ "$2" = --path ]; then printf "%s\\n" "{env_file}"; '
+                        f'else cat "{env_file}"; fi\n')
+    stand_in.chmod(0o755)
+    loading = [line for line in readme_shell_lines()
+               if "dasklaunch env" in line and "--format" not in line]
+    for line in loading:
+        script = f'{line}\nprintf "%s\\n" "$SCHEDULER_FILE" "$DASK_SCHEDULER_ADDRESS" "$A_QUOTE"\n'
+        out = subprocess.run([shell, "-c", script], capture_output=True, text=True, timeout=30,
+                             env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}"
+                                  f"{os.environ['PATH']}"})
+        assert out.returncode == 0 and not out.stderr, (line, out.stderr)
+        assert out.stdout.splitlines() == ["/scratch/me/dl 123/scheduler.json",
+                                           "tcp://10.0.0.1:8786", "it's"], line

@@ -9,16 +9,24 @@ import subprocess
 import time
 
 import pytest
-from procs import group_alive, recorded_groups
+from procs import group_alive
 from test_lifecycle import compute_on_all_workers
 
 pytestmark = pytest.mark.lifecycle
 FAST = ["--dashboard-address", ":0", "--timeout", "90", "--local-tasks", "2"]
-SUPERVISE = ["--interval", "0.3", "--grace", "2", "--backoff", "0.5"]
+GRACE = 2.0
+SUPERVISE = ["--interval", "0.3", "--grace", str(GRACE), "--backoff", "0.5"]
 
 
 def status(runner) -> dict:
     return json.loads(runner("status", "--json").stdout)
+
+
+def supervisor_file(runner) -> dict:
+    try:
+        return json.loads((runner.state_dir / "supervisor.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def wait_for(predicate, timeout=60, interval=0.3):
@@ -96,20 +104,33 @@ def test_supervisor_does_not_fight_restart_workers_and_exits_after_down(local_ru
     sup = local_runner.popen("supervise", *SUPERVISE)
     try:
         assert wait_for(lambda: (status(local_runner)["supervisor"] or {}).get("attached"))
+        first_pool = local_runner.record()["pools"][0]
         local_runner("restart-workers", check=True)
-        time.sleep(3)  # more than --grace: a fighting supervisor would relaunch now
+        assert not group_alive(first_pool["pgid"], first_pool["started"])
+        # a fighting supervisor relaunches once --grace has passed: wait until it has looked at
+        # the restarted cluster after that and found nothing to do, then check it did nothing
+        after = time.time() + GRACE
+        assert wait_for(lambda: supervisor_file(local_runner).get("checked", 0) > after), \
+            supervisor_file(local_runner)
         assert status(local_runner)["supervisor"]["restarts"] == 0
+        assert local_runner.record()["generation"] == 2  # restart-workers' own, no other
         local_runner("down", check=True)
         assert sup.wait(timeout=30) == 0
     finally:
         code, err = stop_supervisor(sup)
     assert "brought down" in err
-    for pgid, started in recorded_groups(local_runner.state_dir):
+    seen = local_runner.groups_seen()
+    assert (first_pool["pgid"], first_pool["started"]) in seen  # the pool restart-workers stopped
+    assert len(seen) == 3
+    for pgid, started in seen:
         assert not group_alive(pgid, started)
 
 
 def test_sigkill_the_scheduler_status_says_gone_and_up_works_again(local_runner):
     local_runner("up", *FAST, check=True)
+    orphan = local_runner.record()["pools"][0]
+    # workers leave a dead scheduler within seconds; a frozen pool cannot, so up must stop it
+    os.killpg(orphan["pgid"], signal.SIGSTOP)
     os.killpg(local_runner.record()["scheduler"]["pgid"], signal.SIGKILL)
     gone = wait_for(lambda: local_runner("status").returncode == 1)
     assert gone
@@ -118,10 +139,13 @@ def test_sigkill_the_scheduler_status_says_gone_and_up_works_again(local_runner)
     # no `down` first: up finds the stale file and the orphaned pool and cleans both
     again = local_runner("up", *FAST, check=True)
     assert "removed stale scheduler file" in again.stderr
-    # the orphaned pool either exited by itself (workers leave a dead scheduler after a few
-    # seconds) or was stopped by up: either way none of its processes is left
+    assert f"stopped leftover workers ({orphan['name']})" in again.stderr
+    assert not group_alive(orphan["pgid"], orphan["started"]), again.stderr
+    assert local_runner.record()["pools"][0]["pgid"] != orphan["pgid"]
     assert status(local_runner)["workers"]["connected"] == 2
     local_runner("down", check=True)
+    for pgid, started in local_runner.groups_seen():
+        assert not group_alive(pgid, started)
 
 
 def test_supervisor_restart_scheduler(local_runner):
@@ -162,7 +186,7 @@ def test_up_racing_down(local_runner):
     if down.returncode == 3:
         assert "busy" in down.stderr and up.returncode == 0
     local_runner("down", check=True)
-    for pgid, started in recorded_groups(local_runner.state_dir):
+    for pgid, started in local_runner.groups_seen():
         assert not group_alive(pgid, started)
 
 
@@ -174,7 +198,7 @@ def test_damaged_state_record_does_not_lose_the_cluster(local_runner):
     assert json.loads(result.stdout)["workers"]["connected"] == 2
     down = local_runner("down")
     assert down.returncode == 0, down.stderr
-    for pgid, started in recorded_groups(local_runner.state_dir):
+    for pgid, started in local_runner.groups_seen():
         assert not group_alive(pgid, started)
 
 
@@ -188,7 +212,7 @@ def test_garbled_scheduler_file_while_running(local_runner):
     assert restart.returncode == 1 and "scheduler is gone" in restart.stderr
     assert len([line for line in restart.stderr.splitlines() if "error" in line]) == 1
     local_runner("down", check=True)
-    for pgid, started in recorded_groups(local_runner.state_dir):
+    for pgid, started in local_runner.groups_seen():
         assert not group_alive(pgid, started)
 
 
@@ -211,10 +235,13 @@ def test_lifetime_is_passed_to_the_workers(local_runner):
 
 
 def test_parse_end_time():
+    import datetime
+
     from dasklaunch.slurm.commands import parse_end_time
 
     assert parse_end_time("N/A") is None and parse_end_time("Unknown") is None
-    assert parse_end_time("2026-11-26T18:30:00") > 0
+    assert parse_end_time("2026-11-26T18:30:00") == \
+        datetime.datetime(2026, 11, 26, 18, 30).timestamp()  # squeue prints local time
 
 
 def test_walltime_margin_brings_the_cluster_down(local_runner, monkeypatch):

@@ -82,3 +82,35 @@ def test_fewer_workers_than_expected_times_out_naming_the_count(tmp_path):
     with pytest.raises(StartupTimeout, match="only 0/2 workers connected after 0.5s"):
         bring_up(tmp_path, launcher)
     assert_rolled_back(tmp_path, launcher)
+
+
+class RecordingLauncher(InProcessLauncher):
+    """Notes, as each step starts, whether a scheduler file is there for it to be misled by."""
+
+    def __init__(self, state: StateDir, **kwargs):
+        super().__init__(**kwargs)
+        self.state = state
+        self.file_at_start: dict[str, bool] = {}
+
+    def start(self, step):
+        self.file_at_start[step.role] = self.state.scheduler_file.exists()
+        return super().start(step)
+
+
+def test_a_stale_scheduler_file_is_gone_before_the_scheduler_starts(tmp_path):
+    import io
+    import json
+
+    state = StateDir(tmp_path / "state")
+    state.create()
+    # what a SIGKILLed scheduler of an earlier job leaves: a valid file, nobody listening
+    state.scheduler_file.write_text(json.dumps({
+        "type": "Scheduler", "id": "Scheduler-old", "address": "tcp://127.0.0.1:9",
+        "services": {"dashboard": 9}}))
+    launcher = RecordingLauncher(state)
+    messages = io.StringIO()
+    up(OPTS, state_dir=state.path, report=Reporter(stream=messages), launcher=launcher,
+       probe=launcher.probe)
+    assert launcher.file_at_start == {"scheduler": False, "workers": False}
+    assert f"removed stale scheduler file {state.scheduler_file} (its scheduler is gone)" \
+        in messages.getvalue()

@@ -170,8 +170,8 @@ def _print_up(result: dict) -> None:
     print(f"workers    {result['workers']['expected']}")
     print(f"env file   {result['env_file']}")
     # the two ways a client gets the job's TLS settings; a bare Client(scheduler_file=...) in a
-    # Python started before `source` fails with Dask's "TLS expects a ssl_context argument"
-    print('connect    before starting Python:  source "$(dasklaunch env --path)"')
+    # Python started before `.` fails with Dask's "TLS expects a ssl_context argument"
+    print('connect    before starting Python:  . "$(dasklaunch env --path)"')
     print(f"           in a running Python:     client = {result['connect']}")
     if sched["address"].startswith("tls://"):
         print("           (without either, Client(scheduler_file=...) fails: TLS expects a "

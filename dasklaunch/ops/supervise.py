@@ -135,6 +135,8 @@ class Supervisor:
             return self.scheduler_gone(record)
         problem = self.diagnose(record, ident, now)
         if problem is None:
+            self.data["checked"] = now  # the last look that found nothing to do
+            self.save()
             return None
         return self.relaunch(problem, now)
 

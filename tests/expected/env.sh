@@ -1,5 +1,5 @@
 # dasklaunch environment for job 123 (slurm backend); works in bash, zsh and sh:
-#   source '/scratch/me/dl 123/env.sh'    or    . '/scratch/me/dl 123/env.sh'    or    eval "$(dasklaunch env)"
+#   . '/scratch/me/dl 123/env.sh'    or    eval "$(dasklaunch env)"
 export DASK_SCHEDULER_FILE='/scratch/me/dl 123/scheduler.json'
 export SCHEDULER_FILE='/scratch/me/dl 123/scheduler.json'
 export DASK_SCHEDULER_ADDRESS=tcp://10.0.0.1:8786
