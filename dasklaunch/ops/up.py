@@ -104,7 +104,18 @@ def pool_step(opts: UpOptions, pool: PoolPlan, alloc: Allocation, local: bool, s
                 nodelist=None if (local or all_nodes or pool.het_group is not None)
                 else ",".join(hosts),
                 het_group=pool.het_group,
-                gpus_per_node=0 if local else pool.gpus_per_worker * pool.plan.nworkers)
+                gpus_per_node=0 if local else pool.gpus_per_worker * pool.plan.nworkers,
+                cpus_per_task=None if local else step_cpus(pool, alloc))
+
+
+def step_cpus(pool: PoolPlan, alloc: Allocation) -> int:
+    """CPUs each task of the pool's step holds: its workers' threads, within its share of the
+    node (a larger --nthreads oversubscribes the task's CPUs rather than fail the step)."""
+    cpus_node = min(alloc.cpus_per_node[i] for i in pool.node_indices)
+    tasks_node = 1 if pool.plan.placement == "per-node" else max(
+        alloc.tasks_per_node[i] for i in pool.node_indices)
+    wanted = pool.plan.nthreads * pool.plan.nworkers
+    return max(1, min(wanted, cpus_node // max(1, tasks_node)))
 
 
 def pool_specs(opts: UpOptions, profile_pools: tuple[str, ...] = ()):

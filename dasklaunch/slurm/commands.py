@@ -38,6 +38,7 @@ class SrunSpec(Protocol):
     nodelist: str | None
     het_group: int | None
     gpus_per_node: int
+    cpus_per_task: int | None
 
 
 def srun_argv(step: SrunSpec, job_id: str, nodelist: str | None = None) -> list[str]:
@@ -59,6 +60,10 @@ def srun_argv(step: SrunSpec, job_id: str, nodelist: str | None = None) -> list[
             argv.append(f"--nodelist={step.nodelist}")
         if step.placement == "per-node":
             argv.append("--ntasks-per-node=1")
+        if getattr(step, "cpus_per_task", None):
+            # what a step gets without it differs by version: 22.05's srun gives each step
+            # every CPU of the job's nodes, 23.11+ inherits the job's --cpus-per-task again
+            argv.append(f"--cpus-per-task={step.cpus_per_task}")
         if getattr(step, "gpus_per_node", 0):
             # the node's GPUs for the step's one task per node (Slurm sets
             # CUDA_VISIBLE_DEVICES); the node launcher splits them among its workers

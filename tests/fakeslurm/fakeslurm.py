@@ -440,12 +440,14 @@ def srun(argv: list[str]) -> int:
     parser.add_argument("--nodelist")
     parser.add_argument("--kill-on-bad-exit", type=int, choices=[0, 1], required=True)
     parser.add_argument("--no-kill", action="store_true")
+    parser.add_argument("--cpus-per-task", type=int)
+    parser.add_argument("--gpus-per-node", type=int)
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     if not args.command:
         parser.error("no command")
     # srun 22.05 no longer reads SLURM_CPUS_PER_TASK; SRUN_CPUS_PER_TASK is its input variable
-    cpus_per_task = int(os.environ.get("SRUN_CPUS_PER_TASK") or 1)
+    cpus_per_task = args.cpus_per_task or int(os.environ.get("SRUN_CPUS_PER_TASK") or 1)
     try:
         job, nodes, tasks = place_step(args, cpus_per_task)
     except Refused as refusal:
