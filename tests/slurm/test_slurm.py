@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -75,6 +76,36 @@ dl("down")
     per_node_workers = workers // 3
     usable = int(2000 * 2**20 * 0.9) - int(2000 * 2**20 * 0.05)
     assert status["workers"]["memory_per_worker"] == [usable // per_node_workers]
+
+
+@pytest.mark.parametrize("layout, workers, threads", [("per-task", 6, 2), ("per-node", 3, 4)])
+def test_worker_step_holds_the_cpus_its_workers_use(slurm, layout, workers, threads):
+    """The worker step must hold as many CPUs as its workers run threads, on every Slurm.
+
+    What a step gets without --cpus-per-task differs by version, so dasklaunch cannot leave it
+    to srun: in this `-c2` allocation Slurm 22.05's srun ignores the job's --cpus-per-task
+    and gives each step every CPU the job has on its nodes, while 23.11+ (24.11 here) inherits
+    -c2 again (SLURM_CPUS_PER_TASK), so a --per-node step gets 2 of each node's 4 CPUs for a
+    worker that runs 4 threads. The testbed has no cgroups (TaskPlugin=task/none), so only
+    the step's TRES shows it; on a cluster with task/cgroup that worker is confined to 2 CPUs."""
+    flag = '"--per-node",' if layout == "per-node" else ""
+    result = slurm.salloc(f'''
+dl("up", "--interface", "lab0", {flag})
+out["status"] = json.loads(dl("status", "--json").stdout)
+pool = record()["pools"][0]
+step = [s.split()[0] for s in sh("squeue", "--noheader", "--steps", "--format=%i %j").splitlines()
+        if s.split()[1] == pool["name"]][0]
+out["step"] = sh("scontrol", "show", "step", step)
+dl("down")
+''', "-N3", "--ntasks-per-node=2", "--cpus-per-task=2")
+    status = result["status"]
+    assert status["workers"]["connected"] == workers
+    assert status["workers"]["threads"] == workers * threads == 12
+    cpus = re.search(r"\bTRES=cpu=(\d+)", result["step"])
+    assert cpus, result["step"]
+    assert int(cpus.group(1)) == 12, (
+        f"the {layout} worker step holds {cpus.group(1)} CPUs for {workers} workers x {threads} "
+        f"threads:\n{result['step']}")
 
 
 def test_hard_killed_pool_comes_back_to_the_same_scheduler(slurm):
