@@ -445,3 +445,12 @@ def test_merge_of_equal_values_changes_nothing():
 def test_merge_tells_false_from_zero():
     _, changes = dask_config.merge_config({"a": 0}, {"a": False})
     assert [(c.old, c.new) for c in changes] == [(0, False)]
+
+
+def test_gpu_keys_are_validated_like_the_rest(tmp_path):
+    path = tmp_path / "gpu.yaml"
+    path.write_text("distributed:\n  rmm:\n    pool-size: 8000000000\n")
+    schema.validate_profile(load.load_profile(str(path)))
+    path.write_text("distributed:\n  rmm:\n    pool-size: lots\n")
+    with pytest.raises(UsageError, match="distributed.rmm.pool-size: lots is not"):
+        schema.validate_profile(load.load_profile(str(path)))
