@@ -114,3 +114,19 @@ def test_a_stale_scheduler_file_is_gone_before_the_scheduler_starts(tmp_path):
     assert launcher.file_at_start == {"scheduler": False, "workers": False}
     assert f"removed stale scheduler file {state.scheduler_file} (its scheduler is gone)" \
         in messages.getvalue()
+
+
+def test_the_interface_error_is_the_exceptions_line_not_the_quoted_source(tmp_path):
+    """Python 3.13 tracebacks quote the raising source line, which holds the same words."""
+    from dasklaunch.ops.readiness import interface_error
+
+    log = tmp_path / "sched.log"
+    log.write_text(
+        'Traceback (most recent call last):\n'
+        '    raise ValueError(\n'
+        '        f"{ifname!r} is not a valid network interface. "\n'
+        "ValueError: 'nosuch0' is not a valid network interface. Valid network interfaces are: "
+        "['lo', 'lab0']\n")
+    err = interface_error(UpOptions(interface="nosuch0"), str(log))
+    assert str(err) == ("--interface nosuch0: 'nosuch0' is not a valid network interface. Valid "
+                        "network interfaces are: ['lo', 'lab0']")

@@ -98,7 +98,9 @@ def interface_error(opts: UpOptions, *logs: str) -> InterfaceError | None:
     """Dask's own complaint about --interface in a log, as a one-line InterfaceError."""
     for log in logs:
         for line in log_tail(log, 60).splitlines():
-            if "is not a valid network interface" in line:
+            # the exception's own line: Python 3.13's tracebacks also quote the source line
+            # that raises it, which holds the same words in an f-string
+            if "ValueError:" in line and "is not a valid network interface" in line:
                 detail = line.split("ValueError:", 1)[-1].strip()
                 return InterfaceError(f"--interface {opts.interface}: {detail}")
     return None
