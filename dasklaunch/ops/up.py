@@ -231,8 +231,7 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
                             + (f" in pool {pool.pool}" if len(pools) > 1 else "")
                             + f", log {pool.log}")
             info = wait_ready(launcher, state, sched, pools, wait_for, opts, report,
-                              deadline=time.monotonic() + opts.timeout, known=set(),
-                              probe=probe)
+                              deadline=time.monotonic() + opts.timeout, probe=probe)
             record.status = "up"
             record.address, record.dashboard_port = info.address, info.dashboard_port
             try:
