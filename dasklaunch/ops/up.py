@@ -13,7 +13,13 @@ from pathlib import Path
 
 from ..domain import render
 from ..domain.allocation import Allocation
-from ..domain.commands import check_passthrough_args, pool_command, scheduler_command
+from ..domain.commands import (
+    WORKER_MODULE,
+    WORKER_MODULE_VARIABLE,
+    check_passthrough_args,
+    pool_command,
+    scheduler_command,
+)
 from ..domain.env import job_env, worker_env
 from ..domain.plan import expected_workers
 from ..domain.pools import Layout, PoolPlan, parse_pool, plan_pools
@@ -97,7 +103,9 @@ def pool_step(opts: UpOptions, pool: PoolPlan, alloc: Allocation, local: bool, s
     all_nodes = hosts == alloc.nodes
     return Step(role="workers", name=name, placement=pool.plan.placement,
                 ntasks=pool.plan.ntasks, nnodes=pool.plan.nnodes,
-                command=pool_command(opts, pool, sfile, local=local, tls_args=tls_args),
+                command=pool_command(opts, pool, sfile, local=local, tls_args=tls_args,
+                                     module=os.environ.get(WORKER_MODULE_VARIABLE) or
+                                     WORKER_MODULE),
                 log=str(state.logs / f"{name}.log"), env=env, pool=pool.name,
                 expected=pool.expected_workers,
                 nodelist=None if (local or all_nodes or pool.het_group is not None)
