@@ -42,6 +42,7 @@ from ..runtime.tls import PROTOCOL_ARGS, TLSFiles
 from .common import interrupts_raise, step_name
 from .hints import client_dashboard_env, connect_call, dashboard_hints, dashboard_problem
 from .readiness import Probe, wait_ready
+from .scratch import node_local_directory
 
 
 def job_config_dir(state: StateDir) -> Path:
@@ -182,6 +183,7 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
     alloc = current_allocation(backend, opts.local_tasks)
     state = find_state_dir(state_dir, alloc.job_id)
     opts, sizing, profile = resolve_profile(opts, alloc)
+    opts = node_local_directory(opts, pool_specs(opts), report)
     memory_origin = sources.get("memory_limit", "command line")
     layout = Layout(plan_pools(alloc, opts, pool_specs(opts), **sizing, memory_origin=(
         "--memory-limit" if memory_origin in ("command line", "default") else memory_origin)))
