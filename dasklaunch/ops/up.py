@@ -42,6 +42,7 @@ from ..runtime.tls import PROTOCOL_ARGS, TLSFiles
 from .common import interrupts_raise, step_name
 from .hints import client_dashboard_env, connect_call, dashboard_hints, dashboard_problem
 from .readiness import Probe, wait_ready
+from .scaling import apply_scale_defaults
 from .scratch import node_local_directory
 
 
@@ -189,7 +190,9 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
         "--memory-limit" if memory_origin in ("command line", "default") else memory_origin)))
     launcher = launcher or make_launcher(backend, alloc.job_id, alloc.nodes)
     backend_version = launcher.check_backend()
-    sched, pools = build_steps(opts, layout, alloc, launcher.backend, state, extra_env)
+    opts, scale_env = apply_scale_defaults(opts, layout.expected_workers, profile, report)
+    sched, pools = build_steps(opts, layout, alloc, launcher.backend, state,
+                               {**scale_env, **(extra_env or {})})
     total = layout.expected_workers
     wait_for = expected_workers(layout, opts)
     notes = []
