@@ -95,7 +95,7 @@ def test_count_arguments_never_fail(args, expected):
 def _worker(i: int, pool: str = "workers", host: str = "10.0.0.1", status: str = "running"):
     return SimpleNamespace(address=f"tls://{host}:{1000 + i}", host=host, nthreads=2,
                            memory_limit=2**30, name=f"{pool}-{host}-{i}",
-                           memory=SimpleNamespace(process=2**28),
+                           metrics={"memory": 2**28},
                            status=SimpleNamespace(name=status),
                            resources={"GPU": 1.0} if pool == "gpu" else {})
 
@@ -208,4 +208,5 @@ def test_the_summary_aggregates_per_host_and_per_pool(fake_scheduler):
     listing = schedfile.identity(info)
     assert len(listing["workers"]) == 5
     # the same aggregates from the listing, as for a scheduler without the summary route
-    assert {**schedfile.summarize_workers(listing), "seq": 5} == summary
+    assert {"id": "sched-1", "address": listing["address"],
+            **schedfile.summarize_workers(listing["workers"].values()), "seq": 5} == summary

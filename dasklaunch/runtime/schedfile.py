@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -141,7 +142,10 @@ def summary(info: SchedulerInfo, timeout: float = 5.0) -> dict | None:
     status, body = _fetch(info, "dasklaunch/summary.json", timeout)
     if status == 404:
         ident = identity(info, timeout)
-        return None if ident is None else summarize_workers(ident)
+        if ident is None:
+            return None
+        return {"id": ident.get("id"), "address": ident.get("address"),
+                **summarize_workers((ident.get("workers") or {}).values())}
     return _ours(info, body) if status == 200 else None
 
 
@@ -151,11 +155,11 @@ def pool_of(name: object) -> str:
     return text.split("-", 1)[0] if "-" in text else ""
 
 
-def summarize_workers(ident: dict) -> dict:
-    """status's aggregates (totals, per host, per pool) of /dasklaunch/workers.json's answer:
-    the scheduler computes them for /dasklaunch/summary.json, this process for an older
-    scheduler that lacks that route."""
-    workers = list((ident.get("workers") or {}).values())
+def summarize_workers(rows: Iterable[dict]) -> dict:
+    """status's aggregates (totals, per host, per pool) of rows as /dasklaunch/workers.json
+    has them: the scheduler computes them for /dasklaunch/summary.json, this process for an
+    older scheduler that lacks that route."""
+    workers = list(rows)
     limits = {w["memory_limit"] for w in workers if w.get("memory_limit") is not None}
     highest = max([w["memory"] / w["memory_limit"] for w in workers
                    if w.get("memory_limit") and w.get("memory") is not None] or [0.0])
@@ -173,8 +177,8 @@ def summarize_workers(ident: dict) -> dict:
             row["resources"][key] = row["resources"].get(key, 0) + amount
     for row in pools.values():
         row["hosts"] = sorted(row["hosts"])
-    return {"id": ident.get("id"), "address": ident.get("address"), "n_workers": len(workers),
-            "seq": 0, "threads": sum(w.get("nthreads", 0) for w in workers),
+    return {"n_workers": len(workers), "seq": 0,
+            "threads": sum(w.get("nthreads", 0) for w in workers),
             "memory_limits": sorted(limits), "highest_memory_use": round(highest, 3),
             "paused": sum(w.get("status") == "paused" for w in workers),
             "hosts": dict(sorted(hosts.items())), "by_pool": pools}

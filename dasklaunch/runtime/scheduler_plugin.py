@@ -126,11 +126,15 @@ def parse_count_query(get) -> tuple[int, frozenset[str] | None, int, float]:
 
 def worker_rows(scheduler) -> dict[str, dict]:
     """Each worker's host, threads and memory, by address (/dasklaunch/workers.json)."""
-    return {ws.address: {"host": ws.host, "nthreads": ws.nthreads,
-                         "memory_limit": ws.memory_limit, "name": str(ws.name),
-                         "memory": ws.memory.process, "status": ws.status.name,
-                         "resources": dict(ws.resources)}
-            for ws in list(scheduler.workers.values())}
+    return {ws.address: _row(ws) for ws in list(scheduler.workers.values())}
+
+
+def _row(ws) -> dict:
+    # metrics["memory"] is the process memory of the last heartbeat: what ws.memory.process
+    # returns, without building the whole MemoryState of each worker
+    return {"host": ws.host, "nthreads": ws.nthreads, "memory_limit": ws.memory_limit,
+            "name": str(ws.name), "memory": ws.metrics.get("memory", 0),
+            "status": ws.status.name, "resources": dict(ws.resources)}
 
 
 class _Handler(RequestHandler):
@@ -154,9 +158,9 @@ class CountHandler(_Handler):
 class SummaryHandler(_Handler):
     def get(self):
         scheduler = self.dask_server
-        ident = {"id": str(scheduler.id), "address": scheduler.address,
-                 "workers": worker_rows(scheduler)}
-        self.reply({**summarize_workers(ident), "seq": self.tally.seq})
+        rows = [_row(ws) for ws in list(scheduler.workers.values())]
+        self.reply({"id": str(scheduler.id), "address": scheduler.address,
+                    **summarize_workers(rows), "seq": self.tally.seq})
 
 
 class WorkersHandler(_Handler):
