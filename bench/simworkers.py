@@ -119,9 +119,16 @@ async def run(args: argparse.Namespace) -> int:
     waiter = asyncio.ensure_future(stop.wait())
     await asyncio.wait([finished, waiter], return_when=asyncio.FIRST_COMPLETED)
     if stop.is_set():
-        await asyncio.wait_for(
-            asyncio.gather(*(w.close(reason="simworkers-signal", nanny=False) for w in live),
-                           return_exceptions=True), CLOSE_TIMEOUT)
+        closing = asyncio.gather(*(w.close(reason="simworkers-signal", nanny=False,
+                                           executor_wait=False) for w in live),
+                                 return_exceptions=True)
+        try:
+            await asyncio.wait_for(closing, CLOSE_TIMEOUT)
+        except asyncio.TimeoutError:
+            # the process exits anyway: its connections close and the scheduler removes
+            # whoever had not unregistered yet, as after a SIGKILL
+            logging.getLogger("simworkers").warning("not all workers closed within %gs",
+                                                    CLOSE_TIMEOUT)
     finished.cancel()
     waiter.cancel()
     return 0
