@@ -22,7 +22,11 @@ both). What it does NOT simulate:
   latency, loss or per-node SYN queue;
 - the CPU of K separate processes: the K workers share one event loop and one GIL.
 Options that make no sense in one process (--nanny, --preload-nanny, --pid-file, ports) are
-accepted and ignored.
+accepted and ignored. Each simulated worker gets a local directory of its own under one made
+for this process (inside --local-directory, else the temporary directory), removed at exit: K
+workers sharing one would each scan the others' lock files when they start (O(K^2), and more
+with every stale directory earlier runs left there), which a real node with a few workers does
+not pay.
 """
 
 from __future__ import annotations
@@ -30,8 +34,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import shutil
 import signal
 import sys
+import tempfile
 
 CLOSE_TIMEOUT = 30.0
 
@@ -99,7 +106,16 @@ async def run(args: argparse.Namespace) -> int:
                      "distributed.worker.memory.terminate": False})
     worker_class = import_term(args.worker_class)
     kwargs = worker_kwargs(args)
-    workers = [worker_class(name=name, **kwargs) for name in names(args.name, args.nworkers)]
+    base = tempfile.mkdtemp(prefix=f"simworkers-{os.getpid()}-", dir=args.local_directory)
+    try:
+        return await run_workers(worker_class, kwargs, base, args)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+async def run_workers(worker_class, kwargs: dict, base: str, args: argparse.Namespace) -> int:
+    workers = [worker_class(name=name, **{**kwargs, "local_directory": f"{base}/{i}"})
+               for i, name in enumerate(names(args.name, args.nworkers))]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
