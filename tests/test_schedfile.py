@@ -56,6 +56,16 @@ def test_another_scheduler_on_the_port_or_an_error_status_is_not_ours(fake_sched
     assert schedfile._get(_info(fake_scheduler_http), "missing", 2.0) is None
 
 
+def test_a_scheduler_of_an_older_dasklaunch_is_counted_from_its_listing(fake_scheduler_http):
+    # it has only /dasklaunch/workers.json (no count or summary route): the probes still work
+    info = _info(fake_scheduler_http)
+    counted = schedfile.count(info, wait_for=5, wait=0.1)
+    assert counted["n_workers"] == 1 and counted["count"] == 1 and counted["legacy"]
+    assert counted["by_pool"] == {"": 1}
+    assert schedfile.summary(info)["n_workers"] == 1
+    assert schedfile.count(_info(fake_scheduler_http, "sched-2")) is None
+
+
 def test_partial_or_addressless_files_read_as_not_yet(tmp_path):
     path = tmp_path / "scheduler.json"
     assert schedfile.read(path) is None

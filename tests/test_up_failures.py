@@ -40,6 +40,18 @@ def test_up_succeeds_with_every_worker_counted(tmp_path):
     assert state.env_file.exists()
 
 
+def test_a_benchmark_can_run_another_worker_program(tmp_path, monkeypatch):
+    # bench/scale.py: simulated workers take dask worker's command line in its place
+    monkeypatch.setenv("DASKLAUNCH_WORKER_MODULE", "simworkers")
+    state = bring_up(tmp_path, InProcessLauncher())
+    command = state.read_record().pools[0].command
+    worker = command[command.index("--") + 1:]
+    assert worker[1:3] == ["-m", "simworkers"] and "--scheduler-file" in worker
+    monkeypatch.delenv("DASKLAUNCH_WORKER_MODULE")
+    state = bring_up(tmp_path / "again", InProcessLauncher())
+    assert "distributed.cli.dask_worker" in state.read_record().pools[0].command
+
+
 @pytest.mark.parametrize("role", ["scheduler", "workers"])
 def test_a_step_that_cannot_start_is_rolled_back(tmp_path, role):
     launcher = InProcessLauncher(fail_at="start", fail_role=role)

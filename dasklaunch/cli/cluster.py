@@ -10,10 +10,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..domain.units import plural
+from ..domain.units import format_bytes, plural
 from .options import JsonOpt, StateDirOpt, TimeoutOpt
 
 app = typer.Typer()  # the commands below are registered on the root app by register()
+HOSTS_SHOWN = 16  # status lists this many hosts; --workers lists all, and every worker
 
 
 def _print_json(data: dict) -> None:
@@ -179,13 +180,17 @@ def _print_up(result: dict) -> None:
 
 
 @app.command()
-def status(state_dir: StateDirOpt = None, as_json: JsonOpt = False) -> None:
+def status(state_dir: StateDirOpt = None, as_json: JsonOpt = False,
+           workers_too: Annotated[bool, typer.Option(
+               "--workers", help="Also list every worker (name, address, threads, memory); "
+                                 "without it the scheduler sends only totals.")] = False,
+           ) -> None:
     """Show the scheduler, the workers connected vs expected, and each worker pool.
 
     Exits 0 when the scheduler is alive, 1 otherwise."""
     from ..ops.status import status as run_status
 
-    result = run_status(state_dir)
+    result = run_status(state_dir, workers=workers_too)
     if as_json:
         _print_json(result)
     else:
@@ -210,8 +215,11 @@ def status(state_dir: StateDirOpt = None, as_json: JsonOpt = False) -> None:
               f"{workers['paused']} paused, {workers['memory_restarts']} restarted for memory")
         if result.get("profile"):
             print(f"profile    {result['profile']}")
-        for host, count in result["hosts"].items():
+        hosts = list(result["hosts"].items())
+        for host, count in hosts if workers_too else hosts[:HOSTS_SHOWN]:
             print(f"  {host:<24} {plural(count, 'worker')}")
+        if len(hosts) > HOSTS_SHOWN and not workers_too:
+            print(f"  ... {plural(len(hosts) - HOSTS_SHOWN, 'more host')} (--workers shows all)")
         for row in result["pools"]:
             extra = f", {plural(row['gpus'], 'GPU')}" if row.get("gpus") else ""
             print(f"pool       {row['pool']}: {row['state']}, {row['connected']}/"
@@ -226,13 +234,16 @@ def status(state_dir: StateDirOpt = None, as_json: JsonOpt = False) -> None:
             state = "attached" if sup["attached"] else "not running"
             print(f"supervisor {state}, {plural(sup['restarts'], 'restart')}"
                   + (f", last reason: {sup['last_reason']}" if sup["last_reason"] else ""))
+        for w in result.get("worker_list", []):
+            print(f"  {w.get('name', ''):<28} {w['address']:<28} {w.get('status', '')} "
+                  f"{plural(w.get('nthreads', 0), 'thread')}, "
+                  f"memory {format_bytes(w.get('memory') or 0)} of "
+                  f"{_human(w.get('memory_limit') or 0)}")
     if not result["scheduler"]["alive"]:
         raise typer.Exit(1)
 
 
 def _human(n: int) -> str:
-    from ..domain.units import format_bytes
-
     return format_bytes(int(n)) if n else "unlimited"
 
 

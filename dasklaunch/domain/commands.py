@@ -12,6 +12,10 @@ from .settings import START_METHODS, UpOptions
 
 LOCAL_HOST = "127.0.0.1"
 SCHEDULER_PRELOAD = "dasklaunch.runtime.scheduler_plugin"
+WORKER_MODULE = "distributed.cli.dask_worker"
+# Benchmarks only: a module run in place of WORKER_MODULE, with `dask worker`'s command line
+# (bench/simworkers.py runs many simulated workers per task).
+WORKER_MODULE_VARIABLE = "DASKLAUNCH_WORKER_MODULE"
 
 
 # Flags of `dask worker` / `dask scheduler` that dasklaunch sets itself, and the option that
@@ -100,8 +104,8 @@ def start_method_env(method: str | None, inherited: dict[str, str]) -> dict[str,
 
 def worker_command(opts: UpOptions, plan: WorkerPlan, scheduler_file: str, *, local: bool,
                    tls_args: list[str] | tuple[str, ...] = (),
-                   python: str = sys.executable) -> list[str]:
-    argv = [python, "-m", "distributed.cli.dask_worker", "--scheduler-file", scheduler_file,
+                   python: str = sys.executable, module: str = WORKER_MODULE) -> list[str]:
+    argv = [python, "-m", module, "--scheduler-file", scheduler_file,
             "--nthreads", str(plan.nthreads), "--nworkers", str(plan.nworkers),
             "--memory-limit", plan.memory_limit, "--death-timeout", f"{opts.death_timeout:g}"]
     argv += network_args(opts, local)
@@ -124,7 +128,7 @@ NODE_LAUNCHER = "dasklaunch.launch.node"
 
 def pool_command(opts: UpOptions, pool: PoolPlan, scheduler_file: str, *, local: bool,
                  tls_args: list[str] | tuple[str, ...] = (),
-                 python: str = sys.executable) -> list[str]:
+                 python: str = sys.executable, module: str = WORKER_MODULE) -> list[str]:
     """What each task of a pool's step runs: the node launcher (which names the workers
     POOL-HOST-N and pins GPU workers to their GPUs), then `dask worker` with the pool's shape.
     A GPU pool's task starts one `dask worker` per GPU (or per gpus-per-worker GPUs)."""
@@ -133,7 +137,7 @@ def pool_command(opts: UpOptions, pool: PoolPlan, scheduler_file: str, *, local:
                      worker_args=(*opts.worker_args, *spec.worker_args))
     plan = replace(pool.plan, nworkers=1) if pool.gpus_per_worker else pool.plan
     argv = worker_command(shaped, plan, scheduler_file, local=local, tls_args=tls_args,
-                          python=python)
+                          python=python, module=module)
     if pool.resources:
         argv += ["--resources", " ".join(f"{k}={v}" for k, v in pool.resources)]
     if spec.worker_class:

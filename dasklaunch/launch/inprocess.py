@@ -84,8 +84,10 @@ class InProcessProbe:
         return SchedulerInfo(address="inprocess://scheduler", dashboard_port=None,
                              scheduler_id="inprocess")
 
-    def workers(self, info: SchedulerInfo) -> set[str] | None:
+    def count(self, info: SchedulerInfo, since: int, pools: list[str] | None, wait_for: int,
+              wait: float) -> int | None:
         launcher = self.launcher
-        return {f"inprocess://{name}/{i}" for name in launcher.running_steps
-                if launcher.steps[name].role == "workers"
-                for i in range(launcher.steps[name].ntasks * launcher.workers_per_task)}
+        return sum(launcher.steps[name].ntasks * launcher.workers_per_task
+                   for name in launcher.running_steps
+                   if launcher.steps[name].role == "workers"
+                   and (pools is None or launcher.steps[name].pool in pools))

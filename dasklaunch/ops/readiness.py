@@ -2,7 +2,10 @@
 live; a step that exits early or a deadline that passes is reported with its log's last lines.
 
 The probe is injectable: `HttpProbe` asks the scheduler over HTTP (without importing
-distributed); tests of `up` use the in-process launcher's probe instead.
+distributed); tests of `up` use the in-process launcher's probe instead. Once the scheduler
+answers, each probe is one long request (/dasklaunch/count.json?n=...&wait=...) that the
+scheduler answers as soon as the workers are there, or after LIVENESS_SECONDS: ~150 bytes and
+O(1) scheduler CPU each, whatever the number of workers, and no poll interval added to `up`.
 """
 
 from __future__ import annotations
@@ -27,8 +30,11 @@ class Probe(Protocol):
     def scheduler(self, state: StateDir) -> schedfile.SchedulerInfo | None:
         """The scheduler's facts once its file parses and it answers; else None."""
 
-    def workers(self, info: schedfile.SchedulerInfo) -> set[str] | None:
-        """Addresses of the connected workers; None when the scheduler does not answer."""
+    def count(self, info: schedfile.SchedulerInfo, since: int, pools: list[str] | None,
+              wait_for: int, wait: float) -> int | None:
+        """Connected workers that joined after join number `since` (of `pools`, if given); may
+        wait up to `wait` seconds for `wait_for` of them. None when the scheduler does not
+        answer."""
 
 
 class HttpProbe:
@@ -36,18 +42,21 @@ class HttpProbe:
         info = schedfile.read(state.scheduler_file)
         return info if info is not None and schedfile.answers(info) else None
 
-    def workers(self, info: schedfile.SchedulerInfo) -> set[str] | None:
-        ident = schedfile.identity(info)
-        return None if ident is None else set(ident.get("workers", {}))
+    def count(self, info: schedfile.SchedulerInfo, since: int, pools: list[str] | None,
+              wait_for: int, wait: float) -> int | None:
+        answer = schedfile.count(info, since=since, pools=pools, wait_for=wait_for, wait=wait)
+        return None if answer is None else int(answer.get("count", 0))
 
 
 def wait_ready(launcher: Launcher, state: StateDir, sched: Step, pools: list[Step],
                wait_for: int, opts: UpOptions, report: Reporter, deadline: float,
-               known: set[str], probe: Probe | None = None) -> schedfile.SchedulerInfo:
+               since: int = 0, pools_named: list[str] | None = None,
+               probe: Probe | None = None) -> schedfile.SchedulerInfo:
     """Wait until the scheduler answers and `wait_for` new workers are connected.
 
-    `known` holds worker addresses that were connected before (restart-workers): only new
-    ones count. Raises StartupError when a step exits early, StartupTimeout at the deadline.
+    Only workers that joined after join number `since` count (restart-workers passes the
+    number from before it stopped the old ones), and only those of `pools_named` when given.
+    Raises StartupError when a step exits early, StartupTimeout at the deadline.
     """
     probe = probe or HttpProbe()
     info: schedfile.SchedulerInfo | None = None
@@ -59,10 +68,12 @@ def wait_ready(launcher: Launcher, state: StateDir, sched: Step, pools: list[Ste
             info = probe.scheduler(state)
             if info is not None:
                 report.info(f"scheduler ready at {info.address}")
+        answered = None
         if info is not None:
-            workers = probe.workers(info)
-            if workers is not None:
-                connected = len(workers - known)
+            wait = max(0.0, min(LIVENESS_SECONDS, deadline - now))
+            answered = probe.count(info, since, pools_named, wait_for, wait)
+            if answered is not None:
+                connected = answered
                 report.progress(connected, wait_for)
                 if connected >= wait_for:
                     report.done()
@@ -78,7 +89,8 @@ def wait_ready(launcher: Launcher, state: StateDir, sched: Step, pools: list[Ste
             raise StartupTimeout(f"only {connected}/{wait_for} workers connected after "
                                  f"{opts.timeout:g}s; last lines of {pools[0].log}:\n"
                                  f"{log_tail(pools[0].log)}")
-        time.sleep(POLL_SECONDS)
+        if answered is None or time.monotonic() - now < POLL_SECONDS:
+            time.sleep(POLL_SECONDS)  # no scheduler yet, or one that cannot wait (older)
 
 
 def check_alive(launcher: Launcher, sched: Step, pools: list[Step], opts: UpOptions,

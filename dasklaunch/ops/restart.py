@@ -61,12 +61,12 @@ def relaunch_pools(state: StateDir, record: ClusterRecord, *, hard: bool = False
         raise NotUpError("the scheduler is gone, so there is nothing to restart workers "
                          "against; run `dasklaunch down` then `dasklaunch up`")
     chosen = select_pools(record, only)
-    ident = schedfile.identity(info) or {}
+    # Workers killed hard may still be listed until the scheduler notices: count only the
+    # workers that join after this (the scheduler numbers them as they join).
+    since = (schedfile.count(info) or {}).get("seq", 0)
     for pool in chosen:
         outcome = launcher.stop(pool, grace=GRACE_SECONDS, hard=hard)
         report.info(f"worker pool {pool.pool} ({pool.name}): {outcome}")
-    # Workers killed hard may still be listed until the scheduler notices; count only new ones.
-    known = set(ident.get("workers", {}))
     generation = record.generation + 1
     nodes = launcher.current_nodes()
     new_pools = []
@@ -99,7 +99,8 @@ def relaunch_pools(state: StateDir, record: ClusterRecord, *, hard: bool = False
         record.expected_workers = sum(p.workers for p in record.pools)
         state.write_record(record)
         wait_ready(launcher, state, sched, new_pools, wait_for, opts, report,
-                   deadline=time.monotonic() + opts.timeout, known=known)
+                   deadline=time.monotonic() + opts.timeout, since=since,
+                   pools_named=[p.pool for p in chosen] if len(record.pools) > 1 else None)
     except KeyboardInterrupt:
         raise Interrupted("interrupted: the new workers are still starting; check "
                           "`dasklaunch status`") from None

@@ -1,5 +1,6 @@
 """`status`: the scheduler, the workers connected vs expected, each pool, restarts, scale-out
-jobs and the supervisor, from the record plus one question to the live scheduler."""
+jobs and the supervisor, from the record plus one question to the live scheduler (two with
+--workers)."""
 
 from __future__ import annotations
 
@@ -12,57 +13,50 @@ from ..runtime.state import StateDir, find_state_dir
 from .common import load_record, memory_restarts, read_supervisor
 
 
-def status(state_dir: Path | str | None = None) -> dict:
+def status(state_dir: Path | str | None = None, *, workers: bool = False) -> dict:
+    """The cluster's state. The scheduler is asked for aggregates (one pass over its workers,
+    an answer that grows with hosts and pools, not workers); `workers` adds each worker."""
     state = find_state_dir(state_dir)
     record = load_record(state)
     launcher = launcher_for(record)
     sched = record.scheduler
     info = schedfile.read(state.scheduler_file)
-    ident = schedfile.identity(info) if info else None
-    workers = (ident or {}).get("workers", {})
-    hosts: dict[str, int] = {}
-    memory = set()
-    threads = 0
-    highest_use = 0.0
-    paused = 0
-    for worker in workers.values():
-        hosts[worker.get("host", "?")] = hosts.get(worker.get("host", "?"), 0) + 1
-        memory.add(worker.get("memory_limit"))
-        threads += worker.get("nthreads", 0)
-        if worker.get("memory_limit") and worker.get("memory") is not None:
-            highest_use = max(highest_use, worker["memory"] / worker["memory_limit"])
-        paused += worker.get("status") == "paused"
+    summary = schedfile.summary(info) if info else None
+    listing = schedfile.identity(info) if info and summary and workers else None
+    found = summary or {}
+    by_pool = found.get("by_pool") or {}
     pool_rows = []
     for pool in record.pools:
         running = launcher.running(pool)
-        mine = [w for w in workers.values() if _in_pool(w, pool.pool, len(record.pools))]
+        mine = _pool_totals(by_pool, pool.pool, len(record.pools))
         state_word = ("stopped" if pool.pool in record.stopped_pools and not running
                       else "running" if running else "exited")
         pool_rows.append({"name": pool.name, "pool": pool.pool, "state": state_word,
                           "where": launcher.describe(pool), "ntasks": pool.ntasks,
-                          "expected": pool.workers, "connected": len(mine),
-                          "gpus": sum(_gpus(w) for w in mine),
-                          "resources": _resources(mine),
-                          "hosts": sorted({w.get("host", "?") for w in mine}),
+                          "expected": pool.workers, "connected": mine["connected"],
+                          "gpus": int(float(mine["resources"].get("GPU", 0))),
+                          "resources": mine["resources"], "hosts": mine["hosts"],
                           "log": pool.log})
-    return {
+    result = {
         "state_dir": str(state.path), "job_id": record.job_id, "backend": record.backend,
         "status": record.status, "stopped_at": record.stopped_at,
         "scheduler": {
             "address": info.address if info else record.address,
-            "alive": ident is not None,
+            "alive": summary is not None,
             "dashboard": info.dashboard_url if info else None,
             "where": launcher.describe(sched) if sched else None,
             "log": sched.log if sched else None,
         },
-        "workers": {"expected": record.expected_workers, "connected": len(workers),
-                    "threads": threads,
-                    "memory_per_worker": sorted(m for m in memory if m is not None),
+        "workers": {"expected": record.expected_workers,
+                    "connected": found.get("n_workers", 0),
+                    "threads": found.get("threads", 0),
+                    "memory_per_worker": found.get("memory_limits", []),
                     "memory_sizing": record.memory.get("how"),
-                    "highest_memory_use": round(highest_use, 3), "paused": paused,
+                    "highest_memory_use": found.get("highest_memory_use", 0.0),
+                    "paused": found.get("paused", 0),
                     "memory_restarts": memory_restarts(record.pools)},
         "profile": record.profile,
-        "hosts": dict(sorted(hosts.items())),
+        "hosts": found.get("hosts", {}),
         "pools": pool_rows,
         "restarts": record.restarts,
         "last_restart": record.last_restart,
@@ -70,6 +64,24 @@ def status(state_dir: Path | str | None = None) -> dict:
         "supervisor": _supervisor_summary(state),
         "env_file": str(state.env_file) if state.env_file.exists() else None,
     }
+    if workers:
+        result["worker_list"] = sorted(
+            ({"address": address, **row} for address, row in
+             ((listing or {}).get("workers") or {}).items()),
+            key=lambda w: (w.get("name", ""), w["address"]))
+    return result
+
+
+def _pool_totals(by_pool: dict[str, dict], pool: str, pools: int) -> dict:
+    """A pool's workers: those named POOL-...; with one pool, every worker is its."""
+    rows = list(by_pool.values()) if pools == 1 else [by_pool.get(pool) or {}]
+    resources: dict[str, float] = {}
+    for row in rows:
+        for key, amount in (row.get("resources") or {}).items():
+            resources[key] = resources.get(key, 0) + amount
+    return {"connected": sum(row.get("connected", 0) for row in rows),
+            "resources": resources,
+            "hosts": sorted({h for row in rows for h in row.get("hosts", [])})}
 
 
 def _scale_out_summary(record: ClusterRecord) -> list[dict]:
@@ -89,20 +101,3 @@ def _supervisor_summary(state: StateDir) -> dict | None:
     return {"attached": data["attached"], "restarts": data.get("restarts", 0),
             "last_reason": data.get("last_reason"),
             "pid": (data.get("process") or {}).get("pid")}
-
-
-def _in_pool(worker: dict, pool: str, pools: int) -> bool:
-    # workers are named POOL-HOST-N by the node launcher; with one pool, every worker is its
-    return pools == 1 or str(worker.get("name", "")).startswith(f"{pool}-")
-
-
-def _gpus(worker: dict) -> int:
-    return int(float((worker.get("resources") or {}).get("GPU", 0)))
-
-
-def _resources(workers: list[dict]) -> dict[str, float]:
-    total: dict[str, float] = {}
-    for worker in workers:
-        for key, amount in (worker.get("resources") or {}).items():
-            total[key] = total.get(key, 0) + amount
-    return total

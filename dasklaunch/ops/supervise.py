@@ -130,21 +130,21 @@ class Supervisor:
             down(self.state.path, report=self.report)
             return 0
         info = schedfile.read(self.state.scheduler_file)
-        ident = schedfile.identity(info) if info else None
-        if ident is None:
+        counts = schedfile.count(info) if info else None  # O(1): a count, not a listing
+        if counts is None:
             return self.scheduler_gone(record)
-        problem = self.diagnose(record, ident, now)
+        problem = self.diagnose(record, counts, now)
         if problem is None:
             self.data["checked"] = now  # the last look that found nothing to do
             self.save()
             return None
         return self.relaunch(problem, now)
 
-    def diagnose(self, record: ClusterRecord, ident: dict, now: float) -> str | None:
+    def diagnose(self, record: ClusterRecord, counts: dict, now: float) -> str | None:
         launcher = launcher_for(record)
         pools = record.pools
         expected = record.expected_workers
-        connected = len(ident.get("workers", {}))
+        connected = counts.get("n_workers", 0)
         for pool in pools:
             if not launcher.running(pool):
                 return f"worker step {pool.name} exited ({connected}/{expected} connected)"
@@ -175,8 +175,9 @@ class Supervisor:
         try:
             with self.state.lock("supervise"):
                 record = load_record(self.state, self.report)
-                fresh = self.diagnose(record, schedfile.identity(
-                    schedfile.read(self.state.scheduler_file)) or {"workers": {}}, now)
+                info = schedfile.read(self.state.scheduler_file)
+                fresh = self.diagnose(record, (schedfile.count(info) if info else None)
+                                      or {"n_workers": 0}, now)
                 if fresh is None:  # someone (restart-workers) fixed it meanwhile
                     return None
                 self.data["restarts"] += 1
@@ -218,7 +219,7 @@ class Supervisor:
             self.event("the cluster was brought down; nothing left to supervise")
             return 0
         info = schedfile.read(self.state.scheduler_file)
-        if info is not None and schedfile.identity(info) is not None:
+        if info is not None and schedfile.count(info) is not None:
             return None  # a new scheduler (another `up`) answers now
         if not self.opts.restart_scheduler:
             self.event("the scheduler is gone; run `dasklaunch down` then `dasklaunch up` "

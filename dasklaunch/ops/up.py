@@ -13,7 +13,13 @@ from pathlib import Path
 
 from ..domain import render
 from ..domain.allocation import Allocation
-from ..domain.commands import check_passthrough_args, pool_command, scheduler_command
+from ..domain.commands import (
+    WORKER_MODULE,
+    WORKER_MODULE_VARIABLE,
+    check_passthrough_args,
+    pool_command,
+    scheduler_command,
+)
 from ..domain.env import job_env, worker_env
 from ..domain.plan import expected_workers
 from ..domain.pools import Layout, PoolPlan, parse_pool, plan_pools
@@ -36,6 +42,8 @@ from ..runtime.tls import PROTOCOL_ARGS, TLSFiles
 from .common import interrupts_raise, step_name
 from .hints import client_dashboard_env, connect_call, dashboard_hints, dashboard_problem
 from .readiness import Probe, wait_ready
+from .scaling import apply_scale_defaults
+from .scratch import node_local_directory
 
 
 def job_config_dir(state: StateDir) -> Path:
@@ -98,7 +106,9 @@ def pool_step(opts: UpOptions, pool: PoolPlan, alloc: Allocation, local: bool, s
     all_nodes = hosts == alloc.nodes
     return Step(role="workers", name=name, placement=pool.plan.placement,
                 ntasks=pool.plan.ntasks, nnodes=pool.plan.nnodes,
-                command=pool_command(opts, pool, sfile, local=local, tls_args=tls_args),
+                command=pool_command(opts, pool, sfile, local=local, tls_args=tls_args,
+                                     module=os.environ.get(WORKER_MODULE_VARIABLE) or
+                                     WORKER_MODULE),
                 log=str(state.logs / f"{name}.log"), env=env, pool=pool.name,
                 expected=pool.expected_workers,
                 nodelist=None if (local or all_nodes or pool.het_group is not None)
@@ -186,12 +196,15 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
     alloc = current_allocation(backend, opts.local_tasks)
     state = find_state_dir(state_dir, alloc.job_id)
     opts, sizing, profile = resolve_profile(opts, alloc)
+    opts = node_local_directory(opts, pool_specs(opts), report)
     memory_origin = sources.get("memory_limit", "command line")
     layout = Layout(plan_pools(alloc, opts, pool_specs(opts), **sizing, memory_origin=(
         "--memory-limit" if memory_origin in ("command line", "default") else memory_origin)))
     launcher = launcher or make_launcher(backend, alloc.job_id, alloc.nodes)
     backend_version = launcher.check_backend()
-    sched, pools = build_steps(opts, layout, alloc, launcher.backend, state, extra_env)
+    opts, scale_env = apply_scale_defaults(opts, layout.expected_workers, profile, report)
+    sched, pools = build_steps(opts, layout, alloc, launcher.backend, state,
+                               {**scale_env, **(extra_env or {})})
     total = layout.expected_workers
     wait_for = expected_workers(layout, opts)
     notes = []
@@ -243,8 +256,7 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
                             + (f" in pool {pool.pool}" if len(pools) > 1 else "")
                             + f", log {pool.log}")
             info = wait_ready(launcher, state, sched, pools, wait_for, opts, report,
-                              deadline=time.monotonic() + opts.timeout, known=set(),
-                              probe=probe)
+                              deadline=time.monotonic() + opts.timeout, probe=probe)
             record.status = "up"
             record.address, record.dashboard_port = info.address, info.dashboard_port
             try:
