@@ -94,13 +94,14 @@ def ensure_pre_spawn_environ() -> None:
 def start_fork_server() -> int:
     """Fork this process into the fork server of the nanny that will run here, and point
     multiprocessing's forkserver start method at it. Returns its pid."""
-    from multiprocessing import connection, forkserver
+    from multiprocessing import connection, forkserver, util
 
     server = forkserver._forkserver  # noqa: SLF001 - the client state of Python's forkserver
     address = connection.arbitrary_address("AF_UNIX")
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(address)
-    os.chmod(address, 0o600)
+    if not util.is_abstract_socket_namespace(address):
+        os.chmod(address, 0o600)
     listener.listen()
     # every process that may ask for a fork holds alive_w; the server ends when all have closed it
     alive_r, alive_w = os.pipe()
