@@ -54,6 +54,50 @@ print("forked:", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
         "refused: refusing to fork a process with 2 threads", "forked: 7"]
 
 
+def test_the_fork_server_forks_only_while_it_has_one_thread():
+    """Python's forkserver loop calls os.fork() itself: the fork server checks before each."""
+    result = run_python("""
+import multiprocessing, os, threading
+from dasklaunch.launch import prefork
+from dasklaunch.runtime import proc
+prefork.guard_forks(os.getpid())
+pid = proc.fork()                      # one thread: forks
+if pid == 0:
+    os._exit(0)
+os.waitpid(pid, 0)
+threading.Thread(target=threading.Event().wait, daemon=True).start()
+os.fork()                              # two: ends this process before forking
+print("forked from a threaded process")
+""")
+    assert result.returncode == 70, result
+    assert "2 threads; ending it rather than forking" in result.stderr
+    assert "forked from" not in result.stdout
+
+
+def test_workers_are_forked_by_a_one_thread_fork_server():
+    result = run_python("""
+import multiprocessing, os, sys
+from dasklaunch.launch import prefork
+from dasklaunch.runtime import proc
+
+def child(queue):
+    queue.put((os.getppid(), "distributed" in sys.modules))
+
+import distributed  # what the launcher imports, before the server is forked
+server = prefork.start_fork_server()
+ctx = multiprocessing.get_context("forkserver")
+queue = ctx.Queue()
+process = ctx.Process(target=child, args=(queue,))
+process.start()
+parent, imported = queue.get(timeout=30)
+process.join(30)
+threads = len(os.listdir(f"/proc/{server}/task"))
+print(parent == server, imported, threads, process.exitcode)
+""")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "True", "1", "0"]
+
+
 # Each forked task blocks SIGTERM and records who sent each one, for a while after the first.
 TASKS = """
 import os, signal, sys

@@ -91,6 +91,19 @@ def ensure_pre_spawn_environ() -> None:
     proc.become(list(sys.orig_argv), env={**os.environ, **missing, REEXEC_MARK: "1"})
 
 
+def guard_forks(server: int) -> None:
+    """Python's forkserver loop forks with os.fork(): make every fork of process `server` check
+    first that it has one thread, and end it otherwise (its nanny then starts a fresh fork
+    server the standard way). Its children inherit the hook, which does nothing there."""
+    def before_fork() -> None:
+        if os.getpid() == server and proc.thread_count() != 1:
+            say(f"fork server {server}: {proc.thread_count()} threads; ending it rather than "
+                f"forking a worker from it")
+            os._exit(70)
+
+    os.register_at_fork(before=before_fork)
+
+
 def start_fork_server() -> int:
     """Fork this process into the fork server of the nanny that will run here, and point
     multiprocessing's forkserver start method at it. Returns its pid."""
@@ -108,6 +121,7 @@ def start_fork_server() -> int:
     pid = proc.fork()
     if pid == 0:
         os.close(alive_w)
+        guard_forks(os.getpid())
         code = 0
         try:
             forkserver.main(listener.detach(), alive_r, [])
