@@ -243,7 +243,11 @@ def ttr(args) -> None:
         if name.startswith("dasklaunch"):
             state = ctx.rundir / "state"
             extra = {"dasklaunch-notls": ["--no-tls"],
-                     "dasklaunch-here": ["--scheduler-here"]}.get(name, [])
+                     "dasklaunch-here": ["--scheduler-here"],
+                     "dasklaunch-spawn": ["--start-method", "spawn"],
+                     # one launcher per node with K nannies: what a per-node prefork would be
+                     "dasklaunch-pernode": ["--per-node", "--nworkers", str(k),
+                                            "--nthreads", "1"]}.get(name, [])
             env = dict(ctx.env)
             if name in ("dasklaunch-fork", "dasklaunch-forkserver"):
                 env["DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD"] = name.split("-")[1]

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import sys
 import time
 
 import pytest
@@ -231,26 +232,80 @@ def test_down_workers_only_keeps_the_scheduler(local_runner):
 
 
 
-@pytest.mark.parametrize("method", ["fork", "spawn"])
+def worker_facts() -> tuple:  # module-level, but sent by value: see cloudpickle below
+    import dask
+    import psutil
+
+    me = psutil.Process()
+    server = me.parent()
+    return (dask.config.get("distributed.worker.multiprocessing-method"),
+            os.environ.get("OMP_NUM_THREADS"), os.environ.get("PYTHONHASHSEED"),
+            hash("dasklaunch"), "spawn_main" in " ".join(me.cmdline()),
+            server.pid, server.num_threads(), server.parent().pid)
+
+
+@pytest.mark.parametrize("method", ["prefork", "fork", "spawn"])
 def test_start_method_reaches_the_nannies(runner, method):
+    """prefork (the default): each worker is forked by a fork server with one thread, the
+    child of its nanny; the pre-spawn environment and the nanny's hash seed reach every worker
+    (one hash for all), whatever the method."""
+    import cloudpickle
+
     import dasklaunch
 
-    def worker_facts() -> tuple:  # nested, so that cloudpickle sends it by value
-        import dask
-        import psutil
-
-        return (dask.config.get("distributed.worker.multiprocessing-method"),
-                os.environ.get("OMP_NUM_THREADS"),
-                "spawn_main" in " ".join(psutil.Process().cmdline()))
-
-    runner("up", *runner.up_args, *FAST, "--start-method", method, check=True)
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    extra = [] if method == "prefork" else ["--start-method", method]
+    runner("up", *runner.up_args, *FAST, *extra, check=True)
     try:
         with dasklaunch.connect(runner.state_dir, timeout="30s") as client:
-            facts = set(client.run(worker_facts).values())
+            facts = client.run(worker_facts)
+            nannies = client.run(os.getpid, nanny=True)
     finally:
         runner("down", check=True)
-    # a spawned worker runs multiprocessing's spawn_main; a forked one keeps the nanny's argv
-    assert facts == ({("fork", "1", False)} if method == "fork" else {("spawn", "1", True)})
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    dask_method = {"prefork": "forkserver"}.get(method, method)
+    assert {f[:5] for f in facts.values()} == {
+        (dask_method, "1", "6640", hash_with_seed("dasklaunch", 6640), method == "spawn")}
+    if method == "prefork":
+        servers = {f[5] for f in facts.values()}
+        assert len(servers) == len(facts)  # one per nanny process here (one nanny each)
+        assert {f[6] for f in facts.values()} == {1}
+        assert {f[7] for f in facts.values()} == set(nannies.values())
+
+
+def hash_with_seed(text: str, seed: int) -> int:
+    import subprocess
+
+    return int(subprocess.run([sys.executable, "-c", f"print(hash({text!r}))"],
+                              env=dict(os.environ, PYTHONHASHSEED=str(seed)),
+                              capture_output=True, text=True, check=True).stdout)
+
+
+SITECUSTOMIZE = """
+import threading
+threading.Thread(target=threading.Event().wait, daemon=True).start()
+"""
+
+
+def test_a_threaded_launcher_does_not_fork(runner, tmp_path):
+    """A launcher with a second thread after importing distributed (here a sitecustomize's;
+    in life a BLAS pool) says so and starts its workers with spawn."""
+    import dasklaunch
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    path = os.pathsep.join(p for p in (str(site), runner.env.get("PYTHONPATH")) if p)
+    runner("up", *runner.up_args, *FAST, check=True, extra_env={"PYTHONPATH": path})
+    try:
+        with dasklaunch.connect(runner.state_dir, timeout="30s") as client:
+            spawned = client.run(lambda: "spawn_main" in " ".join(__import__("psutil")
+                                                                  .Process().cmdline()))
+        logs = runner("logs", "workers", "-n", "all", check=True).stdout
+    finally:
+        runner("down", check=True)
+    assert set(spawned.values()) == {True}
+    assert "not preforking: 2 threads after importing distributed" in logs
 
 
 def test_deleted_state_dir_does_not_lose_the_cluster(runner):

@@ -125,7 +125,10 @@ def test_start_method_env():
         start_method_env,
     )
 
-    assert start_method_env(None, {}) == {}
+    # the default, prefork, is the node launcher's own: no Dask variable, the pre-spawn
+    # environment from the step's start (the hash seed included)
+    assert start_method_env(None, {}) == start_method_env("prefork", {}) == PRE_SPAWN_ENVIRON
+    assert PRE_SPAWN_ENVIRON["PYTHONHASHSEED"] == "6640"
     assert start_method_env("spawn", {}) == {START_METHOD_VARIABLE: "spawn"}
     forked = start_method_env("fork", {"OMP_NUM_THREADS": "8"})
     assert forked[START_METHOD_VARIABLE] == "fork"

@@ -74,9 +74,10 @@ def up(
     nanny: Annotated[bool, typer.Option(
         "--nanny/--no-nanny", help="Run workers under a nanny (restarts, memory limits).")] = True,
     start_method: Annotated[Optional[str], typer.Option(
-        metavar="spawn|fork|forkserver",
-        help="How nannies start workers: spawn (Dask's default), fork (faster start-up, see "
-             "README) or forkserver.")] = None,
+        metavar="prefork|spawn|fork|forkserver",
+        help="How workers start: prefork (default: distributed imported once per launcher, "
+             "then forked, never from a threaded process; see README), or Dask's spawn, fork, "
+             "forkserver.")] = None,
     wait_workers: Annotated[str, typer.Option(
         metavar="N|all", help="Return when this many workers are connected, or 'all'.")] = "all",
     timeout: Annotated[float, typer.Option(

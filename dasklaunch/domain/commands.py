@@ -8,7 +8,7 @@ from dataclasses import replace
 from ..errors import UsageError
 from .plan import WorkerPlan
 from .pools import PoolPlan
-from .settings import START_METHODS, UpOptions
+from .settings import DEFAULT_START_METHOD, START_METHODS, UpOptions
 
 LOCAL_HOST = "127.0.0.1"
 SCHEDULER_PRELOAD = "dasklaunch.runtime.scheduler_plugin"
@@ -79,24 +79,30 @@ def scheduler_command(opts: UpOptions, scheduler_file: str, *, local: bool,
     return argv
 
 
-# distributed.nanny.pre-spawn-environ's defaults. The nanny sets them in its own process just
-# before it starts a worker; a forked worker inherits a process whose libraries (malloc,
-# OpenMP, BLAS) already read the old values, so with fork/forkserver they must be in the
-# environment the nanny itself starts with, as distributed's docs advise.
+# distributed.nanny.pre-spawn-environ's defaults, and the PYTHONHASHSEED the nanny adds. The
+# nanny sets them in its own process just before it spawns a worker; a forked worker inherits a
+# process whose malloc, hash seed and BLAS already read the old values, so with prefork, fork
+# and forkserver they must be in the environment the step starts with, as distributed's docs
+# advise (the seed is what keeps hashing consistent between workers).
 PRE_SPAWN_ENVIRON = {"MALLOC_TRIM_THRESHOLD_": "65536", "OMP_NUM_THREADS": "1",
-                     "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+                     "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+                     "PYTHONHASHSEED": "6640"}
 START_METHOD_VARIABLE = "DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD"
 
 
+def start_method(opts: UpOptions) -> str:
+    return opts.start_method or DEFAULT_START_METHOD
+
+
 def start_method_env(method: str | None, inherited: dict[str, str]) -> dict[str, str]:
-    """Variables for the worker step that make the nanny start workers with `method`.
+    """Variables for the worker step that make the nanny start workers with `method` (None: the
+    default, prefork, which the node launcher does itself: no Dask variable).
     `inherited` is the environment the step gets anyway: what the user set there wins."""
-    if method is None:
-        return {}
+    method = method or DEFAULT_START_METHOD
     if method not in START_METHODS:
         raise UsageError(f"--start-method must be one of {', '.join(START_METHODS)}, "
                          f"not {method!r}")
-    env = {START_METHOD_VARIABLE: method}
+    env = {} if method == "prefork" else {START_METHOD_VARIABLE: method}
     if method != "spawn":
         env.update({k: v for k, v in PRE_SPAWN_ENVIRON.items() if k not in inherited})
     return env
@@ -130,8 +136,9 @@ def pool_command(opts: UpOptions, pool: PoolPlan, scheduler_file: str, *, local:
                  tls_args: list[str] | tuple[str, ...] = (),
                  python: str = sys.executable, module: str = WORKER_MODULE) -> list[str]:
     """What each task of a pool's step runs: the node launcher (which names the workers
-    POOL-HOST-N and pins GPU workers to their GPUs), then `dask worker` with the pool's shape.
-    A GPU pool's task starts one `dask worker` per GPU (or per gpus-per-worker GPUs)."""
+    POOL-HOST-N, pins GPU workers to their GPUs and, with prefork, forks them), then `dask
+    worker` with the pool's shape. A GPU pool's task starts one `dask worker` per GPU (or per
+    gpus-per-worker GPUs)."""
     spec = pool.spec
     shaped = replace(opts, local_directory=spec.local_directory or opts.local_directory,
                      worker_args=(*opts.worker_args, *spec.worker_args))
@@ -142,5 +149,6 @@ def pool_command(opts: UpOptions, pool: PoolPlan, scheduler_file: str, *, local:
         argv += ["--resources", " ".join(f"{k}={v}" for k, v in pool.resources)]
     if spec.worker_class:
         argv += ["--worker-class", spec.worker_class]
+    prefork = ["--prefork"] if start_method(opts) == "prefork" else []
     return [python, "-m", NODE_LAUNCHER, "--pool", spec.name,
-            "--gpus-per-worker", str(pool.gpus_per_worker), "--", *argv]
+            "--gpus-per-worker", str(pool.gpus_per_worker), *prefork, "--", *argv]

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 BACKENDS = ("auto", "slurm", "local")
-START_METHODS = ("spawn", "fork", "forkserver")
+# prefork: the node launcher imports distributed once and forks (launch/prefork.py); the others
+# are Dask's own multiprocessing methods, set for the nannies.
+START_METHODS = ("prefork", "spawn", "fork", "forkserver")
+DEFAULT_START_METHOD = "prefork"
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ class UpOptions:
     profile: str | None = None
     lifetime: str | None = None          # rotate workers: dask worker --lifetime ...
     lifetime_stagger: str | None = None
-    start_method: str | None = None      # the nanny's multiprocessing method; None: Dask's
+    start_method: str | None = None      # START_METHODS; None: DEFAULT_START_METHOD
     pools: tuple[str, ...] = ()          # --pool specs (NAME:KEY=VALUE,...); none: the default
     extra_env: tuple[tuple[str, str], ...] = field(default=())
 

@@ -5,6 +5,10 @@ foreground as the step's leader (like srun), forwards SIGTERM/SIGINT to the task
 when every task has exited, with the highest exit code. The launcher starts it as the leader of
 a new process group, so the whole step (nanny children included) is one killpg away.
 
+When COMMAND is the node launcher with --prefork, this step is the node's one launcher: it
+imports distributed once and forks the tasks, each with the environment it would have had as a
+separate process (see launch/prefork.py).
+
 Usage: python -m dasklaunch.launch.localstep --ntasks N [--job-name NAME] -- COMMAND ...
 """
 
@@ -16,6 +20,7 @@ import socket
 import sys
 
 from ..runtime import proc
+from . import node
 
 
 def task_environ(rank: int, ntasks: int, name: str, base: dict[str, str]) -> dict[str, str]:
@@ -29,9 +34,14 @@ def task_environ(rank: int, ntasks: int, name: str, base: dict[str, str]) -> dic
 
 
 def run_tasks(command: list[str], ntasks: int, name: str) -> int:
-    return proc.lead([proc.start_child(command,
-                                       env=task_environ(rank, ntasks, name, dict(os.environ)))
-                      for rank in range(ntasks)])
+    envs = [task_environ(rank, ntasks, name, dict(os.environ)) for rank in range(ntasks)]
+    if node.is_prefork(command):
+        # this step is the node's one launcher: one import of distributed, its tasks forked
+        code = node.run_tasks(command, envs)
+        if code is not None:
+            return code
+        command = node.without_prefork(command)
+    return proc.lead([proc.start_child(command, env=env) for env in envs])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,15 +1,20 @@
-"""What a pool's task runs on its node: names the node's workers and pins GPU workers.
+"""What a pool's task runs on its node: names the node's workers, pins GPU workers, and starts
+them without a second import of distributed.
 
-    python -m dasklaunch.launch.node --pool NAME --gpus-per-worker G -- dask worker ...
+    python -m dasklaunch.launch.node --pool NAME --gpus-per-worker G [--prefork] -- dask worker ...
 
-With no GPUs to pin (G = 0, or none visible), it becomes `dask worker --name POOL-HOST-N` (exec:
-the same process, so signals, pids and the end of the step are exactly as before). With G > 0 it
-starts one `dask worker` per G of the GPUs it sees (the node's GPUs stay visible to this one
-process, so workers of a node can still reach each other's GPUs over CUDA IPC), each seeing only
-its own through the vendor's variable, with its share of the task's CPUs, named
-POOL-HOST-gpuTOKEN; it passes SIGTERM/SIGINT on to them once and exits when all have exited.
+Its workers: with no GPUs to pin (G = 0, or none visible), one `dask worker --name POOL-HOST-N`
+(N: the task's SLURM_LOCALID). With G > 0, one `dask worker` per G of the GPUs it sees (the
+node's GPUs stay visible to this one process, so workers of a node can still reach each other's
+GPUs over CUDA IPC), each seeing only its own through the vendor's variable, with its share of
+the task's CPUs, named POOL-HOST-gpuTOKEN.
 
-It imports neither Dask nor anything that starts threads, and reads only its environment.
+With --prefork (the default start method) it imports distributed once and forks them, and
+their nannies fork their workers from a fork server forked from it: see launch/prefork.py.
+Otherwise (--start-method spawn/fork/forkserver, or when prefork cannot be used) it imports no
+Dask: with one worker it becomes `dask worker` (exec: the same process, so signals, pids and the
+end of the step are exactly as before); with several it starts them as children. Either way it
+passes SIGTERM/SIGINT on to its workers once and exits when all have exited.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import sys
 
 from ..domain.gpus import VisibleGPUs, visible_gpus
 from ..runtime import proc
+from . import prefork
 
 
 def host_name(env: dict[str, str]) -> str:
@@ -53,36 +59,84 @@ def gpu_workers(pool: str, host: str, gpus: VisibleGPUs, per_worker: int,
             for group, cpu_slice in zip(groups, slices, strict=True)]
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="dasklaunch.launch.node")
     parser.add_argument("--pool", required=True)
     parser.add_argument("--gpus-per-worker", type=int, default=0)
+    parser.add_argument("--prefork", action="store_true")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if not command:
+    args.command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not args.command:
         parser.error("no command given")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(sys.argv[1:] if argv is None else argv)
     env = dict(os.environ)
-    host = host_name(env)
-    gpus = visible_gpus(env) if args.gpus_per_worker else None
-    if gpus is None or len(gpus.tokens) < args.gpus_per_worker:
-        if args.gpus_per_worker:
-            print(f"dasklaunch.launch.node: pool {args.pool} wants {args.gpus_per_worker} GPUs "
-                  f"per worker but this task sees {len(gpus.tokens) if gpus else 0}",
-                  file=sys.stderr, flush=True)
-            return 2
-        name = f"{args.pool}-{host}-{env.get('SLURM_LOCALID', '0')}"
-        hidden = visible_gpus(env)
-        if hidden is not None:
-            # a CPU-only pool on a node with GPUs: its workers must not use them
-            os.environ.update(hidden.variables(()))
-        proc.become([*command, "--name", name])
-    workers = gpu_workers(args.pool, host, gpus, args.gpus_per_worker, command,
-                          sorted(os.sched_getaffinity(0)))
+    workers = node_workers(args.pool, args.gpus_per_worker, args.command, env)
+    if workers is None:
+        return 2
+    if args.prefork:
+        code = prefork.run([(env, workers)])
+        if code is not None:
+            return code
+        if "distributed" in sys.modules:
+            # imported, and it left threads: start afresh without it, the usual way
+            proc.become(without_prefork(list(sys.orig_argv)))
+    if len(workers) == 1 and not workers[0][2]:
+        argv, extra, _ = workers[0]
+        os.environ.update(extra)
+        proc.become(argv)
     return run_workers(workers, env)
 
 
-def run_workers(workers: list[tuple[list[str], dict, list[int]]], env: dict[str, str]) -> int:
+def is_prefork(command: list[str]) -> bool:
+    """Whether a task command is this Python's node launcher with --prefork."""
+    head = command[:3] == [sys.executable, "-m", "dasklaunch.launch.node"]
+    return head and "--prefork" in command[3:command.index("--") if "--" in command else None]
+
+
+def without_prefork(command: list[str]) -> list[str]:
+    """The same command without its (first) --prefork."""
+    out = list(command)
+    out.remove("--prefork")
+    return out
+
+
+def run_tasks(command: list[str], envs: list[dict[str, str]]) -> int | None:
+    """The local step's tasks (one environment each) of a --prefork node launcher `command`,
+    forked from this one process with one import of distributed: the local step is the node's
+    one launcher. None, having said why, when they cannot be (start them the usual way, without
+    --prefork)."""
+    args = parse(command[3:])
+    tasks = [(env, node_workers(args.pool, args.gpus_per_worker, args.command, env))
+             for env in envs]
+    return prefork.run(tasks)
+
+
+def node_workers(pool: str, gpus_per_worker: int, command: list[str],
+                 env: dict[str, str]) -> list[prefork.NodeWorker] | None:
+    """The `dask worker` processes of this task; None (said why) when it has too few GPUs."""
+    host = host_name(env)
+    gpus = visible_gpus(env) if gpus_per_worker else None
+    if gpus is None or len(gpus.tokens) < gpus_per_worker:
+        if gpus_per_worker:
+            print(f"dasklaunch.launch.node: pool {pool} wants {gpus_per_worker} GPUs "
+                  f"per worker but this task sees {len(gpus.tokens) if gpus else 0}",
+                  file=sys.stderr, flush=True)
+            return None
+        name = f"{pool}-{host}-{env.get('SLURM_LOCALID', '0')}"
+        hidden = visible_gpus(env)
+        # a CPU-only pool on a node with GPUs: its workers must not use them
+        extra = hidden.variables(()) if hidden is not None else {}
+        return [([*command, "--name", name], extra, None)]
+    return gpu_workers(pool, host, gpus, gpus_per_worker, command,
+                       sorted(os.sched_getaffinity(0)))
+
+
+def run_workers(workers: list[prefork.NodeWorker], env: dict[str, str]) -> int:
     return proc.lead([proc.start_child(argv, env={**env, **extra}, cpus=cpus)
                       for argv, extra, cpus in workers])
 
