@@ -65,7 +65,8 @@ def join(state_dir: Path | str | None = None, *, pool: str = "joined",
                     command=argv, log=str(state.logs / f"{name}.log"), env=env, pool=pool,
                     expected=expected)
         launcher = launcher_for(record)
-        known = set((schedfile.identity(info) or {}).get("workers", {}))
+        # count only workers that join from here on (the scheduler numbers them as they join)
+        since = (schedfile.count(info) or {}).get("seq", 0)
         launcher.start(step)
         record.pools.append(step)
         record.expected_workers += expected
@@ -73,7 +74,7 @@ def join(state_dir: Path | str | None = None, *, pool: str = "joined",
         report.info(f"pool {pool}: started {proc.display(argv)}, log {step.log}")
         try:
             wait_ready(launcher, state, record.scheduler, [step], expected, opts, report,
-                       deadline=time.monotonic() + opts.timeout, known=known)
+                       deadline=time.monotonic() + opts.timeout, since=since)
         except BaseException:
             launcher.stop(step, hard=True)
             record.pools.remove(step)
