@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..domain.settings import DEFAULT_DRAIN_TIMEOUT
 from ..domain.units import format_bytes, plural
 from .options import JsonOpt, StateDirOpt, TimeoutOpt
 
@@ -95,6 +96,11 @@ def up(
              "nthreads, memory-limit, gpus-per-worker, resources, worker-class, "
              "local-directory, worker-arg, share [default: one pool on every node, one per "
              "component of a heterogeneous job; GPU nodes get one worker per GPU].")] = None,
+    drain_timeout: Annotated[float, typer.Option(
+        metavar="SECONDS",
+        help="Seconds a worker told to end (restart-workers, down --pool, scancel, walltime, "
+             "preemption) spends handing its results to workers that stay; 0: none.")
+    ] = DEFAULT_DRAIN_TIMEOUT,
     supervise: Annotated[bool, typer.Option(
         "--supervise", help="Stay in the foreground and bring worker pools back (see `dasklaunch "
              "supervise`).")] = False,
@@ -117,7 +123,8 @@ def up(
         worker_args=tuple(worker_arg or ()), scheduler_args=tuple(scheduler_arg or ()),
         dashboard_address=dashboard_address, port=port, nanny=nanny, wait_workers=wait_workers,
         timeout=timeout, local_tasks=local_tasks, tls=tls, profile=profile, lifetime=lifetime,
-        lifetime_stagger=lifetime_stagger, start_method=start_method, pools=tuple(pool or ()))
+        lifetime_stagger=lifetime_stagger, start_method=start_method, pools=tuple(pool or ()),
+        drain_timeout=drain_timeout)
     if lifetime_stagger and not lifetime:
         from ..errors import UsageError
 
@@ -189,6 +196,7 @@ def status(state_dir: StateDirOpt = None, as_json: JsonOpt = False,
     """Show the scheduler, the workers connected vs expected, and each worker pool.
 
     Exits 0 when the scheduler is alive, 1 otherwise."""
+    from ..ops.status import drain_line
     from ..ops.status import status as run_status
 
     result = run_status(state_dir, workers=workers_too)
@@ -228,6 +236,9 @@ def status(state_dir: StateDirOpt = None, as_json: JsonOpt = False,
         print(f"restarts   {result['restarts']}"
               + (f" (last: {result['last_restart']['reason']})" if result["last_restart"]
                  else ""))
+        drains = drain_line(result.get("drains"))
+        if drains:
+            print(f"drains     {drains}")
         for job in result["scale_out"]:
             print(f"scale-out  job {job['job_id']} ({job['name']}): {job['state']}")
         sup = result["supervisor"]

@@ -151,4 +151,12 @@ def pool_command(opts: UpOptions, pool: PoolPlan, scheduler_file: str, *, local:
         argv += ["--worker-class", spec.worker_class]
     prefork = ["--prefork"] if start_method(opts) == "prefork" else []
     return [python, "-m", NODE_LAUNCHER, "--pool", spec.name,
-            "--gpus-per-worker", str(pool.gpus_per_worker), *prefork, "--", *argv]
+            "--gpus-per-worker", str(pool.gpus_per_worker), *prefork,
+            *drain_args(opts), "--", *argv]
+
+
+def drain_args(opts: UpOptions) -> list[str]:
+    """The node launcher's --drain-timeout (none when draining is off)."""
+    if opts.drain_timeout < 0:
+        raise UsageError(f"--drain-timeout must be >= 0 seconds, not {opts.drain_timeout:g}")
+    return ["--drain-timeout", f"{opts.drain_timeout:g}"] if opts.drain_timeout > 0 else []

@@ -9,6 +9,9 @@ BACKENDS = ("auto", "slurm", "local")
 # are Dask's own multiprocessing methods, set for the nannies.
 START_METHODS = ("prefork", "spawn", "fork", "forkserver")
 DEFAULT_START_METHOD = "prefork"
+# Seconds a worker that is told to end (SIGTERM) spends handing its results to workers that
+# stay: inside Slurm's default KillWait (30 s), so a job's end still kills nothing mid-move.
+DEFAULT_DRAIN_TIMEOUT = 20.0
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class UpOptions:
     lifetime_stagger: str | None = None
     start_method: str | None = None      # START_METHODS; None: DEFAULT_START_METHOD
     pools: tuple[str, ...] = ()          # --pool specs (NAME:KEY=VALUE,...); none: the default
+    drain_timeout: float = DEFAULT_DRAIN_TIMEOUT  # 0: workers end without handing over results
     extra_env: tuple[tuple[str, str], ...] = field(default=())
 
     def to_dict(self) -> dict:

@@ -1,7 +1,8 @@
 """What a pool's task runs on its node: names the node's workers, pins GPU workers, and starts
 them without a second import of distributed.
 
-    python -m dasklaunch.launch.node --pool NAME --gpus-per-worker G [--prefork] -- dask worker ...
+    python -m dasklaunch.launch.node --pool NAME --gpus-per-worker G [--prefork]
+        [--drain-timeout SECONDS] -- dask worker ...
 
 Its workers: with no GPUs to pin (G = 0, or none visible), one `dask worker --name POOL-HOST-N`
 (N: the task's SLURM_LOCALID). With G > 0, one `dask worker` per G of the GPUs it sees (the
@@ -15,6 +16,10 @@ Otherwise (--start-method spawn/fork/forkserver, or when prefork cannot be used)
 Dask: with one worker it becomes `dask worker` (exec: the same process, so signals, pids and the
 end of the step are exactly as before); with several it starts them as children. Either way it
 passes SIGTERM/SIGINT on to its workers once and exits when all have exited.
+
+With --drain-timeout T > 0 it stays its workers' parent (it neither becomes nor runs `dask
+worker` itself) and, on the first SIGTERM, asks the scheduler to retire them before it passes
+the signal on: the results they hold move to workers that stay (launch/drain.py).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import sys
 
 from ..domain.gpus import VisibleGPUs, visible_gpus
 from ..runtime import proc
-from . import prefork
+from . import drain, prefork
 
 
 def host_name(env: dict[str, str]) -> str:
@@ -64,6 +69,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--pool", required=True)
     parser.add_argument("--gpus-per-worker", type=int, default=0)
     parser.add_argument("--prefork", action="store_true")
+    parser.add_argument("--drain-timeout", type=float, default=0.0)
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     args.command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -78,18 +84,28 @@ def main(argv: list[str] | None = None) -> int:
     workers = node_workers(args.pool, args.gpus_per_worker, args.command, env)
     if workers is None:
         return 2
+    drainer = draining(args, [workers])
     if args.prefork:
-        code = prefork.run([(env, workers)])
+        code = prefork.run([(env, workers)], before_term=drainer)
         if code is not None:
             return code
         if "distributed" in sys.modules:
             # imported, and it left threads: start afresh without it, the usual way
             proc.become(without_prefork(list(sys.orig_argv)))
-    if len(workers) == 1 and not workers[0][2]:
+    if len(workers) == 1 and not workers[0][2] and drainer is None:
         argv, extra, _ = workers[0]
         os.environ.update(extra)
         proc.become(argv)
-    return run_workers(workers, env)
+    return run_workers(workers, env, drainer)
+
+
+def draining(args: argparse.Namespace, tasks: list[list[prefork.NodeWorker] | None]):
+    """What drains these tasks' workers before SIGTERM reaches them (None: no draining, with
+    --drain-timeout 0). The launcher then stays their parent rather than becoming one."""
+    if args.drain_timeout <= 0:
+        return None
+    return drain.Drainer([argv for workers in tasks for argv, _, _ in workers or ()],
+                         args.drain_timeout)
 
 
 def is_prefork(command: list[str]) -> bool:
@@ -113,7 +129,7 @@ def run_tasks(command: list[str], envs: list[dict[str, str]]) -> int | None:
     args = parse(command[3:])
     tasks = [(env, node_workers(args.pool, args.gpus_per_worker, args.command, env))
              for env in envs]
-    return prefork.run(tasks)
+    return prefork.run(tasks, before_term=draining(args, [w for _, w in tasks]))
 
 
 def node_workers(pool: str, gpus_per_worker: int, command: list[str],
@@ -136,9 +152,10 @@ def node_workers(pool: str, gpus_per_worker: int, command: list[str],
                        sorted(os.sched_getaffinity(0)))
 
 
-def run_workers(workers: list[prefork.NodeWorker], env: dict[str, str]) -> int:
+def run_workers(workers: list[prefork.NodeWorker], env: dict[str, str],
+                before_term=None) -> int:
     return proc.lead([proc.start_child(argv, env={**env, **extra}, cpus=cpus)
-                      for argv, extra, cpus in workers])
+                      for argv, extra, cpus in workers], before_term)
 
 
 if __name__ == "__main__":

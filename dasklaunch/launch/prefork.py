@@ -194,20 +194,22 @@ def run_task(env: dict[str, str], workers: list[NodeWorker] | None) -> None:
     sys.exit(fork_all(run_dask_worker, workers))
 
 
-def fork_all(body, items: list[tuple]) -> int:
+def fork_all(body, items: list[tuple], before_term=None) -> int:
     """body(*item) in a forked child for each item; the highest exit code, passing SIGTERM and
-    SIGINT on to each child once (blocked until then, so none is lost between the forks)."""
+    SIGINT on to each child once (blocked until then, so none is lost between the forks), after
+    before_term(signum) for the first SIGTERM."""
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     pids = [in_child(body, *item) for item in items]
-    return proc.wait_forked(pids)
+    return proc.wait_forked(pids, before_term)
 
 
-def run(tasks: list[Task]) -> int | None:
+def run(tasks: list[Task], before_term=None) -> int | None:
     """Start the workers of `tasks` (one: this process is the task; several: the local step,
     one forked process per task) with one import of distributed, by forking. Returns None,
     having said why, when they cannot be started so (then the caller starts them the usual
     way, without --prefork); otherwise returns, in the parent of forked tasks or workers only,
-    their highest exit code."""
+    their highest exit code. With `before_term` (draining) this process stays the parent of
+    what it starts, and calls it on the first SIGTERM before passing the signal on."""
     reason = why_not(tasks)
     if reason:
         say(f"not preforking ({reason}); dask worker starts its workers with spawn")
@@ -229,6 +231,8 @@ def run(tasks: list[Task]) -> int | None:
     resource_tracker.ensure_running()
     # objects that exist now are shared by every fork; keep the collector from touching them
     gc.freeze()
-    if len(tasks) == 1:
+    if len(tasks) == 1 and before_term is None:
         run_task(*tasks[0])
-    return fork_all(run_task, tasks)
+    if len(tasks) == 1 and tasks[0][1] is not None:
+        return fork_all(run_dask_worker, tasks[0][1], before_term)
+    return fork_all(run_task, tasks, before_term)

@@ -15,6 +15,24 @@ from ..runtime.report import Reporter
 from ..runtime.state import StateDir
 
 GRACE_SECONDS = 10.0
+
+
+def stop_grace(record: ClusterRecord) -> float:
+    """How long a graceful stop of workers waits before SIGKILL: the drain, then the exit."""
+    return GRACE_SECONDS + max(0.0, record.options.drain_timeout)
+
+
+@contextmanager
+def nothing_stays(state: StateDir):
+    """While every worker of the cluster is being stopped: no drain (no worker would stay to
+    take the results), so the stop takes no longer than it did."""
+    from ..launch.drain import NO_DRAIN_FILE
+
+    state.write_text(NO_DRAIN_FILE, "every worker is being stopped\n")
+    try:
+        yield
+    finally:
+        state.remove(NO_DRAIN_FILE)
 SUPERVISOR_FILE = "supervisor.json"
 
 

@@ -10,7 +10,7 @@ from ..launch.factory import launcher_for
 from ..runtime.record import ClusterRecord
 from ..runtime.report import Reporter
 from ..runtime.state import find_state_dir
-from .common import GRACE_SECONDS, load_record
+from .common import GRACE_SECONDS, load_record, nothing_stays, stop_grace
 
 
 def down(state_dir: Path | str | None = None, *, workers_only: bool = False,
@@ -30,7 +30,7 @@ def down(state_dir: Path | str | None = None, *, workers_only: bool = False,
     if not state.record_file.exists():
         report.info(f"nothing to stop: no dasklaunch cluster in {state.path}")
         return {"stopped": [], "state_dir": str(state.path)}
-    with state.lock("down"):
+    with state.lock("down"), nothing_stays(state):
         record = load_record(state, report)
         stopped = _stop_everything(record, workers_only, report)
         if not workers_only:
@@ -56,7 +56,8 @@ def _down_pool(state, pool: str, report: Reporter) -> dict:
         launcher = launcher_for(record)
         stopped = []
         for step in select_pools(record, pool):
-            outcome = launcher.stop(step, grace=GRACE_SECONDS)
+            # the pool's workers hand their results to the pools that stay first
+            outcome = launcher.stop(step, grace=stop_grace(record))
             report.info(f"pool {step.pool} ({step.name}): {outcome}")
             stopped.append({"name": step.name, "role": step.role, "pool": step.pool,
                             "outcome": outcome})

@@ -3,6 +3,7 @@ scheduler and its state stay, so connected clients keep their futures' keys."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -13,7 +14,7 @@ from ..runtime import schedfile
 from ..runtime.record import ClusterRecord, Step
 from ..runtime.report import Reporter
 from ..runtime.state import StateDir, find_state_dir
-from .common import GRACE_SECONDS, interrupts_raise, load_record, step_name
+from .common import interrupts_raise, load_record, nothing_stays, step_name, stop_grace
 from .readiness import wait_ready
 
 
@@ -64,9 +65,12 @@ def relaunch_pools(state: StateDir, record: ClusterRecord, *, hard: bool = False
     # Workers killed hard may still be listed until the scheduler notices: count only the
     # workers that join after this (the scheduler numbers them as they join).
     since = (schedfile.count(info) or {}).get("seq", 0)
-    for pool in chosen:
-        outcome = launcher.stop(pool, grace=GRACE_SECONDS, hard=hard)
-        report.info(f"worker pool {pool.pool} ({pool.name}): {outcome}")
+    staying = [p for p in record.pools if p not in chosen and p.pool not in record.stopped_pools]
+    with contextlib.nullcontext() if staying else nothing_stays(state):
+        for pool in chosen:
+            # gracefully: the pool's workers first hand their results to the pools that stay
+            outcome = launcher.stop(pool, grace=stop_grace(record), hard=hard)
+            report.info(f"worker pool {pool.pool} ({pool.name}): {outcome}")
     generation = record.generation + 1
     nodes = launcher.current_nodes()
     new_pools = []

@@ -60,6 +60,7 @@ def status(state_dir: Path | str | None = None, *, workers: bool = False) -> dic
         "pools": pool_rows,
         "restarts": record.restarts,
         "last_restart": record.last_restart,
+        "drains": found.get("drains"),
         "scale_out": _scale_out_summary(record),
         "supervisor": _supervisor_summary(state),
         "env_file": str(state.env_file) if state.env_file.exists() else None,
@@ -70,6 +71,19 @@ def status(state_dir: Path | str | None = None, *, workers: bool = False) -> dic
              ((listing or {}).get("workers") or {}).items()),
             key=lambda w: (w.get("name", ""), w["address"]))
     return result
+
+
+def drain_line(drains: dict | None) -> str | None:
+    """status's one line on the drains the scheduler did (None: none yet)."""
+    if not drains or not drains.get("count"):
+        return None
+    from ..runtime.drain import describe
+
+    line = (f"{drains['count']}, {drains['keys_moved']} keys moved, {drains['keys_lost']} "
+            f"lost")
+    if drains.get("last"):
+        line += f"; last: {describe(drains['last'][-1])}"
+    return line
 
 
 def _pool_totals(by_pool: dict[str, dict], pool: str, pools: int) -> dict:

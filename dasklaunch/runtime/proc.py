@@ -153,16 +153,44 @@ def start_child(argv: list[str], env: dict[str, str] | None = None,
         raise CommandError(f"command not found: {argv[0]}") from None
 
 
-def lead(children: list[subprocess.Popen]) -> int:
+def on_signals(send, before_term=None) -> None:
+    """Handle SIGTERM/SIGINT by calling send(signum) once per signal received, as srun passes
+    them on to its tasks. `before_term(signum)` runs before the first SIGTERM is passed on (the
+    node launcher drains its workers there); a signal that arrives meanwhile is passed on at
+    once, and the first SIGTERM is then not passed on a second time."""
+    state = {"before": before_term, "sent_during": False, "busy": False}
+
+    def handler(signum, _frame):
+        if state["busy"]:
+            state["sent_during"] = True
+            send(signum)
+            return
+        hook = state["before"] if signum == signal.SIGTERM else None
+        if hook is not None:
+            state["before"] = None
+            state["busy"] = True
+            try:
+                hook(signum)
+            finally:
+                state["busy"] = False
+            if state["sent_during"]:
+                return
+        send(signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def lead(children: list[subprocess.Popen], before_term=None) -> int:
     """Be the leader of `children`, as srun is of its tasks: pass SIGTERM/SIGINT on to each
-    once, wait for all, return the highest exit code (128+N for a signal N)."""
-    def forward(signum, _frame):
+    once (after before_term(signum) for the first SIGTERM), wait for all, return the highest
+    exit code (128+N for a signal N)."""
+    def send(signum):
         for child in children:
             if child.poll() is None:
                 child.send_signal(signum)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+    on_signals(send, before_term)
     codes = [child.wait() for child in children]
     return max((code if code >= 0 else 128 - code for code in codes), default=0)
 
@@ -195,6 +223,12 @@ def fork() -> int:
     process inherits locks held by threads that do not exist in it (malloc's, the import lock,
     a BLAS pool's, logging's) and can hang on them; so this counts first, and refuses."""
     threads = thread_count()
+    # A Python thread that was just joined may still be leaving /proc/self/task: threads are
+    # detached, and join() returns before the kernel has removed the thread.
+    deadline = time.monotonic() + 0.1
+    while threads not in (1, None) and time.monotonic() < deadline:
+        time.sleep(0.005)
+        threads = thread_count()
     if threads != 1:
         raise ThreadedForkError(f"refusing to fork a process with "
                                 f"{threads if threads else 'an unknown number of'} threads")
@@ -217,20 +251,19 @@ def end_forked_child(code: int) -> None:
         os._exit(code)
 
 
-def wait_forked(pids: list[int]) -> int:
+def wait_forked(pids: list[int], before_term=None) -> int:
     """Wait for forked children while passing SIGTERM/SIGINT on to each live one, once per
-    signal received (as srun does to its tasks); the highest exit code, 128+N for signal N.
-    Call with both signals blocked: they are handled from here on."""
+    signal received (as srun does to its tasks; before_term as for lead()); the highest exit
+    code, 128+N for signal N. Call with both signals blocked: they are handled from here on."""
     live = set(pids)
     codes = []
 
-    def forward(signum, _frame):
+    def send(signum):
         for pid in sorted(live):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+    on_signals(send, before_term)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     while live:
         try:

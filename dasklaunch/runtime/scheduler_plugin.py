@@ -15,6 +15,9 @@ tasks, because their metrics have tuple keys; and it lists every worker.)
   pool), aggregated here: one pass over the workers, and bytes that grow with hosts and pools,
   not workers.
 - `/dasklaunch/workers.json`: every worker's host, threads and memory (`status --workers`).
+
+It also adds the scheduler handler `dasklaunch_drain` (runtime/drain.py), which node launchers
+call over Dask's own comms (TLS when the cluster has it) before their workers end.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from dataclasses import dataclass, field
 
 from tornado.web import RequestHandler
 
+from . import drain
 from .schedfile import pool_of, summarize_workers
 
 ROUTE = r"/dasklaunch/workers\.json"
@@ -138,9 +142,10 @@ def _row(ws) -> dict:
 
 
 class _Handler(RequestHandler):
-    def initialize(self, dask_server, tally=None):
+    def initialize(self, dask_server, tally=None, drains=None):
         self.dask_server = dask_server
         self.tally = tally
+        self.drains = drains
 
     def reply(self, data: dict) -> None:
         self.set_header("Content-Type", "application/json")
@@ -160,7 +165,8 @@ class SummaryHandler(_Handler):
         scheduler = self.dask_server
         rows = [_row(ws) for ws in list(scheduler.workers.values())]
         self.reply({"id": str(scheduler.id), "address": scheduler.address,
-                    **summarize_workers(rows), "seq": self.tally.seq})
+                    **summarize_workers(rows), "seq": self.tally.seq,
+                    "drains": self.drains.summary() if self.drains else None})
 
 
 class WorkersHandler(_Handler):
@@ -189,8 +195,9 @@ def dask_setup(scheduler) -> None:
     for address, ws in scheduler.workers.items():
         tally.add(address, ws.name)
     scheduler.add_plugin(Counter())
+    drains = drain.install(scheduler)
     if getattr(scheduler, "http_application", None) is not None:
-        args = {"dask_server": scheduler, "tally": tally}
+        args = {"dask_server": scheduler, "tally": tally, "drains": drains}
         scheduler.http_application.add_handlers(
             r".*", [(ROUTE, WorkersHandler, args), (COUNT_ROUTE, CountHandler, args),
                     (SUMMARY_ROUTE, SummaryHandler, args)])

@@ -1,0 +1,179 @@
+"""Draining's parts without a cluster: the node side (names, TLS, when it drains), the signal
+order of a leader, and the scheduler side against a stand-in scheduler."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from dataclasses import dataclass, field, replace
+from types import SimpleNamespace
+
+import pytest
+
+from dasklaunch.domain.commands import drain_args
+from dasklaunch.domain.settings import UpOptions
+from dasklaunch.errors import UsageError
+from dasklaunch.launch import drain as node_drain
+from dasklaunch.ops.status import drain_line
+from dasklaunch.runtime import drain, proc
+
+WORKER = ["python", "-m", "distributed.cli.dask_worker", "--scheduler-file", "/s/sched.json",
+          "--nworkers", "1", "--name", "cpu-n1-0"]
+
+
+def test_worker_names_follow_dask_worker_naming():
+    assert node_drain.worker_names([WORKER]) == ["cpu-n1-0"]
+    three = [*WORKER[:5], "--nworkers", "3", "--name=cpu-n1-1"]
+    assert node_drain.worker_names([WORKER, three]) == [
+        "cpu-n1-0", "cpu-n1-1-0", "cpu-n1-1-1", "cpu-n1-1-2"]
+    assert node_drain.worker_names([WORKER[:5]]) == []  # unnamed: nothing to ask for
+
+
+def test_flag_value_last_one_wins_like_click():
+    argv = ["--name", "a", "--name=b", "--x"]
+    assert node_drain.flag_value(argv, "--name") == "b"
+    assert node_drain.flag_value(argv, "--x") is None
+
+
+def test_security_from_the_command_line_or_the_steps_dask_config(monkeypatch):
+    flags = [*WORKER, "--tls-ca-file", "ca", "--tls-cert", "c", "--tls-key", "k"]
+    assert node_drain.security_args(flags) == {
+        "tls_ca_file": "ca", "tls_client_cert": "c", "tls_client_key": "k",
+        "require_encryption": True}
+    import dask.config
+
+    with dask.config.set({"distributed.comm.tls.ca-file": "CA",
+                          "distributed.comm.tls.worker.cert": "C",
+                          "distributed.comm.tls.worker.key": "K"}):
+        assert node_drain.security_args(WORKER)["tls_client_cert"] == "C"
+    with dask.config.set({"distributed.comm.tls.ca-file": None,
+                          "distributed.comm.tls.worker.cert": None}):
+        assert node_drain.security_args(WORKER) == {}
+
+
+def test_drainer_does_nothing_while_everything_stops(tmp_path, monkeypatch):
+    asked = []
+    monkeypatch.setattr(node_drain, "request", lambda *a, **k: asked.append(a) or {})
+    argv = [*WORKER[:4], str(tmp_path / "scheduler.json"), *WORKER[5:]]
+    (tmp_path / node_drain.NO_DRAIN_FILE).write_text("x")
+    node_drain.Drainer([argv], 20)(signal.SIGTERM)
+    assert asked == []
+    (tmp_path / node_drain.NO_DRAIN_FILE).unlink()
+    node_drain.Drainer([argv], 0)(signal.SIGTERM)
+    assert asked == []
+
+
+def test_a_failed_drain_is_said_and_never_raises(tmp_path, capsys):
+    argv = [*WORKER[:4], str(tmp_path / "missing.json"), *WORKER[5:]]
+    node_drain.Drainer([argv], 5)(signal.SIGTERM)
+    err = capsys.readouterr().err
+    assert "drain of cpu-n1-0 failed" in err and "passing the signal on" in err
+
+
+@pytest.fixture
+def restore_signals():
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+def test_leader_drains_before_passing_sigterm_on_once(restore_signals):
+    events = []
+    proc.on_signals(lambda s: events.append(("send", s)),
+                    lambda s: events.append(("drain", s)))
+    handler = signal.getsignal(signal.SIGTERM)
+    handler(signal.SIGTERM, None)
+    handler(signal.SIGTERM, None)
+    signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
+    assert events == [("drain", signal.SIGTERM), ("send", signal.SIGTERM),
+                      ("send", signal.SIGTERM), ("send", signal.SIGINT)]
+
+
+def test_a_signal_during_the_drain_is_passed_on_at_once_and_only_once(restore_signals):
+    events = []
+
+    def slow_drain(signum):
+        events.append("drain starts")
+        signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)  # Slurm's second SIGTERM
+        events.append("drain ends")
+
+    proc.on_signals(lambda s: events.append(f"send {s}"), slow_drain)
+    signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+    assert events == ["drain starts", f"send {signal.SIGTERM}", "drain ends"]
+
+
+@dataclass(eq=False)
+class FakeWorker:
+    address: str
+    name: str
+    has_what: set = field(default_factory=set)
+    status: SimpleNamespace = field(default_factory=lambda: SimpleNamespace(name="running"))
+
+
+@dataclass(eq=False)
+class FakeTask:
+    key: str
+    who_has: set = field(default_factory=set)
+
+
+class FakeScheduler:
+    """Workers, tasks and a retire_workers that copies each key to the first worker that
+    stays (or hangs, to test the timeout)."""
+
+    def __init__(self, hang=False):
+        self.workers, self.tasks, self.hang, self.handlers = {}, {}, hang, {}
+
+    def add(self, address, name, keys):
+        ws = FakeWorker(address, name)
+        self.workers[address] = ws
+        for key in keys:
+            ts = self.tasks.setdefault(key, FakeTask(key))
+            ts.who_has.add(ws)
+            ws.has_what.add(ts)
+
+    async def retire_workers(self, workers, close_workers, remove, stimulus_id):
+        if self.hang:
+            await asyncio.sleep(60)
+        stay = next(ws for a, ws in self.workers.items() if a not in workers)
+        for address in workers:
+            for ts in self.workers[address].has_what:
+                ts.who_has.add(stay)
+            self.workers[address].status = SimpleNamespace(name="closing_gracefully")
+
+
+def test_drain_moves_keys_and_records_the_event():
+    scheduler = FakeScheduler()
+    scheduler.add("w1", "a-n1-0", ["x", "y"])
+    scheduler.add("w2", "b-n1-0", ["z"])
+    log = drain.install(scheduler)
+    event = asyncio.run(scheduler.handlers[drain.HANDLER](names=["a-n1-0"], timeout=5))
+    assert (event["workers"], event["keys"], event["keys_moved"], event["keys_lost"]) == (
+        ["w1"], 2, 2, 0)
+    assert log.summary()["count"] == 1 and log.summary()["keys_moved"] == 2
+    assert drain.describe(event).startswith("drained 1 worker(s) (a-n1-0): 2 of 2 keys moved")
+    line = drain_line(log.summary())
+    assert line.startswith("1, 2 keys moved, 0 lost; last: drained 1 worker(s)")
+
+
+def test_drain_with_no_worker_staying_or_out_of_time_says_what_was_lost():
+    alone = FakeScheduler()
+    alone.add("w1", "a-n1-0", ["x"])
+    event = asyncio.run(drain.drain(alone, drain.DrainLog(), ["a-n1-0"], 5))
+    assert event["keys_lost"] == 1 and event["why"] == "no other running worker to take them"
+    slow = FakeScheduler(hang=True)
+    slow.add("w1", "a-n1-0", ["x"])
+    slow.add("w2", "b-n1-0", [])
+    event = asyncio.run(drain.drain(slow, drain.DrainLog(), ["a-n1-0"], 0.2))
+    assert event["keys_lost"] == 1 and event["why"] == "drain timeout of 0.2 s"
+    assert "1 lost (drain timeout of 0.2 s)" in drain.describe(event)
+    unknown = asyncio.run(drain.drain(slow, drain.DrainLog(), ["nobody"], 1))
+    assert drain.describe(unknown) == "drain of nobody: none of them is connected"
+
+
+def test_drain_timeout_option():
+    assert drain_args(UpOptions()) == ["--drain-timeout", "20"]
+    assert drain_args(replace(UpOptions(), drain_timeout=0)) == []
+    with pytest.raises(UsageError, match="--drain-timeout must be >= 0 seconds, not -1"):
+        drain_args(replace(UpOptions(), drain_timeout=-1))
+    assert drain_line(None) is None and drain_line({"count": 0}) is None
