@@ -143,7 +143,7 @@ opts = UpOptions(tls=False, profile="seed", start_method="fork")
 from dasklaunch.runtime.record import ClusterRecord
 record = ClusterRecord(job_id="1", backend="slurm", address="tcp://10.0.0.1:8786", options=opts)
 print(worker_job_script(record, StateDir({str(tmp_path)!r}), name="dl-x", cores=2,
-                        memory=2**30, processes=1, walltime=None, job_options=[]))
+                        memory=2**30, processes=1, walltime="00:05:00", job_options=[]))
 """
     env = {**os.environ, "DASK_CONFIG": str(config), "HOME": str(tmp_path)}
     env.pop("OMP_NUM_THREADS", None)
@@ -155,6 +155,10 @@ print(worker_job_script(record, StateDir({str(tmp_path)!r}), name="dl-x", cores=
     assert f"\nexport DASK_CONFIG={tmp_path}/dask\n" in script
     assert "\nexport DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD=fork\n" in script
     assert "\nexport OMP_NUM_THREADS=1\n" in script
+    # without a pool, dask-jobqueue's worker names stay; SIGTERM reaches the step 30 s before
+    # the walltime: the drain (20 s) and the exit fit
+    assert "-m dasklaunch.launch.node --drain-timeout 20 --keep-name -- " in script
+    assert "\n#SBATCH --signal=TERM@30\n" in script
 
 
 def test_scale_out_jobs_copy_a_gpu_pools_shape(tmp_path):
@@ -180,7 +184,10 @@ print(worker_job_script(record, StateDir({str(tmp_path)!r}), name="dl-x", cores=
                          timeout=60, check=True).stdout
     assert "'workers_per_node': 2" in out and "'gpus_per_worker': 1" in out
     assert "#SBATCH --gpus-per-node=2" in out
-    assert "-m dasklaunch.launch.node --pool gpu --gpus-per-worker 1 --" in out
+    # in a step of its own (scancel and --signal reach it), under the node launcher (drains)
+    assert ("srun --ntasks=1 --nodes=1 --cpus-per-task=2 --kill-on-bad-exit=1 " in out
+            and "-m dasklaunch.launch.node --drain-timeout 20 --prefork --pool gpu "
+                "--gpus-per-worker 1 --" in out)
     assert "--nworkers" not in out and "--nthreads 2" in out  # one worker per GPU
     # SLURMJob's own --memory-limit (the whole job's) comes first: the pool's share wins
     assert out.index("--memory-limit 1.86GiB") < out.index("--memory-limit 1000000000")

@@ -209,4 +209,5 @@ def test_the_summary_aggregates_per_host_and_per_pool(fake_scheduler):
     assert len(listing["workers"]) == 5
     # the same aggregates from the listing, as for a scheduler without the summary route
     assert {"id": "sched-1", "address": listing["address"],
-            **schedfile.summarize_workers(listing["workers"].values()), "seq": 5} == summary
+            **schedfile.summarize_workers(listing["workers"].values()), "seq": 5,
+            "drains": None} == summary

@@ -66,22 +66,26 @@ def gpu_workers(pool: str, host: str, gpus: VisibleGPUs, per_worker: int,
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="dasklaunch.launch.node")
-    parser.add_argument("--pool", required=True)
+    parser.add_argument("--pool", default="")
     parser.add_argument("--gpus-per-worker", type=int, default=0)
     parser.add_argument("--prefork", action="store_true")
     parser.add_argument("--drain-timeout", type=float, default=0.0)
+    # workers that dask-jobqueue's script names (scale-out jobs without a pool)
+    parser.add_argument("--keep-name", action="store_true")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     args.command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not args.command:
         parser.error("no command given")
+    if not args.pool and not args.keep_name:
+        parser.error("--pool or --keep-name is required")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     env = dict(os.environ)
-    workers = node_workers(args.pool, args.gpus_per_worker, args.command, env)
+    workers = task_workers(args, env)
     if workers is None:
         return 2
     drainer = draining(args, [workers])
@@ -127,9 +131,16 @@ def run_tasks(command: list[str], envs: list[dict[str, str]]) -> int | None:
     one launcher. None, having said why, when they cannot be (start them the usual way, without
     --prefork)."""
     args = parse(command[3:])
-    tasks = [(env, node_workers(args.pool, args.gpus_per_worker, args.command, env))
+    tasks = [(env, task_workers(args, env))
              for env in envs]
     return prefork.run(tasks, before_term=draining(args, [w for _, w in tasks]))
+
+
+def task_workers(args: argparse.Namespace,
+                 env: dict[str, str]) -> list[prefork.NodeWorker] | None:
+    if args.keep_name:
+        return [(args.command, {}, None)]
+    return node_workers(args.pool, args.gpus_per_worker, args.command, env)
 
 
 def node_workers(pool: str, gpus_per_worker: int, command: list[str],

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from ..domain.commands import NODE_LAUNCHER, drain_args, start_method
 from ..domain.env import worker_env
 from ..domain.settings import UpOptions
 from ..domain.units import format_bytes, parse_bytes
@@ -24,7 +25,11 @@ from ..runtime.report import Reporter
 from ..runtime.state import JOB_CONFIG_DIR, StateDir, find_state_dir
 from ..runtime.tls import TLSFiles
 from ..slurm import queue
+from ..slurm.commands import walltime_signal_directive, worker_job_step_argv
 from .common import load_record
+
+# Seconds between the end of the drain and the walltime: for the workers to exit.
+WALLTIME_MARGIN_SECONDS = 10
 
 
 def _import_dask_jobqueue():
@@ -79,12 +84,21 @@ def worker_job_script(record: ClusterRecord, state: StateDir, *, name: str, core
     kwargs: dict = {}
     python = sys.executable
     extra_args = list(opts.worker_args)
+    # The workers run in a step under the node launcher (never in the batch shell): a SIGTERM
+    # from scancel, the walltime or preemption reaches the launcher, which drains them first.
+    launcher = [sys.executable, "-m", NODE_LAUNCHER, *drain_args(opts),
+                *(["--prefork"] if start_method(opts) == "prefork" else [])]
+    if shape is None:
+        launcher.append("--keep-name")
+    else:
+        # the node launcher names the workers and, on GPU nodes, starts one per GPU of the job
+        launcher += ["--pool", shape["pool"], "--gpus-per-worker",
+                     str(shape["gpus_per_worker"])]
+    if walltime and opts.drain_timeout > 0:
+        job_options = [*job_options, walltime_signal_directive(opts.drain_timeout
+                                                               + WALLTIME_MARGIN_SECONDS)]
     if shape is not None:
         gpus = shape["gpus_per_worker"]
-        # the node launcher names the workers and, on GPU nodes, starts one per GPU of the job
-        python = shlex.join([sys.executable, "-m", "dasklaunch.launch.node", "--pool",
-                             shape["pool"], "--gpus-per-worker", str(gpus), "--",
-                             sys.executable])
         processes = 1 if gpus else shape["workers_per_node"]
         cores = shape["nthreads"] * processes
         if shape["memory_limit"] and shape["memory_limit"].isdigit():
@@ -109,6 +123,7 @@ def worker_job_script(record: ClusterRecord, state: StateDir, *, name: str, core
     directives = [f"--output={state.logs}/{name}-%j.log", *job_options]
     kwargs["job_script_prologue"] = (job_script_prologue()
                                      + worker_job_exports(opts, state, os.environ))
+    python = shlex.join([*worker_job_step_argv(cores), *launcher, "--", python])
     job = jq.SLURMJob(scheduler=record.address, name=name, job_name=name, cores=cores,
                       memory=f"{memory}B", processes=processes, interface=opts.interface,
                       death_timeout=opts.death_timeout, local_directory=opts.local_directory,

@@ -133,12 +133,26 @@ class Supervisor:
         counts = schedfile.count(info) if info else None  # O(1): a count, not a listing
         if counts is None:
             return self.scheduler_gone(record)
+        self.log_drains(info, counts)
         problem = self.diagnose(record, counts, now)
         if problem is None:
             self.data["checked"] = now  # the last look that found nothing to do
             self.save()
             return None
         return self.relaunch(problem, now)
+
+    def log_drains(self, info: schedfile.SchedulerInfo, counts: dict) -> None:
+        """Log the drains the scheduler did since the last look (workers, keys moved, time)."""
+        seen = self.data.get("drains_seen", 0)
+        total = counts.get("drains", 0)
+        if total <= seen:
+            return
+        from ..runtime.drain import describe
+
+        events = ((schedfile.summary(info) or {}).get("drains") or {}).get("last") or []
+        self.data["drains_seen"] = total
+        for event in events[-(total - seen):]:
+            self.event(describe(event))
 
     def diagnose(self, record: ClusterRecord, counts: dict, now: float) -> str | None:
         launcher = launcher_for(record)

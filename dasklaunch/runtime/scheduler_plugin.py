@@ -157,7 +157,10 @@ class CountHandler(_Handler):
         since, pools, target, wait = parse_count_query(lambda k: self.get_argument(k, None))
         count = await self.tally.wait(target, since, pools, wait)
         scheduler = self.dask_server
-        self.reply(self.tally.answer(str(scheduler.id), scheduler.address, count))
+        answer = self.tally.answer(str(scheduler.id), scheduler.address, count)
+        # how many drains so far: the supervisor fetches their details only when this grows
+        answer["drains"] = self.drains.count if self.drains else 0
+        self.reply(answer)
 
 
 class SummaryHandler(_Handler):

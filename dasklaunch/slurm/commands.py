@@ -101,6 +101,18 @@ def scancel_argv(*ids: str, signal: str | None = None) -> list[str]:
     return argv + list(ids)
 
 
+def worker_job_step_argv(cpus: int) -> list[str]:
+    """How a worker-only job runs its workers: in one step with all the job's CPUs (and, as a
+    plain step, its GPUs), not in the batch shell, so that `scancel --signal=TERM JOB` and the
+    walltime `--signal` reach them (Slurm signals a job's steps, not its batch shell)."""
+    return ["srun", "--ntasks=1", "--nodes=1", f"--cpus-per-task={cpus}", "--kill-on-bad-exit=1"]
+
+
+def walltime_signal_directive(seconds: float) -> str:
+    """sbatch's --signal: SIGTERM to the job's steps `seconds` before its walltime."""
+    return f"--signal=TERM@{max(1, round(seconds))}"
+
+
 def sbatch_argv(script: str) -> list[str]:
     return ["sbatch", "--parsable", script]
 

@@ -1,0 +1,105 @@
+"""Draining on the real testbed: a persisted collection spread over two pools (or the job's pool
+and a scale-out job); a planned end of one of them (restart-workers --pool, scancel
+--signal=TERM of a worker job) keeps every key in memory and recomputes nothing; SIGKILL (the
+control) loses them, and the result is still right."""
+
+from __future__ import annotations
+
+# Runs inside the allocation: persist PARTS keys, half on each side, counting computations.
+PERSIST = '''
+import dasklaunch
+from distributed.diagnostics.plugin import SchedulerPlugin
+
+PARTS = 12
+
+class CountRuns(SchedulerPlugin):
+    name = "count-runs"
+    def __init__(self):
+        self.runs = 0
+    def transition(self, key, start, finish, *args, **kwargs):
+        if start == "processing" and finish == "memory":
+            self.runs += 1
+
+def runs(client):
+    return client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.plugins["count-runs"].runs)
+
+def wait_workers(client, n, timeout=120):
+    deadline = time.time() + timeout
+    while len(client.scheduler_info()["workers"]) != n and time.time() < deadline:
+        time.sleep(0.5)
+    return len(client.scheduler_info()["workers"])
+
+def persist(client, leaving, staying):
+    client.register_plugin(CountRuns())
+    names = {i["name"]: a for a, i in client.scheduler_info()["workers"].items()}
+    a = [addr for name, addr in names.items() if leaving(name)]
+    b = [addr for name, addr in names.items() if staying(name)]
+    futures = [client.submit(lambda i: list(range(i * 1000, (i + 1) * 1000)), i,
+                             workers=a if i % 2 else b, allow_other_workers=True, key=f"part-{i}")
+               for i in range(PARTS)]
+    client.gather(futures)
+    out["placed"] = {k: [names_by_addr(client).get(w) for w in ws]
+                     for k, ws in client.who_has(futures).items()}
+    return futures
+
+def names_by_addr(client):
+    return {a: i["name"] for a, i in client.scheduler_info()["workers"].items()}
+
+def outcome(client, futures):
+    held = client.who_has(futures)
+    out["held"] = sum(1 for ws in held.values() if ws)
+    total = client.submit(lambda *p: sum(map(sum, p)), *futures).result(timeout=120)
+    out["right"] = total == sum(range(PARTS * 1000))
+    out["runs"] = runs(client) - 1
+'''
+
+
+def test_restart_of_one_pool_drains_into_the_other(slurm):
+    result = slurm.salloc(PERSIST + '''
+dl("up", "--interface", "lab0", "--pool", "a:nodes=1", "--pool", "b:nodes=2")
+with dasklaunch.connect(timeout="30s") as client:
+    futures = persist(client, lambda n: n.startswith("a-"), lambda n: n.startswith("b-"))
+    start = time.time()
+    dl("restart-workers", "--pool", "a")
+    out["restart_s"] = time.time() - start
+    outcome(client, futures)
+out["status"] = json.loads(dl("status", "--json").stdout)
+dl("down")
+''', "-N3", timeout=300)
+    assert result["right"] and result["held"] == 12
+    assert result["runs"] == 12, result  # nothing recomputed
+    drains = result["status"]["drains"]
+    assert drains["count"] >= 1 and drains["keys_moved"] == 6 and drains["keys_lost"] == 0
+
+
+def test_scancel_term_of_a_worker_job_drains_and_kill_does_not(slurm):
+    result = slurm.salloc(PERSIST + '''
+dl("up", "--interface", "lab0", "--profile", "seed")
+jobs = {}
+with dasklaunch.connect(timeout="30s") as client:
+    for sig in ("TERM", "KILL"):
+        scale = json.loads(dl("scale-out", "--jobs", "1", "--cores", "1", "--memory", "300MB",
+                              "--json").stdout)
+        job = scale["jobs"][-1]["job_id"]
+        out["n_" + sig] = wait_workers(client, 2)
+        # the job's own worker first (its name is the pool's), then the scale-out job's
+        futures = persist(client, lambda n: n.startswith("dl-scale"),
+                          lambda n: not n.startswith("dl-scale"))
+        start = time.time()
+        sh("scancel", "--signal=" + sig, job)
+        wait_workers(client, 1)
+        out["gone_s_" + sig] = time.time() - start
+        outcome(client, futures)
+        out[sig] = {k: out[k] for k in ("held", "right", "runs")}
+        client.unregister_scheduler_plugin("count-runs")
+        client.cancel(futures)
+        dl("scale-out", "--jobs", "0")
+        sh("scancel", job)
+    out["status"] = json.loads(dl("status", "--json").stdout)
+dl("down")
+''', "-N1", "-n1", "--exclusive", timeout=400)
+    assert result["n_TERM"] == 2 and result["n_KILL"] == 2
+    assert result["TERM"] == {"held": 12, "right": True, "runs": 12}, result
+    # the control: SIGKILL loses the job's keys, which are computed again
+    assert result["KILL"]["right"] and result["KILL"]["runs"] == 18, result
+    assert result["status"]["drains"]["keys_moved"] == 6
