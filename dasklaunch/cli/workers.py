@@ -96,6 +96,10 @@ def scale_out_command(
         help="Copy this pool's shape: its workers per node, threads, memory, GPUs and "
              "resources (--cores/--memory/--processes are then ignored).")] = None,
     walltime: Annotated[Optional[str], typer.Option(help="Time limit per job.")] = None,
+    keep: Annotated[bool, typer.Option(
+        "--keep", help="Keep --jobs worker jobs for as long as the cluster is up: the "
+                       "supervisor submits each one's replacement before its --walltime, then "
+                       "drains it.")] = False,
     job_option: Annotated[Optional[list[str]], typer.Option(
         "--job-option", help="Extra #SBATCH option, e.g. --qos=debug (repeatable).")] = None,
     as_json: JsonOpt = False,
@@ -107,7 +111,7 @@ def scale_out_command(
     from ..ops.scale_out import scale_out
 
     result = scale_out(state_dir, jobs, cores=cores, memory=memory, processes=processes,
-                       walltime=walltime, job_options=job_option or [], pool=pool)
+                       walltime=walltime, job_options=job_option or [], pool=pool, keep=keep)
     if as_json:
         _print_json(result)
     else:

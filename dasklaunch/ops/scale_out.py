@@ -136,13 +136,16 @@ def worker_job_script(record: ClusterRecord, state: StateDir, *, name: str, core
 def scale_out(state_dir: Path | str | None, jobs: int, *, cores: int | None = None,
               memory: str | None = None, processes: int = 1, walltime: str | None = None,
               job_options: list[str] | None = None, pool: str | None = None,
-              report: Reporter | None = None) -> dict:
-    """Have exactly `jobs` extra worker-only Slurm jobs feeding this job's scheduler."""
+              keep: bool = False, report: Reporter | None = None) -> dict:
+    """Have exactly `jobs` extra worker-only Slurm jobs feeding this job's scheduler; with
+    `keep`, for as long as the cluster is up (the supervisor replaces each before its end)."""
     report = report or Reporter()
     if jobs < 0:
         raise UsageError(f"--jobs must be >= 0, not {jobs}")
     if processes < 1:
         raise UsageError(f"--processes must be >= 1, not {processes}")
+    if keep and not walltime:
+        raise UsageError("--keep needs --walltime: it replaces each job before its walltime")
     state = find_state_dir(state_dir)
     with state.lock("scale-out"):
         record = load_record(state, report)
@@ -158,26 +161,48 @@ def scale_out(state_dir: Path | str | None, jobs: int, *, cores: int | None = No
                 queue.cancel(extra.job_id)
                 report.info(f"cancelled scale-out job {extra.job_id}")
             current = current[:jobs]
-        cores = cores or min(record.allocation.get("cpus_per_node") or [1])
-        mem = parse_bytes(memory) if memory else (record.allocation.get("mem_per_node") or 2**30)
-        submitted = len(record.scale_out)
-        for _ in range(jobs - len(current)):
-            submitted += 1
-            name = f"dl-scale-{record.job_id}-{submitted}"
-            script = worker_job_script(record, state, name=name, cores=cores, memory=mem,
-                                       processes=processes, walltime=walltime,
-                                       job_options=list(job_options or []),
-                                       shape=pool_shape(record, pool) if pool else None)
-            path = state.write_text(f"{name}.sbatch", script)
-            job = ScaleOutJob(job_id=queue.submit(path), name=name, script=str(path),
-                              cores=cores, memory=mem, processes=processes)
-            current.append(job)
-            report.info(f"submitted scale-out job {job.job_id}: {processes} worker(s), {cores} "
-                        f"cores, {format_bytes(mem)}")
+        spec = {"cores": cores or min(record.allocation.get("cpus_per_node") or [1]),
+                "memory": (parse_bytes(memory) if memory
+                           else (record.allocation.get("mem_per_node") or 2**30)),
+                "processes": processes, "walltime": walltime,
+                "job_options": list(job_options or []), "pool": pool}
+        if pool:
+            pool_shape(record, pool)  # an unknown pool is refused before anything is submitted
+        if keep:
+            from .rolling import check_walltime
+
+            check_walltime(walltime, record.options.drain_timeout)
         record.scale_out = current
+        for _ in range(jobs - len(current)):
+            current.append(submit_job(record, state, spec, report))
+        record.scale_out_keep = {**spec, "jobs": jobs} if keep and jobs else None
         state.write_record(record)
+    if keep and jobs:
+        report.info(f"keeping {jobs} worker job(s): `dasklaunch supervise` (or `up --supervise`) "
+                    f"submits each one's replacement before its walltime and drains it")
     states = queue.job_states(j.job_id for j in current)
-    return {"jobs": [{**j.to_dict(), "state": states.get(j.job_id, "GONE")} for j in current]}
+    return {"jobs": [{**j.to_dict(), "state": states.get(j.job_id, "GONE")} for j in current],
+            "keep": record.scale_out_keep}
+
+
+def submit_job(record: ClusterRecord, state: StateDir, spec: dict,
+               report: Reporter) -> ScaleOutJob:
+    """Submit one worker-only job as `spec` says (scale_out's options); the caller adds it to
+    record.scale_out and writes the record."""
+    # numbered by the scripts written so far: never a name an earlier job of this cluster had
+    number = len(list(state.path.glob(f"dl-scale-{record.job_id}-*.sbatch"))) + 1
+    name = f"dl-scale-{record.job_id}-{number}"
+    shape = pool_shape(record, spec["pool"]) if spec.get("pool") else None
+    script = worker_job_script(record, state, name=name, cores=spec["cores"],
+                               memory=spec["memory"], processes=spec["processes"],
+                               walltime=spec["walltime"], job_options=list(spec["job_options"]),
+                               shape=shape)
+    path = state.write_text(f"{name}.sbatch", script)
+    job = ScaleOutJob(job_id=queue.submit(path), name=name, script=str(path),
+                      cores=spec["cores"], memory=spec["memory"], processes=spec["processes"])
+    report.info(f"submitted scale-out job {job.job_id}: {spec['processes']} worker(s), "
+                f"{spec['cores']} cores, {format_bytes(spec['memory'])}")
+    return job
 
 
 def cancel_all(record: ClusterRecord, report: Reporter) -> list[str]:

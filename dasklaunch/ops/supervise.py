@@ -134,12 +134,32 @@ class Supervisor:
         if counts is None:
             return self.scheduler_gone(record)
         self.log_drains(info, counts)
+        if record.scale_out_keep:
+            self.roll(counts.get("n_workers", 0))
         problem = self.diagnose(record, counts, now)
         if problem is None:
             self.data["checked"] = now  # the last look that found nothing to do
             self.save()
             return None
         return self.relaunch(problem, now)
+
+    def roll(self, connected: int) -> None:
+        """scale-out --keep: replace kept worker jobs before their end (ops/rolling.py)."""
+        from .rolling import keep_rolling
+
+        try:
+            with self.state.lock("supervise (rolling worker jobs)"):
+                record = load_record(self.state, self.report)
+                done = keep_rolling(self.state, record, connected, self.report)
+                if done:
+                    self.state.write_record(record)
+        except BusyError:
+            return  # another command has the job: next time
+        except DasklaunchError as err:
+            self.event(f"rolling worker jobs: {err}")
+            return
+        for line in done:
+            self.event(line)
 
     def log_drains(self, info: schedfile.SchedulerInfo, counts: dict) -> None:
         """Log the drains the scheduler did since the last look (workers, keys moved, time)."""

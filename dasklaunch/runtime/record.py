@@ -64,6 +64,8 @@ class ScaleOutJob:
     cores: int = 1
     memory: int = 0
     processes: int = 1
+    replaced_by: str | None = None       # --keep: the job submitted to take over before the end
+    draining_since: float | None = None  # --keep: when it was told to drain (SIGTERM)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -94,6 +96,8 @@ class ClusterRecord:
     dashboard_port: int | None = None
     last_restart: dict | None = None             # {"time": ..., "reason": ...}
     scale_out: list[ScaleOutJob] = field(default_factory=list)
+    # scale-out --keep: how many worker jobs to keep and how to submit each (ops/rolling.py)
+    scale_out_keep: dict | None = None
     stopped_at: float | None = None              # when `down` stopped the cluster
     stopped_pools: list[str] = field(default_factory=list)   # by `down --pool`
 

@@ -5,53 +5,7 @@ control) loses them, and the result is still right."""
 
 from __future__ import annotations
 
-# Runs inside the allocation: persist PARTS keys, half on each side, counting computations.
-PERSIST = '''
-import dasklaunch
-from distributed.diagnostics.plugin import SchedulerPlugin
-
-PARTS = 12
-
-class CountRuns(SchedulerPlugin):
-    name = "count-runs"
-    def __init__(self):
-        self.runs = 0
-    def transition(self, key, start, finish, *args, **kwargs):
-        if start == "processing" and finish == "memory":
-            self.runs += 1
-
-def runs(client):
-    return client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.plugins["count-runs"].runs)
-
-def wait_workers(client, n, timeout=120):
-    deadline = time.time() + timeout
-    while len(client.scheduler_info()["workers"]) != n and time.time() < deadline:
-        time.sleep(0.5)
-    return len(client.scheduler_info()["workers"])
-
-def persist(client, leaving, staying):
-    client.register_plugin(CountRuns())
-    names = {i["name"]: a for a, i in client.scheduler_info()["workers"].items()}
-    a = [addr for name, addr in names.items() if leaving(name)]
-    b = [addr for name, addr in names.items() if staying(name)]
-    futures = [client.submit(lambda i: list(range(i * 1000, (i + 1) * 1000)), i,
-                             workers=a if i % 2 else b, allow_other_workers=True, key=f"part-{i}")
-               for i in range(PARTS)]
-    client.gather(futures)
-    out["placed"] = {k: [names_by_addr(client).get(w) for w in ws]
-                     for k, ws in client.who_has(futures).items()}
-    return futures
-
-def names_by_addr(client):
-    return {a: i["name"] for a, i in client.scheduler_info()["workers"].items()}
-
-def outcome(client, futures):
-    held = client.who_has(futures)
-    out["held"] = sum(1 for ws in held.values() if ws)
-    total = client.submit(lambda *p: sum(map(sum, p)), *futures).result(timeout=120)
-    out["right"] = total == sum(range(PARTS * 1000))
-    out["runs"] = runs(client) - 1
-'''
+from slurmbed import PERSIST
 
 
 def test_restart_of_one_pool_drains_into_the_other(slurm):
