@@ -265,9 +265,13 @@ def run_floor(workers: int, per_process: int, tls: bool, work: Path) -> dict:
                 out["error"] = "a process exited early"
                 return out
         out["seen_s"] = time.time() - t0
+        if seen < workers:
+            out["error"] = f"only {seen} of {workers} workers registered in 900 s"
+            return out
         out["scheduler_cpu_up_s"] = cpu_seconds(sched.pid)
         phases(out, registrations(log), workers, t0)
-        out["ready_s"] = out["registered_s"]
+        # the log's own stamps when every registration line parsed, else when we saw them
+        out["ready_s"] = out.get("registered_s", out["seen_s"])
     finally:
         d0 = time.perf_counter()
         stop(procs[1:], signal.SIGTERM, 60)
