@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from dasklaunch.domain.rolling import check_walltime, lead_seconds
 from dasklaunch.domain.settings import UpOptions
 from dasklaunch.errors import UsageError
 from dasklaunch.ops import rolling
@@ -43,7 +44,7 @@ def cluster(*jobs: ScaleOutJob, drain: float = 20) -> ClusterRecord:
 
 
 def test_lead_covers_drain_signal_resolution_and_start():
-    assert rolling.lead_seconds(20) == 20 + 10 + 60 + 30
+    assert lead_seconds(20) == 20 + 10 + 60 + 30
 
 
 def test_a_job_far_from_its_end_is_left_alone(monkeypatch):
@@ -103,5 +104,5 @@ def test_keep_needs_a_walltime_longer_than_the_lead():
         scale_out(None, 2, keep=True)
     with pytest.raises(UsageError, match=r"--walltime 2:00 is too short for --keep: each job "
                                          r"is replaced 120 s before its end"):
-        rolling.check_walltime("2:00", 20)
-    rolling.check_walltime("3", 20)
+        check_walltime("2:00", 20)
+    check_walltime("3", 20)

@@ -12,40 +12,12 @@ from __future__ import annotations
 
 import time
 
-from ..errors import UsageError
+from ..domain.rolling import START_ALLOWANCE_SECONDS, lead_seconds
 from ..runtime.record import ClusterRecord, ScaleOutJob
 from ..runtime.report import Reporter
 from ..runtime.state import StateDir
 from ..slurm import queue
-from .scale_out import WALLTIME_MARGIN_SECONDS, submit_job
-
-# Slurm sends a job's --signal up to 60 s before the time asked (its timer's resolution).
-SIGNAL_RESOLUTION_SECONDS = 60
-# What a replacement job needs to start and connect when the queue is short.
-START_ALLOWANCE_SECONDS = 30
-
-
-def lead_seconds(drain_timeout: float) -> float:
-    """How long before a kept job's end its replacement is submitted: its own --signal margin
-    (drain + exit), Slurm's resolution for that signal, and the time to start the new one."""
-    return (max(0.0, drain_timeout) + WALLTIME_MARGIN_SECONDS + SIGNAL_RESOLUTION_SECONDS
-            + START_ALLOWANCE_SECONDS)
-
-
-def check_walltime(walltime: str, drain_timeout: float) -> None:
-    """Refuse a walltime that leaves a kept job no time between its start and the moment its
-    replacement is due."""
-    from ..domain.sbatch import slurm_time_seconds
-
-    seconds = slurm_time_seconds(walltime)
-    if seconds is None:
-        raise UsageError(f"--keep needs a finite --walltime, not {walltime!r}")
-    lead = lead_seconds(drain_timeout)
-    if seconds <= lead + START_ALLOWANCE_SECONDS:
-        raise UsageError(f"--walltime {walltime} is too short for --keep: each job is replaced "
-                         f"{lead:.0f} s before its end (--drain-timeout + {WALLTIME_MARGIN_SECONDS}"
-                         f" s + {SIGNAL_RESOLUTION_SECONDS + START_ALLOWANCE_SECONDS} s); give "
-                         f"more than {lead + START_ALLOWANCE_SECONDS:.0f} s")
+from .scale_out import submit_job
 
 
 def keep_rolling(state: StateDir, record: ClusterRecord, connected: int, report: Reporter,

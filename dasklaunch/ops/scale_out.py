@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..domain.commands import NODE_LAUNCHER, drain_args, start_method
 from ..domain.env import worker_env
+from ..domain.rolling import WALLTIME_MARGIN_SECONDS, check_walltime
 from ..domain.settings import UpOptions
 from ..domain.units import format_bytes, parse_bytes
 from ..errors import NotUpError, UsageError
@@ -27,9 +28,6 @@ from ..runtime.tls import TLSFiles
 from ..slurm import queue
 from ..slurm.commands import walltime_signal_directive, worker_job_step_argv
 from .common import load_record
-
-# Seconds between the end of the drain and the walltime: for the workers to exit.
-WALLTIME_MARGIN_SECONDS = 10
 
 
 def _import_dask_jobqueue():
@@ -169,8 +167,6 @@ def scale_out(state_dir: Path | str | None, jobs: int, *, cores: int | None = No
         if pool:
             pool_shape(record, pool)  # an unknown pool is refused before anything is submitted
         if keep:
-            from .rolling import check_walltime
-
             check_walltime(walltime, record.options.drain_timeout)
         record.scale_out = current
         for _ in range(jobs - len(current)):
