@@ -23,6 +23,8 @@ dl("down")
     assert result["right"] and result["held"] == 12
     assert result["runs"] == 12, result  # nothing recomputed
     drains = result["status"]["drains"]
+    print(f"\ndrain figures: restart-workers --pool a took {result['restart_s']:.1f} s; "
+          f"drains {drains}")
     assert drains["count"] >= 1 and drains["keys_moved"] == 6 and drains["keys_lost"] == 0
 
 
@@ -57,3 +59,5 @@ dl("down")
     # the control: SIGKILL loses the job's keys, which are computed again
     assert result["KILL"]["right"] and result["KILL"]["runs"] == 18, result
     assert result["status"]["drains"]["keys_moved"] == 6
+    print(f"\ndrain figures: scancel TERM -> worker gone {result['gone_s_TERM']:.1f} s, "
+          f"KILL -> gone {result['gone_s_KILL']:.1f} s; drains {result['status']['drains']}")

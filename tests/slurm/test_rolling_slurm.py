@@ -43,6 +43,8 @@ time.sleep(1)
 out["left"] = sh("squeue", "--noheader", "--jobs=" + ",".join(out["jobs_seen"]), "--format=%i %T")
 ''', "-N1", "-n1", "--exclusive", timeout=420)
     log = result["supervise_log"]
+    print(f"\nrolling figures: jobs {result['jobs_seen']}, connected workers per second "
+          f"{result['samples']}\n{log}")
     assert result["first"] == 2
     assert len(result["jobs_seen"]) >= 3, log
     assert min(result["samples"]) >= 2, (result["samples"], log)
