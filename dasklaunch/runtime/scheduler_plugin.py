@@ -4,6 +4,9 @@ Adds `/dasklaunch/workers.json` to the scheduler's HTTP server: the scheduler id
 worker's host, threads and memory limit, in O(workers). dasklaunch reads it over plain HTTP, so
 the CLI never imports distributed. (Dask's own /json/identity.json is not usable for this: it
 fails with HTTP 500 once workers have run tasks, because their metrics have tuple keys.)
+
+It also keeps a failed TLS connection of the scheduler from breaking its other connections
+(`tls_guard`).
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import json
 
 from tornado.web import RequestHandler
+
+from .tls_guard import guard
 
 ROUTE = r"/dasklaunch/workers\.json"
 
@@ -34,6 +39,7 @@ class WorkersHandler(RequestHandler):
 
 
 def dask_setup(scheduler) -> None:
+    guard(scheduler)
     if getattr(scheduler, "http_application", None) is not None:
         scheduler.http_application.add_handlers(
             r".*", [(ROUTE, WorkersHandler, {"dask_server": scheduler})])
