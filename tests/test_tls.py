@@ -9,6 +9,7 @@ import ssl
 import stat
 import subprocess
 import sys
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -126,6 +127,18 @@ def test_only_a_client_with_the_job_certificates_connects(tls_cluster):
     assert run_client(runner, "sourced", env=values) == "CONNECTED 3"
 
 
+def test_workers_and_nannies_load_the_tls_guard(tls_cluster):
+    from dasklaunch.runtime.tls import GUARD_PRELOAD, WORKER_TLS_ARGS
+
+    record = json.loads((tls_cluster.state_dir / "state.json").read_text())
+    (pool,) = record["pools"]
+    start = pool["command"].index("--protocol")
+    assert pool["command"][start:start + len(WORKER_TLS_ARGS)] == WORKER_TLS_ARGS
+    log = Path(pool["log"]).read_text()
+    # once in the nanny (--preload-nanny), once in the worker it starts (--preload)
+    assert log.count(f"Run preload setup: {GUARD_PRELOAD}") == 2, log
+
+
 def scheduler_tls_socket(runner, client_certificate: bool) -> ssl.SSLSocket:
     """A raw TLS 1.3 connection to the scheduler that trusts the job CA, with or without the
     job's client certificate; returned once the client's side of the handshake is done."""
@@ -176,6 +189,8 @@ def test_no_tls_warns_and_uses_tcp(local_runner):
     assert "warning: --no-tls" in up.stderr
     assert json.loads(up.stdout)["scheduler"]["address"].startswith("tcp://")
     assert not (local_runner.state_dir / "tls").exists()
+    record = json.loads((local_runner.state_dir / "state.json").read_text())
+    assert "--preload" not in record["pools"][0]["command"]  # no TLS, no tls_guard
     assert run_client(local_runner, "no-certs") == "CONNECTED 3"
     local_runner("down", check=True)
 

@@ -17,7 +17,7 @@ from ..runtime import proc, schedfile
 from ..runtime.record import Step
 from ..runtime.report import Reporter
 from ..runtime.state import JOB_CONFIG_DIR, find_state_dir
-from ..runtime.tls import PROTOCOL_ARGS, TLSFiles
+from ..runtime.tls import WORKER_TLS_ARGS, TLSFiles
 from .common import interrupts_raise, load_record, step_name
 from .readiness import wait_ready
 
@@ -52,7 +52,7 @@ def join(state_dir: Path | str | None = None, *, pool: str = "joined",
         if not argv:
             argv = [sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file",
                     sfile, "--nworkers", str(nworkers), "--name", f"{pool}-{_host()}",
-                    *network_args(opts, local), *(PROTOCOL_ARGS if opts.tls else [])]
+                    *network_args(opts, local), *(WORKER_TLS_ARGS if opts.tls else [])]
         env = job_env(opts, str(state.path / JOB_CONFIG_DIR))
         env.update(start_method_env(opts.start_method, env))
         env.update({"DASK_SCHEDULER_FILE": sfile, "SCHEDULER_FILE": sfile,

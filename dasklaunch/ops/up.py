@@ -38,7 +38,7 @@ from ..runtime import proc, schedfile, tls
 from ..runtime.record import ClusterRecord, Step
 from ..runtime.report import Reporter
 from ..runtime.state import JOB_CONFIG_DIR, StateDir, find_state_dir
-from ..runtime.tls import PROTOCOL_ARGS, TLSFiles
+from ..runtime.tls import PROTOCOL_ARGS, WORKER_TLS_ARGS, TLSFiles
 from .common import interrupts_raise, step_name
 from .hints import client_dashboard_env, connect_call, dashboard_hints, dashboard_problem
 from .readiness import Probe, wait_ready
@@ -77,9 +77,10 @@ def build_steps(opts: UpOptions, layout: Layout, alloc: Allocation, backend: str
     sched_env = job_env(opts, config_dir, extra_env)
     pool_env = worker_env(opts, config_dir, extra_env)
     tls_args: list[str] = []
+    worker_tls_args: list[str] = []
     if opts.tls:
         files = TLSFiles.in_state_dir(state)
-        tls_args = PROTOCOL_ARGS
+        tls_args, worker_tls_args = PROTOCOL_ARGS, WORKER_TLS_ARGS
         sched_env.update(files.server_env("scheduler"))
         pool_env.update(files.server_env("worker"))
     sched_name = step_name("scheduler")
@@ -88,7 +89,7 @@ def build_steps(opts: UpOptions, layout: Layout, alloc: Allocation, backend: str
                  ntasks=1, nnodes=1,
                  command=scheduler_command(opts, sfile, local=local, tls_args=tls_args),
                  log=str(state.logs / f"{sched_name}.log"), env=sched_env)
-    pools = [pool_step(opts, pool, alloc, local, sfile, tls_args, pool_env, state, 1)
+    pools = [pool_step(opts, pool, alloc, local, sfile, worker_tls_args, pool_env, state, 1)
              for pool in layout.pools]
     return sched, pools
 

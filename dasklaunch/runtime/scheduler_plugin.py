@@ -17,7 +17,8 @@ tasks, because their metrics have tuple keys; and it lists every worker.)
 - `/dasklaunch/workers.json`: every worker's host, threads and memory (`status --workers`).
 
 It also adds the scheduler handler `dasklaunch_drain` (runtime/drain.py), which node launchers
-call over Dask's own comms (TLS when the cluster has it) before their workers end.
+call over Dask's own comms (TLS when the cluster has it) before their workers end, and keeps a
+failed TLS connection of the scheduler from breaking its other connections (`tls_guard`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from tornado.web import RequestHandler
 
 from . import drain
 from .schedfile import pool_of, summarize_workers
+from .tls_guard import guard
 
 ROUTE = r"/dasklaunch/workers\.json"
 COUNT_ROUTE = r"/dasklaunch/count\.json"
@@ -181,6 +183,7 @@ class WorkersHandler(_Handler):
 
 
 def dask_setup(scheduler) -> None:
+    guard(scheduler)
     from distributed.diagnostics.plugin import SchedulerPlugin
 
     tally = Tally()
