@@ -4,16 +4,7 @@ what was asked once the first job is in, and no key is lost or recomputed."""
 
 from __future__ import annotations
 
-import pytest
-from slurmbed import PERSIST
-
-# Known gap (issue 15 stays open): under Slurm a step's SIGTERM reaches every process of the
-# step at once, the nannies included, so each nanny closes its worker while the node launcher
-# is still asking the scheduler to drain it; the keys are then recomputed. Draining works where
-# only the launcher gets the signal (the local backend: tests/test_drain_lifecycle.py).
-SLURM_SIGNALS_EVERY_PROCESS = pytest.mark.xfail(
-    reason="Slurm signals every process of a step: the nannies close their workers before the "
-           "drain", strict=False)
+from slurmbed import PERSIST, SLURM_SIGNALS_EVERY_PROCESS
 
 
 @SLURM_SIGNALS_EVERY_PROCESS
