@@ -139,6 +139,7 @@ def test_the_scheduler_preload_guards_the_scheduler(monkeypatch):
 
     guarded = []
     monkeypatch.setattr(scheduler_plugin, "guard", guarded.append)
-    scheduler = SimpleNamespace(http_application=None)
+    scheduler = SimpleNamespace(http_application=None, workers={}, handlers={},
+                                add_plugin=lambda plugin: None)
     scheduler_plugin.dask_setup(scheduler)
     assert guarded == [scheduler]
