@@ -103,10 +103,17 @@ def main(argv: list[str] | None = None) -> int:
     return run_workers(workers, env, drainer)
 
 
+def under_srun(env) -> bool:
+    """A task of a real srun step. Slurm signals every process of a step at once, the nannies
+    too, so a parent that drains first cannot hold their SIGTERM back, and passing it on again
+    would give each a second one: the launcher keeps the start it had (no draining) there."""
+    return "SLURM_STEP_ID" in env and "DASKLAUNCH_STEP" not in env
+
+
 def draining(args: argparse.Namespace, tasks: list[list[prefork.NodeWorker] | None]):
     """What drains these tasks' workers before SIGTERM reaches them (None: no draining, with
     --drain-timeout 0). The launcher then stays their parent rather than becoming one."""
-    if args.drain_timeout <= 0:
+    if args.drain_timeout <= 0 or under_srun(os.environ):
         return None
     return drain.Drainer([argv for workers in tasks for argv, _, _ in workers or ()],
                          args.drain_timeout)
