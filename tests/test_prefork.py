@@ -23,7 +23,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def run_python(code: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    # as in a step that `up` started: Dask's pre-spawn variables set (without them, NumPy's
+    # OpenBLAS starts a thread pool at import and nothing may be forked)
+    env = dict(os.environ, PYTHONPATH=str(REPO), **PRE_SPAWN_ENVIRON)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=timeout, env=env)
 
