@@ -18,8 +18,9 @@ def node3_back(slurm):
     slurm.run(["scontrol", "update", "nodename=node3", "state=resume"])
     deadline = time.time() + 60
     while time.time() < deadline:
+        # a line per partition that holds node3
         out = slurm.run(["sinfo", "--noheader", "--nodes=node3", "--format=%T"]).stdout
-        if out.strip() == "idle":
+        if set(out.split()) == {"idle"}:
             return
         time.sleep(1)
     raise AssertionError(f"node3 did not come back: {out!r}")
