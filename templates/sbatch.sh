@@ -4,7 +4,8 @@
 #
 # Rendered by `dasklaunch batch`. It brings a Dask cluster up, runs the command, and always
 # brings the cluster down: when the command ends, on scancel, and {{margin}} s before the
-# walltime, when Slurm sends SIGTERM to this shell. It exits with the command's exit code.
+# walltime, when Slurm sends {{signal}} to this shell. It exits with the command's exit code.
+{{requeue_note}}
 
 {{prologue}}
 # No `set -e`: every way out below is explicit, so that `down` always runs and the exit code
@@ -23,25 +24,29 @@ fi
 say() { echo "dasklaunch batch: $*" >&2; }
 
 phase="setup"
+signalled=""
+{{requeue_setup}}
 
 # shellcheck disable=SC2317  # trap handlers: bash calls them, no line here does
 cluster_down() {
     local code=$?
     # Ignored here, ignored by `down` too: a second signal must not cut the teardown short.
-    trap '' TERM INT HUP
+    trap '' TERM INT HUP USR1
     say "bringing the cluster down"
     if "${dasklaunch[@]}" down; then
         say "cluster down"
     else
         say "warning: dasklaunch down exited $?"
     fi
+{{requeue_after_down}}
     exit "$code"
 }
 
 # shellcheck disable=SC2317
 on_signal() {
-    trap '' TERM INT HUP
-    say "SIG$1 during $phase (walltime margin, scancel or Ctrl-C): stopping it and the cluster"
+    trap '' TERM INT HUP USR1
+    signalled=$1
+    say "SIG$1 during $phase ($3): stopping it and the cluster"
     # `jobs -p`, not $!: it also knows a child forked an instant before the signal arrived.
     local children
     children=$(jobs -p)
@@ -56,9 +61,10 @@ on_signal() {
 }
 
 trap cluster_down EXIT
-trap 'on_signal TERM 143' TERM
-trap 'on_signal INT 130' INT
-trap 'on_signal HUP 129' HUP
+trap 'on_signal TERM 143 "{{term_reason}}"' TERM
+trap 'on_signal INT 130 "Ctrl-C"' INT
+trap 'on_signal HUP 129 "hangup"' HUP
+{{requeue_trap}}
 
 # Children run in the background and are waited for: bash runs a trap only between commands,
 # so a foreground child would delay the walltime SIGTERM until it returned.

@@ -36,6 +36,14 @@ def batch_command(
     walltime_margin: Annotated[int, typer.Option(
         help="Seconds before the walltime at which Slurm sends SIGTERM to the script, which "
              "then stops the command and brings the cluster down.")] = sbatch.DEFAULT_MARGIN,
+    requeue: Annotated[bool, typer.Option(
+        "--requeue", help="Come back instead of ending: before the walltime (and on preemption "
+                          "where Slurm signals it) bring the cluster down and requeue the job; "
+                          "the next run starts a new cluster and runs COMMAND again, so COMMAND "
+                          "must be restartable (skip outputs already written).")] = False,
+    requeue_margin: Annotated[Optional[int], typer.Option(
+        help="With --requeue: seconds before the walltime at which Slurm sends SIGUSR1 "
+             "[default: --walltime-margin].")] = None,
     prologue: Annotated[Optional[list[str]], typer.Option(
         "--prologue", help="A shell line to run first, e.g. 'module load python' (repeatable) "
                            "[default: jobqueue.slurm.job-script-prologue from the Dask "
@@ -51,18 +59,23 @@ def batch_command(
     `dasklaunch up --help`); nothing after -- is read as an option. COMMAND runs with the
     cluster's environment (SCHEDULER_FILE, DASK_SCHEDULER_ADDRESS, ...). The cluster is brought
     down when COMMAND ends, on scancel, and --walltime-margin seconds before the walltime; the
-    job exits with COMMAND's exit code.
+    job exits with COMMAND's exit code. With --requeue the job is requeued at that point (and
+    on preemption) and runs COMMAND again.
     Prints the job id (the script, with --dry-run).
     """
     from ..ops import batch
 
     up_args, command, state_dir = split_up_args(ctx, list(ctx.args))
+    source = ctx.get_parameter_source("walltime_margin")
+    if requeue_margin is not None and source is not None and source.name == "COMMANDLINE":
+        raise UsageError("give --requeue-margin or --walltime-margin, not both")
     given = {"time": time_limit, "partition": partition, "account": account}
     spec = sbatch.BatchSpec(
         command=tuple(command), dasklaunch=batch.installed_command(), up_args=tuple(up_args),
         nodes=nodes, ntasks_per_node=ntasks_per_node, qos=qos, constraint=constraint,
         job_name=job_name, output=output, sbatch_args=tuple(sbatch_arg or ()),
-        walltime_margin=walltime_margin, state_dir=state_dir,
+        walltime_margin=walltime_margin, requeue=requeue, requeue_margin=requeue_margin,
+        state_dir=state_dir,
         **{**given, **batch.prologue_defaults(prologue), **batch.jobqueue_defaults(given)})
     text = sbatch.render(spec)
     if dry_run:

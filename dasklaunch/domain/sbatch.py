@@ -3,6 +3,13 @@
 The script brings the cluster up with the given `up` options, sources the env file, runs the
 command, and brings the cluster down on every way out, including the SIGTERM that
 `--signal=B:TERM@MARGIN` makes Slurm send to the batch shell before the walltime.
+
+With `requeue` the job comes back instead of ending: `--signal=B:USR1@MARGIN`, sent before the
+walltime and, where the site sets PreemptParameters=send_user_signal, when the job is
+preempted. On USR1 the script brings the cluster down and then requeues the job itself
+(`scontrol requeue`): Slurm 22.05 ends a preempted job that exits during its grace time as
+COMPLETED, not requeued; 24.11 requeues it either way, and an explicit requeue counts once.
+The next run (same job id, SLURM_RESTART_COUNT set) starts from scratch.
 """
 
 from __future__ import annotations
@@ -31,7 +38,8 @@ OWN_OPTIONS = {
     "--constraint": "--constraint", "-C": "--constraint",
     "--job-name": "--job-name", "-J": "--job-name",
     "--output": "--output", "-o": "--output",
-    "--signal": "--walltime-margin",
+    "--signal": "--walltime-margin or --requeue-margin",
+    "--requeue": "--requeue", "--no-requeue": "--requeue",
 }
 
 
@@ -53,6 +61,9 @@ class BatchSpec:
     output: str | None = None
     sbatch_args: tuple[str, ...] = ()
     walltime_margin: int = DEFAULT_MARGIN
+    # come back after the walltime or a preemption: USR1 at the margin, requeue after `down`
+    requeue: bool = False
+    requeue_margin: int | None = None   # seconds; None: walltime_margin
     state_dir: str | None = None
     prologue: tuple[str, ...] = ()   # shell lines run first (module load, conda activate, ...)
     prologue_source: str = "--prologue"
@@ -114,14 +125,28 @@ def _check(spec: BatchSpec) -> None:
         raise UsageError(f"--nodes takes a node count or a range MIN-MAX, not {spec.nodes!r}")
     if spec.ntasks_per_node is not None and spec.ntasks_per_node < 1:
         raise UsageError(f"--ntasks-per-node must be at least 1, not {spec.ntasks_per_node}")
-    if not 1 <= spec.walltime_margin <= MAX_MARGIN:
-        raise UsageError(f"--walltime-margin must be between 1 and {MAX_MARGIN} seconds, "
-                         f"not {spec.walltime_margin}")
+    if spec.requeue_margin is not None and not spec.requeue:
+        raise UsageError("--requeue-margin needs --requeue")
+    if spec.requeue:
+        for arg in (*spec.sbatch_args, *spec.extra_directives):
+            if arg.startswith("--open-mode"):
+                raise UsageError(f"--requeue appends every run's output to one file: leave "
+                                 f"out {arg!r}")
+    flag, margin = _margin(spec)
+    if not 1 <= margin <= MAX_MARGIN:
+        raise UsageError(f"{flag} must be between 1 and {MAX_MARGIN} seconds, not {margin}")
     if spec.time is not None:
         limit = slurm_time_seconds(spec.time)
-        if limit is not None and spec.walltime_margin >= limit:
-            raise UsageError(f"--walltime-margin {spec.walltime_margin}s leaves no time before "
-                             f"--time {spec.time} ({limit}s) runs out; lower the margin")
+        if limit is not None and margin >= limit:
+            raise UsageError(f"{flag} {margin}s leaves no time before --time {spec.time} "
+                             f"({limit}s) runs out; lower the margin")
+
+
+def _margin(spec: BatchSpec) -> tuple[str, int]:
+    """The option that sets the signal's margin, and its seconds."""
+    if spec.requeue and spec.requeue_margin is not None:
+        return "--requeue-margin", spec.requeue_margin
+    return "--walltime-margin", spec.walltime_margin
 
 
 # -------------------------------------------------------------------------------------- quoting
@@ -165,10 +190,13 @@ def directives(spec: BatchSpec) -> list[str]:
         "--nodes": spec.nodes,
         "--ntasks-per-node": None if spec.ntasks_per_node is None else str(spec.ntasks_per_node),
         "--output": spec.output, "--partition": spec.partition, "--qos": spec.qos,
-        "--signal": f"B:TERM@{spec.walltime_margin}", "--time": spec.time,
+        "--signal": f"B:{'USR1' if spec.requeue else 'TERM'}@{_margin(spec)[1]}",
+        "--time": spec.time,
     }
     lines = [f"{name}={sbatch_quote(value)}" for name, value in options.items()
              if value is not None]
+    if spec.requeue:
+        lines += ["--requeue", "--open-mode=append"]
     lines += [_sbatch_arg_line(arg) for arg in spec.sbatch_args]
     lines += [_sbatch_arg_line(arg, "jobqueue.yaml job-extra-directives")
               for arg in spec.extra_directives]
@@ -198,15 +226,65 @@ def _prologue(spec: BatchSpec) -> str:
     return "\n".join([f"# prologue, from {spec.prologue_source}", *spec.prologue, ""])
 
 
+# The parts of the script that only a --requeue job has (bash; placeholders stay bash's `$`).
+REQUEUE_NOTE = """\
+# --requeue: on SIGUSR1 (the walltime margin, or preemption where Slurm sends the job's signal
+# then) it brings the cluster down and requeues the job; the next run starts afresh and runs
+# the command again. Output of every run is appended to the same file."""
+
+REQUEUE_SETUP = """\
+requeue=0
+
+# shellcheck disable=SC2317
+preempted() {
+    # Slurm sets PreemptTime when it selects the job for preemption (None until then).
+    local facts
+    [[ -n "${SLURM_JOB_ID:-}" ]] || return 1
+    facts=$(scontrol show job "$SLURM_JOB_ID" 2>/dev/null) || return 1
+    [[ $facts =~ PreemptTime=([^[:space:]]+) ]] && [[ ${BASH_REMATCH[1]} != None ]]
+}
+
+# shellcheck disable=SC2317
+on_requeue_signal() {
+    requeue=1
+    local why
+    if preempted; then why="preempted"; else why="time limit near"; fi
+    on_signal USR1 138 "$why: the job will be requeued"
+}
+
+if [[ -n "${SLURM_RESTART_COUNT:-}" && "${SLURM_RESTART_COUNT}" != 0 ]]; then
+    say "job ${SLURM_JOB_ID:-?} runs again (restart ${SLURM_RESTART_COUNT}): a new cluster"
+fi"""
+
+REQUEUE_AFTER_DOWN = """\
+    # The requeue comes last: Slurm ends this run at once. A command that failed because the
+    # job is being preempted (its steps got SIGTERM) comes back too.
+    if (( requeue )) || { [[ -z $signalled ]] && (( code != 0 )) && preempted; }; then
+        say "requeueing job ${SLURM_JOB_ID:-}"
+        if ! scontrol requeue "${SLURM_JOB_ID:-}"; then
+            say "warning: scontrol requeue ${SLURM_JOB_ID:-} failed; the job ends here"
+        fi
+    fi"""
+
+REQUEUE_TRAP = "trap on_requeue_signal USR1"
+
+
 def render(spec: BatchSpec) -> str:
     """The sbatch script for `spec`. Pure: the same spec always gives the same text."""
     _check(spec)
     state_dir = ("" if spec.state_dir is None else
                  f"export DASKLAUNCH_STATE_DIR={shlex.quote(spec.state_dir)}")
+    requeue = spec.requeue
     return _fill(template("sbatch.sh"), {
         "directives": "\n".join(directives(spec)),
         "directive_sources": spec.directive_sources and f"# {spec.directive_sources}",
-        "margin": str(spec.walltime_margin),
+        "margin": str(_margin(spec)[1]),
+        "signal": "SIGUSR1" if requeue else "SIGTERM",
+        "requeue_note": REQUEUE_NOTE if requeue else "",
+        "requeue_setup": REQUEUE_SETUP if requeue else "",
+        "requeue_after_down": REQUEUE_AFTER_DOWN if requeue else "",
+        "requeue_trap": REQUEUE_TRAP if requeue else "",
+        "term_reason": "scancel or the end of the job" if requeue else "walltime margin or scancel",
         "dasklaunch": shlex.join(spec.dasklaunch),
         "state_dir": state_dir,
         "prologue": _prologue(spec),

@@ -165,6 +165,11 @@ def _clear_stale(state: StateDir, job_id: str, report: Reporter) -> None:
             why += f", it belongs to job {owner}"
         state.remove(state.scheduler_file.name)
         report.info(f"removed stale scheduler file {state.scheduler_file} ({why})")
+    from ..launch.drain import NO_DRAIN_FILE
+
+    # a `down` cut short (a requeued or preempted job's earlier run) must not keep the new
+    # cluster's workers from draining
+    state.remove(NO_DRAIN_FILE)
     if record:
         launcher = launcher_for(record)
         for step in record.steps:

@@ -21,12 +21,13 @@ fi
 say() { echo "dasklaunch batch: $*" >&2; }
 
 phase="setup"
+signalled=""
 
 # shellcheck disable=SC2317  # trap handlers: bash calls them, no line here does
 cluster_down() {
     local code=$?
     # Ignored here, ignored by `down` too: a second signal must not cut the teardown short.
-    trap '' TERM INT HUP
+    trap '' TERM INT HUP USR1
     say "bringing the cluster down"
     if "${dasklaunch[@]}" down; then
         say "cluster down"
@@ -38,8 +39,9 @@ cluster_down() {
 
 # shellcheck disable=SC2317
 on_signal() {
-    trap '' TERM INT HUP
-    say "SIG$1 during $phase (walltime margin, scancel or Ctrl-C): stopping it and the cluster"
+    trap '' TERM INT HUP USR1
+    signalled=$1
+    say "SIG$1 during $phase ($3): stopping it and the cluster"
     # `jobs -p`, not $!: it also knows a child forked an instant before the signal arrived.
     local children
     children=$(jobs -p)
@@ -54,9 +56,9 @@ on_signal() {
 }
 
 trap cluster_down EXIT
-trap 'on_signal TERM 143' TERM
-trap 'on_signal INT 130' INT
-trap 'on_signal HUP 129' HUP
+trap 'on_signal TERM 143 "walltime margin or scancel"' TERM
+trap 'on_signal INT 130 "Ctrl-C"' INT
+trap 'on_signal HUP 129 "hangup"' HUP
 
 # Children run in the background and are waited for: bash runs a trap only between commands,
 # so a foreground child would delay the walltime SIGTERM until it returned.
