@@ -150,10 +150,14 @@ if sys.argv[1] == "env":
     print(path)
 '''
 
-# Answers `show job` with $FAKE_PREEMPT_TIME (None unless set) and records `requeue`.
+# Answers `show job` with $FAKE_PREEMPT_TIME (None unless set), `--version` with
+# $FAKE_SLURM_VERSION, and records the other calls.
 FAKE_SCONTROL = '''\
 #!{python}
 import json, os, sys
+if sys.argv[1:] == ["--version"]:
+    print("slurm", os.environ.get("FAKE_SLURM_VERSION", "22.05.8"))
+    sys.exit()
 with open(os.environ["FAKE_LOG"], "a") as f:
     f.write(json.dumps(["scontrol", *sys.argv[1:]]) + "\\n")
 if sys.argv[1:3] == ["show", "job"]:
@@ -166,7 +170,7 @@ SLEEPER = "echo COMMAND READY; exec sleep 60"
 
 def start(tmp_path: Path, command: tuple[str, ...], **env) -> tuple[subprocess.Popen, Path]:
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
+    bin_dir.mkdir(parents=True, exist_ok=True)
     for name, text in (("dasklaunch", FAKE_DASKLAUNCH), ("scontrol", FAKE_SCONTROL)):
         (bin_dir / name).write_text(text.format(python=sys.executable))
         (bin_dir / name).chmod(0o755)
@@ -210,6 +214,21 @@ def test_usr1_brings_the_cluster_down_then_requeues(tmp_path, preempt_time, why)
                     ["scontrol", "show", "job", "4242"], ["dasklaunch", "down"],
                     ["scontrol", "requeue", "4242"]]
     assert err.index("cluster down") < err.index("requeueing job 4242")
+
+
+@pytest.mark.parametrize("version", ["24.05.1", "24.11.5", "25.05.0"])
+def test_from_slurm_24_05_a_preempted_job_is_requeued_by_slurm_alone(tmp_path, version):
+    # it requeues a preempted job that ends within its grace time; ours would count twice
+    code, err, seen = signal_while_running(tmp_path, signal.SIGUSR1, FAKE_SLURM_VERSION=version,
+                                           FAKE_PREEMPT_TIME="2026-12-01T10:57:15")
+    assert code == 138, err
+    assert "job 4242 is preempted: Slurm requeues it as this run ends" in err
+    assert ["scontrol", "requeue", "4242"] not in seen
+    assert seen[-1] == ["dasklaunch", "down"]
+    # the time limit is ours to requeue on every version
+    code, err, seen = signal_while_running(tmp_path / "walltime", signal.SIGUSR1,
+                                           FAKE_SLURM_VERSION=version)
+    assert seen[-1] == ["scontrol", "requeue", "4242"], err
 
 
 def test_sigterm_is_an_end_not_a_requeue(tmp_path):

@@ -7,8 +7,9 @@ command, and brings the cluster down on every way out, including the SIGTERM tha
 With `requeue` the job comes back instead of ending: `--signal=B:USR1@MARGIN`, sent before the
 walltime and, where the site sets PreemptParameters=send_user_signal, when the job is
 preempted. On USR1 the script brings the cluster down and then requeues the job itself
-(`scontrol requeue`): Slurm 22.05 ends a preempted job that exits during its grace time as
-COMPLETED, not requeued; 24.11 requeues it either way, and an explicit requeue counts once.
+(`scontrol requeue`), except a preempted job under Slurm 24.05 or later, which Slurm requeues
+as it ends (a second requeue would count twice); 22.05 ends a preempted job that exits during
+its grace time as COMPLETED.
 The next run (same job id, SLURM_RESTART_COUNT set) starts from scratch.
 """
 
@@ -234,6 +235,7 @@ REQUEUE_NOTE = """\
 
 REQUEUE_SETUP = """\
 requeue=0
+why=""
 
 # shellcheck disable=SC2317
 preempted() {
@@ -245,9 +247,18 @@ preempted() {
 }
 
 # shellcheck disable=SC2317
+slurm_requeues_preempted() {
+    # 24.05 and later requeue a preempted job that ends within its grace time (a requeue of
+    # ours on top counts twice); 22.05 ends it as COMPLETED
+    local version
+    version=$(scontrol --version 2>/dev/null) || return 1
+    [[ $version =~ ([0-9]+)\\.([0-9]+) ]] || return 1
+    (( 10#${BASH_REMATCH[1]} * 100 + 10#${BASH_REMATCH[2]} >= 2405 ))
+}
+
+# shellcheck disable=SC2317
 on_requeue_signal() {
     requeue=1
-    local why
     if preempted; then why="preempted"; else why="time limit near"; fi
     on_signal USR1 138 "$why: the job will be requeued"
 }
@@ -259,7 +270,13 @@ fi"""
 REQUEUE_AFTER_DOWN = """\
     # The requeue comes last: Slurm ends this run at once. A command that failed because the
     # job is being preempted (its steps got SIGTERM) comes back too.
-    if (( requeue )) || { [[ -z $signalled ]] && (( code != 0 )) && preempted; }; then
+    if (( ! requeue )) && [[ -z $signalled ]] && (( code != 0 )) && preempted; then
+        requeue=1
+        why="preempted"
+    fi
+    if (( requeue )) && [[ $why == preempted ]] && slurm_requeues_preempted; then
+        say "job ${SLURM_JOB_ID:-} is preempted: Slurm requeues it as this run ends"
+    elif (( requeue )); then
         say "requeueing job ${SLURM_JOB_ID:-}"
         if ! scontrol requeue "${SLURM_JOB_ID:-}"; then
             say "warning: scontrol requeue ${SLURM_JOB_ID:-} failed; the job ends here"

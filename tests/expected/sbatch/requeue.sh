@@ -31,6 +31,7 @@ say() { echo "dasklaunch batch: $*" >&2; }
 phase="setup"
 signalled=""
 requeue=0
+why=""
 
 # shellcheck disable=SC2317
 preempted() {
@@ -42,9 +43,18 @@ preempted() {
 }
 
 # shellcheck disable=SC2317
+slurm_requeues_preempted() {
+    # 24.05 and later requeue a preempted job that ends within its grace time (a requeue of
+    # ours on top counts twice); 22.05 ends it as COMPLETED
+    local version
+    version=$(scontrol --version 2>/dev/null) || return 1
+    [[ $version =~ ([0-9]+)\.([0-9]+) ]] || return 1
+    (( 10#${BASH_REMATCH[1]} * 100 + 10#${BASH_REMATCH[2]} >= 2405 ))
+}
+
+# shellcheck disable=SC2317
 on_requeue_signal() {
     requeue=1
-    local why
     if preempted; then why="preempted"; else why="time limit near"; fi
     on_signal USR1 138 "$why: the job will be requeued"
 }
@@ -66,7 +76,13 @@ cluster_down() {
     fi
     # The requeue comes last: Slurm ends this run at once. A command that failed because the
     # job is being preempted (its steps got SIGTERM) comes back too.
-    if (( requeue )) || { [[ -z $signalled ]] && (( code != 0 )) && preempted; }; then
+    if (( ! requeue )) && [[ -z $signalled ]] && (( code != 0 )) && preempted; then
+        requeue=1
+        why="preempted"
+    fi
+    if (( requeue )) && [[ $why == preempted ]] && slurm_requeues_preempted; then
+        say "job ${SLURM_JOB_ID:-} is preempted: Slurm requeues it as this run ends"
+    elif (( requeue )); then
         say "requeueing job ${SLURM_JOB_ID:-}"
         if ! scontrol requeue "${SLURM_JOB_ID:-}"; then
             say "warning: scontrol requeue ${SLURM_JOB_ID:-} failed; the job ends here"
