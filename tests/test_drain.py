@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 
@@ -101,6 +102,37 @@ def test_a_signal_during_the_drain_is_passed_on_at_once_and_only_once(restore_si
     proc.on_signals(lambda s: events.append(f"send {s}"), slow_drain)
     signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
     assert events == ["drain starts", f"send {signal.SIGTERM}", "drain ends"]
+
+
+def test_workers_that_leave_sigterm_to_the_leader_get_sigint_after_the_drain(restore_signals):
+    events = []
+    proc.on_signals(lambda s: events.append(("send", s)), lambda s: events.append(("drain", s)),
+                    term_as=signal.SIGINT)
+    signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+    signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
+    assert events == [("drain", signal.SIGTERM), ("send", signal.SIGINT),
+                      ("send", signal.SIGINT)]
+
+
+def test_under_srun_only_workers_that_can_leave_sigterm_to_the_launcher_are_drained(
+        monkeypatch, capsys):
+    from dasklaunch.launch import node, shield
+
+    dask_worker = [sys.executable, "-m", "distributed.cli.dask_worker",
+                   "--scheduler-file", "s.json", "--name", "a-n1-0"]
+    other = ["dask-cuda-worker", "--scheduler-file", "s.json", "--name", "a-n1-0"]
+    args = node.parse(["--pool", "a", "--drain-timeout", "20", "--", *dask_worker])
+    monkeypatch.setenv("SLURM_STEP_ID", "3")
+    monkeypatch.delenv("DASKLAUNCH_STEP", raising=False)
+    assert shield.shieldable(dask_worker) and not shield.shieldable(other)
+    assert node.draining(args, [[(dask_worker, {}, None)]]).names == ["a-n1-0"]
+    assert node.draining(args, [[(other, {}, None)]]) is None
+    assert "not draining: Slurm signals every process" in capsys.readouterr().err
+    # the local step signals its leader only: any command can be drained there
+    monkeypatch.setenv("DASKLAUNCH_STEP", "pool-a")
+    assert node.draining(args, [[(other, {}, None)]]).names == ["a-n1-0"]
+    assert shield.shielded_argv(dask_worker) == [
+        sys.executable, "-m", "dasklaunch.launch.shield", *dask_worker[3:]]
 
 
 @dataclass(eq=False)

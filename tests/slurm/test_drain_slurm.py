@@ -5,10 +5,9 @@ control) loses them, and the result is still right."""
 
 from __future__ import annotations
 
-from slurmbed import PERSIST, SLURM_SIGNALS_EVERY_PROCESS
+from slurmbed import PERSIST
 
 
-@SLURM_SIGNALS_EVERY_PROCESS
 def test_restart_of_one_pool_drains_into_the_other(slurm):
     result = slurm.salloc(PERSIST + '''
 dl("up", "--interface", "lab0", "--pool", "a:nodes=1", "--pool", "b:nodes=2")
@@ -29,7 +28,6 @@ dl("down")
     assert drains["count"] >= 1 and drains["keys_moved"] == 6 and drains["keys_lost"] == 0
 
 
-@SLURM_SIGNALS_EVERY_PROCESS
 def test_scancel_term_of_a_worker_job_drains_and_kill_does_not(slurm):
     result = slurm.salloc(PERSIST + '''
 dl("up", "--interface", "lab0", "--profile", "seed")

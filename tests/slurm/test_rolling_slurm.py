@@ -4,10 +4,9 @@ what was asked once the first job is in, and no key is lost or recomputed."""
 
 from __future__ import annotations
 
-from slurmbed import PERSIST, SLURM_SIGNALS_EVERY_PROCESS
+from slurmbed import PERSIST
 
 
-@SLURM_SIGNALS_EVERY_PROCESS
 def test_kept_worker_jobs_roll_over_without_losing_capacity_or_keys(slurm):
     result = slurm.salloc(PERSIST + '''
 dl("up", "--interface", "lab0", "--profile", "seed", "--drain-timeout", "5")
