@@ -71,6 +71,20 @@ def test_a_failed_drain_is_said_and_never_raises(tmp_path, capsys):
     assert "drain of cpu-n1-0 failed" in err and "passing the signal on" in err
 
 
+def test_the_scheduler_is_found_from_the_file_or_the_address_argument(tmp_path):
+    (tmp_path / "s.json").write_text('{"address": "tls://10.0.0.1:8786"}')
+    python = [sys.executable, "-m", "distributed.cli.dask_worker"]
+    assert node_drain.scheduler_address(
+        [*python, "--scheduler-file", str(tmp_path / "s.json"), "--name", "a"]) == \
+        "tls://10.0.0.1:8786"
+    # dask-jobqueue's scale-out jobs name the scheduler by address
+    assert node_drain.scheduler_address(
+        [*python, "--contact-address", "tls://10.0.0.9:1", "tls://10.0.0.2:8786",
+         "--name", "dl-scale-1"]) == "tls://10.0.0.2:8786"
+    with pytest.raises(ValueError, match="neither --scheduler-file nor"):
+        node_drain.scheduler_address([*python, "--name", "a"])
+
+
 @pytest.fixture
 def restore_signals():
     saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}

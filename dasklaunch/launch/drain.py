@@ -88,12 +88,23 @@ def request(argv: list[str], names: list[str], timeout: float, reason: str) -> d
     """Ask the scheduler of `dask worker` argv `argv` to drain `names`; its event."""
     import asyncio
 
+    return asyncio.run(_request(scheduler_address(argv), security_args(argv), names, timeout,
+                                reason))
+
+
+def scheduler_address(argv: list[str]) -> str:
+    """The scheduler of a `dask worker` argv: from its --scheduler-file (dasklaunch's pools) or
+    its address argument (dask-jobqueue's scale-out jobs: `dask worker tls://HOST:PORT ...`)."""
     scheduler_file = flag_value(argv, "--scheduler-file")
-    if not scheduler_file:
-        raise ValueError("the worker command has no --scheduler-file")
-    with open(scheduler_file) as handle:
-        address = json.load(handle)["address"]
-    return asyncio.run(_request(address, security_args(argv), names, timeout, reason))
+    if scheduler_file:
+        with open(scheduler_file) as handle:
+            return json.load(handle)["address"]
+    # the positional address: not the value of an option (--contact-address tls://...)
+    for before, arg in zip(argv, argv[1:], strict=False):
+        if "://" in arg and not arg.startswith("-") and not (
+                before.startswith("-") and "=" not in before):
+            return arg
+    raise ValueError("the worker command has neither --scheduler-file nor a scheduler address")
 
 
 def security_args(argv: list[str]) -> dict:
