@@ -15,6 +15,7 @@ from dasklaunch.domain.commands import drain_args
 from dasklaunch.domain.settings import UpOptions
 from dasklaunch.errors import UsageError
 from dasklaunch.launch import drain as node_drain
+from dasklaunch.launch import node
 from dasklaunch.ops.status import drain_line
 from dasklaunch.runtime import drain, proc
 
@@ -62,6 +63,14 @@ def test_drainer_does_nothing_while_everything_stops(tmp_path, monkeypatch):
     (tmp_path / node_drain.NO_DRAIN_FILE).unlink()
     node_drain.Drainer([argv], 0)(signal.SIGTERM)
     assert asked == []
+    # scale-out jobs' workers name their scheduler by address: the file is given
+    marker = tmp_path / "elsewhere"
+    marker.write_text("x")
+    by_address = [*WORKER[:3], "tls://10.0.0.2:8786", "--name", "dl-scale-1"]
+    node_drain.Drainer([by_address], 20, str(marker))(signal.SIGTERM)
+    assert asked == []
+    assert node.parse(["--keep-name", "--no-drain-file", str(marker), "--", *by_address]
+                      ).no_drain_file == str(marker)
 
 
 def test_a_failed_drain_is_said_and_never_raises(tmp_path, capsys):

@@ -53,10 +53,15 @@ def worker_names(argvs: list[list[str]]) -> list[str]:
 class Drainer:
     """Called by the task's leader on the first SIGTERM, before it passes the signal on."""
 
-    def __init__(self, argvs: list[list[str]], timeout: float):
+    def __init__(self, argvs: list[list[str]], timeout: float, no_drain_file: str | None = None):
         self.argv = argvs[0] if argvs else []
         self.names = worker_names(argvs)
         self.timeout = timeout
+        # where `down` says that no worker stays: given (scale-out jobs), else beside the
+        # scheduler file (the pools)
+        scheduler_file = flag_value(self.argv, "--scheduler-file")
+        self.no_drain_file = no_drain_file or (scheduler_file and os.path.join(
+            os.path.dirname(scheduler_file), NO_DRAIN_FILE))
 
     def __call__(self, signum: int) -> None:
         if not self.names or self.timeout <= 0 or self.everything_stops():
@@ -75,9 +80,7 @@ class Drainer:
 
 
     def everything_stops(self) -> bool:
-        scheduler_file = flag_value(self.argv, "--scheduler-file")
-        return bool(scheduler_file) and os.path.exists(
-            os.path.join(os.path.dirname(scheduler_file), NO_DRAIN_FILE))
+        return bool(self.no_drain_file) and os.path.exists(self.no_drain_file)
 
 
 def say(message: str) -> None:

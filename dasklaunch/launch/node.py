@@ -73,6 +73,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--gpus-per-worker", type=int, default=0)
     parser.add_argument("--prefork", action="store_true")
     parser.add_argument("--drain-timeout", type=float, default=0.0)
+    # no drain while this file exists (`down` stopping every worker); default: the one beside
+    # the workers' scheduler file
+    parser.add_argument("--no-drain-file")
     # workers that dask-jobqueue's script names (scale-out jobs without a pool)
     parser.add_argument("--keep-name", action="store_true")
     parser.add_argument("command", nargs=argparse.REMAINDER)
@@ -130,7 +133,7 @@ def draining(args: argparse.Namespace, tasks: list[list[prefork.NodeWorker] | No
                     "Python's dask worker can leave SIGTERM to this launcher")
         return None
     return drain.Drainer([argv for workers in tasks for argv, _, _ in workers or ()],
-                         args.drain_timeout)
+                         args.drain_timeout, args.no_drain_file)
 
 
 def is_prefork(command: list[str]) -> bool:

@@ -42,7 +42,9 @@ with dasklaunch.connect(timeout="30s") as client:
         futures = persist(client, lambda n: n.startswith("dl-scale"),
                           lambda n: not n.startswith("dl-scale"))
         start = time.time()
-        sh("scancel", "--signal=" + sig, job)
+        # SIGKILL to the job would cancel it (SIGTERM, KillWait, SIGKILL: a planned end that
+        # drains); to its worker step Slurm sends SIGKILL at once
+        sh("scancel", "--signal=" + sig, job if sig == "TERM" else job + ".0")
         wait_workers(client, 1)
         out["gone_s_" + sig] = time.time() - start
         outcome(client, futures)
