@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 
@@ -14,6 +15,7 @@ from dasklaunch.domain.commands import drain_args
 from dasklaunch.domain.settings import UpOptions
 from dasklaunch.errors import UsageError
 from dasklaunch.launch import drain as node_drain
+from dasklaunch.launch import node
 from dasklaunch.ops.status import drain_line
 from dasklaunch.runtime import drain, proc
 
@@ -61,6 +63,14 @@ def test_drainer_does_nothing_while_everything_stops(tmp_path, monkeypatch):
     (tmp_path / node_drain.NO_DRAIN_FILE).unlink()
     node_drain.Drainer([argv], 0)(signal.SIGTERM)
     assert asked == []
+    # scale-out jobs' workers name their scheduler by address: the file is given
+    marker = tmp_path / "elsewhere"
+    marker.write_text("x")
+    by_address = [*WORKER[:3], "tls://10.0.0.2:8786", "--name", "dl-scale-1"]
+    node_drain.Drainer([by_address], 20, str(marker))(signal.SIGTERM)
+    assert asked == []
+    assert node.parse(["--keep-name", "--no-drain-file", str(marker), "--", *by_address]
+                      ).no_drain_file == str(marker)
 
 
 def test_a_failed_drain_is_said_and_never_raises(tmp_path, capsys):
@@ -68,6 +78,20 @@ def test_a_failed_drain_is_said_and_never_raises(tmp_path, capsys):
     node_drain.Drainer([argv], 5)(signal.SIGTERM)
     err = capsys.readouterr().err
     assert "drain of cpu-n1-0 failed" in err and "passing the signal on" in err
+
+
+def test_the_scheduler_is_found_from_the_file_or_the_address_argument(tmp_path):
+    (tmp_path / "s.json").write_text('{"address": "tls://10.0.0.1:8786"}')
+    python = [sys.executable, "-m", "distributed.cli.dask_worker"]
+    assert node_drain.scheduler_address(
+        [*python, "--scheduler-file", str(tmp_path / "s.json"), "--name", "a"]) == \
+        "tls://10.0.0.1:8786"
+    # dask-jobqueue's scale-out jobs name the scheduler by address
+    assert node_drain.scheduler_address(
+        [*python, "--contact-address", "tls://10.0.0.9:1", "tls://10.0.0.2:8786",
+         "--name", "dl-scale-1"]) == "tls://10.0.0.2:8786"
+    with pytest.raises(ValueError, match="neither --scheduler-file nor"):
+        node_drain.scheduler_address([*python, "--name", "a"])
 
 
 @pytest.fixture
@@ -101,6 +125,37 @@ def test_a_signal_during_the_drain_is_passed_on_at_once_and_only_once(restore_si
     proc.on_signals(lambda s: events.append(f"send {s}"), slow_drain)
     signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
     assert events == ["drain starts", f"send {signal.SIGTERM}", "drain ends"]
+
+
+def test_workers_that_leave_sigterm_to_the_leader_get_sigint_after_the_drain(restore_signals):
+    events = []
+    proc.on_signals(lambda s: events.append(("send", s)), lambda s: events.append(("drain", s)),
+                    term_as=signal.SIGINT)
+    signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+    signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
+    assert events == [("drain", signal.SIGTERM), ("send", signal.SIGINT),
+                      ("send", signal.SIGINT)]
+
+
+def test_under_srun_only_workers_that_can_leave_sigterm_to_the_launcher_are_drained(
+        monkeypatch, capsys):
+    from dasklaunch.launch import node, shield
+
+    dask_worker = [sys.executable, "-m", "distributed.cli.dask_worker",
+                   "--scheduler-file", "s.json", "--name", "a-n1-0"]
+    other = ["dask-cuda-worker", "--scheduler-file", "s.json", "--name", "a-n1-0"]
+    args = node.parse(["--pool", "a", "--drain-timeout", "20", "--", *dask_worker])
+    monkeypatch.setenv("SLURM_STEP_ID", "3")
+    monkeypatch.delenv("DASKLAUNCH_STEP", raising=False)
+    assert shield.shieldable(dask_worker) and not shield.shieldable(other)
+    assert node.draining(args, [[(dask_worker, {}, None)]]).names == ["a-n1-0"]
+    assert node.draining(args, [[(other, {}, None)]]) is None
+    assert "not draining: Slurm signals every process" in capsys.readouterr().err
+    # the local step signals its leader only: any command can be drained there
+    monkeypatch.setenv("DASKLAUNCH_STEP", "pool-a")
+    assert node.draining(args, [[(other, {}, None)]]).names == ["a-n1-0"]
+    assert shield.shielded_argv(dask_worker) == [
+        sys.executable, "-m", "dasklaunch.launch.shield", *dask_worker[3:]]
 
 
 @dataclass(eq=False)

@@ -134,3 +134,50 @@ def test_sigterm_from_outside_drains_and_drain_timeout_zero_does_not(local_runne
         ran, _ = check_kept(client, futures)
         assert ran == PARTS + PARTS // 2
     runner("down", check=True)
+
+
+def group_members(group: int) -> list[int]:
+    """The pids of process group `group` (read from /proc: field 5 of each stat)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group:
+            members.append(int(entry))
+    return members
+
+
+@pytest.mark.parametrize("start_method", ["prefork", "spawn"])
+def test_sigterm_to_every_process_of_the_step_drains(local_runner, start_method):
+    """As Slurm does (scancel --signal=TERM, walltime, preemption): SIGTERM reaches the launcher,
+    the nanny, its fork server and the worker process at once (here: the step's process group).
+    The workers leave it to the launcher, which drains them first."""
+    runner = local_runner
+    runner("up", *FAST, *POOLS, "--start-method", start_method, check=True)
+    import dasklaunch
+
+    with dasklaunch.connect(runner.state_dir, timeout="30s") as client:
+        futures = persist_over_pools(client)
+        pool_a = next(p for p in runner.record()["pools"] if p["pool"] == "a")
+        leader = pool_a["leader"]["pid"]  # the local step leads its own process group
+        assert os.getpgid(leader) == leader
+        targets = group_members(leader)
+        if start_method != "prefork":
+            # the leader is srun's stand-in here (with prefork it is the task itself), and
+            # `scancel --signal=TERM` of a step does not signal srun
+            targets.remove(leader)
+        for pid in targets:
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while len(client.scheduler_info()["workers"]) > 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        ran, kept = check_kept(client, futures)
+        assert (ran, kept) == (PARTS, PARTS)
+    drains = json.loads(runner("status", "--json", check=True).stdout)["drains"]
+    assert drains["keys_moved"] == PARTS // 2 and drains["keys_lost"] == 0
+    runner("down", check=True)

@@ -156,8 +156,9 @@ print(worker_job_script(record, StateDir({str(tmp_path)!r}), name="dl-x", cores=
     assert "\nexport DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD=fork\n" in script
     assert "\nexport OMP_NUM_THREADS=1\n" in script
     # without a pool, dask-jobqueue's worker names stay; SIGTERM reaches the step 30 s before
-    # the walltime: the drain (20 s) and the exit fit
-    assert "-m dasklaunch.launch.node --drain-timeout 20 --keep-name -- " in script
+    # the walltime: the drain (20 s) and the exit fit; no drain while `down` stops everything
+    assert (f"-m dasklaunch.launch.node --drain-timeout 20 --no-drain-file {tmp_path}/no-drain "
+            f"--keep-name -- ") in script
     assert "\n#SBATCH --signal=TERM@30\n" in script
 
 
@@ -186,7 +187,8 @@ print(worker_job_script(record, StateDir({str(tmp_path)!r}), name="dl-x", cores=
     assert "#SBATCH --gpus-per-node=2" in out
     # in a step of its own (scancel and --signal reach it), under the node launcher (drains)
     assert ("srun --ntasks=1 --nodes=1 --cpus-per-task=2 --kill-on-bad-exit=1 " in out
-            and "-m dasklaunch.launch.node --drain-timeout 20 --prefork --pool gpu "
+            and f"-m dasklaunch.launch.node --drain-timeout 20 --no-drain-file {tmp_path}/no-drain "
+                f"--prefork --pool gpu "
                 "--gpus-per-worker 1 --" in out)
     assert "--nworkers" not in out and "--nthreads 2" in out  # one worker per GPU
     # SLURMJob's own --memory-limit (the whole job's) comes first: the pool's share wins

@@ -53,10 +53,15 @@ def worker_names(argvs: list[list[str]]) -> list[str]:
 class Drainer:
     """Called by the task's leader on the first SIGTERM, before it passes the signal on."""
 
-    def __init__(self, argvs: list[list[str]], timeout: float):
+    def __init__(self, argvs: list[list[str]], timeout: float, no_drain_file: str | None = None):
         self.argv = argvs[0] if argvs else []
         self.names = worker_names(argvs)
         self.timeout = timeout
+        # where `down` says that no worker stays: given (scale-out jobs), else beside the
+        # scheduler file (the pools)
+        scheduler_file = flag_value(self.argv, "--scheduler-file")
+        self.no_drain_file = no_drain_file or (scheduler_file and os.path.join(
+            os.path.dirname(scheduler_file), NO_DRAIN_FILE))
 
     def __call__(self, signum: int) -> None:
         if not self.names or self.timeout <= 0 or self.everything_stops():
@@ -75,9 +80,7 @@ class Drainer:
 
 
     def everything_stops(self) -> bool:
-        scheduler_file = flag_value(self.argv, "--scheduler-file")
-        return bool(scheduler_file) and os.path.exists(
-            os.path.join(os.path.dirname(scheduler_file), NO_DRAIN_FILE))
+        return bool(self.no_drain_file) and os.path.exists(self.no_drain_file)
 
 
 def say(message: str) -> None:
@@ -88,12 +91,23 @@ def request(argv: list[str], names: list[str], timeout: float, reason: str) -> d
     """Ask the scheduler of `dask worker` argv `argv` to drain `names`; its event."""
     import asyncio
 
+    return asyncio.run(_request(scheduler_address(argv), security_args(argv), names, timeout,
+                                reason))
+
+
+def scheduler_address(argv: list[str]) -> str:
+    """The scheduler of a `dask worker` argv: from its --scheduler-file (dasklaunch's pools) or
+    its address argument (dask-jobqueue's scale-out jobs: `dask worker tls://HOST:PORT ...`)."""
     scheduler_file = flag_value(argv, "--scheduler-file")
-    if not scheduler_file:
-        raise ValueError("the worker command has no --scheduler-file")
-    with open(scheduler_file) as handle:
-        address = json.load(handle)["address"]
-    return asyncio.run(_request(address, security_args(argv), names, timeout, reason))
+    if scheduler_file:
+        with open(scheduler_file) as handle:
+            return json.load(handle)["address"]
+    # the positional address: not the value of an option (--contact-address tls://...)
+    for before, arg in zip(argv, argv[1:], strict=False):
+        if "://" in arg and not arg.startswith("-") and not (
+                before.startswith("-") and "=" not in before):
+            return arg
+    raise ValueError("the worker command has neither --scheduler-file nor a scheduler address")
 
 
 def security_args(argv: list[str]) -> dict:

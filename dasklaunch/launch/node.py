@@ -19,7 +19,9 @@ passes SIGTERM/SIGINT on to its workers once and exits when all have exited.
 
 With --drain-timeout T > 0 it stays its workers' parent (it neither becomes nor runs `dask
 worker` itself) and, on the first SIGTERM, asks the scheduler to retire them before it passes
-the signal on: the results they hold move to workers that stay (launch/drain.py).
+the signal on: the results they hold move to workers that stay (launch/drain.py). Its `dask
+worker` processes leave SIGTERM to it and get SIGINT after the drain (launch/shield.py), since
+under srun Slurm's SIGTERM reaches every process of the step at once.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import sys
 from ..domain.gpus import VisibleGPUs, visible_gpus
 from ..runtime import proc
 from . import drain, prefork
+from . import shield as shielding
 
 
 def host_name(env: dict[str, str]) -> str:
@@ -70,6 +73,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--gpus-per-worker", type=int, default=0)
     parser.add_argument("--prefork", action="store_true")
     parser.add_argument("--drain-timeout", type=float, default=0.0)
+    # no drain while this file exists (`down` stopping every worker); default: the one beside
+    # the workers' scheduler file
+    parser.add_argument("--no-drain-file")
     # workers that dask-jobqueue's script names (scale-out jobs without a pool)
     parser.add_argument("--keep-name", action="store_true")
     parser.add_argument("command", nargs=argparse.REMAINDER)
@@ -89,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     if workers is None:
         return 2
     drainer = draining(args, [workers])
+    shield = drainer is not None and shields([workers])
     if args.prefork:
-        code = prefork.run([(env, workers)], before_term=drainer)
+        code = prefork.run([(env, workers)], before_term=drainer, shield=shield)
         if code is not None:
             return code
         if "distributed" in sys.modules:
@@ -100,23 +107,33 @@ def main(argv: list[str] | None = None) -> int:
         argv, extra, _ = workers[0]
         os.environ.update(extra)
         proc.become(argv)
-    return run_workers(workers, env, drainer)
+    return run_workers(workers, env, drainer, shield)
 
 
 def under_srun(env) -> bool:
-    """A task of a real srun step. Slurm signals every process of a step at once, the nannies
-    too, so a parent that drains first cannot hold their SIGTERM back, and passing it on again
-    would give each a second one: the launcher keeps the start it had (no draining) there."""
+    """A task of a real srun step, where Slurm signals every process of the step at once."""
     return "SLURM_STEP_ID" in env and "DASKLAUNCH_STEP" not in env
+
+
+def shields(tasks: list[list[prefork.NodeWorker] | None]) -> bool:
+    """Whether every worker of these tasks is this Python's `dask worker`, which can leave
+    SIGTERM to this launcher (launch/shield.py)."""
+    return all(shielding.shieldable(argv) for workers in tasks for argv, _, _ in workers or ())
 
 
 def draining(args: argparse.Namespace, tasks: list[list[prefork.NodeWorker] | None]):
     """What drains these tasks' workers before SIGTERM reaches them (None: no draining, with
-    --drain-timeout 0). The launcher then stays their parent rather than becoming one."""
-    if args.drain_timeout <= 0 or under_srun(os.environ):
+    --drain-timeout 0). The launcher then stays their parent rather than becoming one. Under a
+    real srun step the workers must leave SIGTERM to it, since Slurm's reaches them too: other
+    worker commands are not drained there."""
+    if args.drain_timeout <= 0:
+        return None
+    if under_srun(os.environ) and not shields(tasks):
+        prefork.say("not draining: Slurm signals every process of the step, and only this "
+                    "Python's dask worker can leave SIGTERM to this launcher")
         return None
     return drain.Drainer([argv for workers in tasks for argv, _, _ in workers or ()],
-                         args.drain_timeout)
+                         args.drain_timeout, args.no_drain_file)
 
 
 def is_prefork(command: list[str]) -> bool:
@@ -140,7 +157,9 @@ def run_tasks(command: list[str], envs: list[dict[str, str]]) -> int | None:
     args = parse(command[3:])
     tasks = [(env, task_workers(args, env))
              for env in envs]
-    return prefork.run(tasks, before_term=draining(args, [w for _, w in tasks]))
+    drainer = draining(args, [w for _, w in tasks])
+    return prefork.run(tasks, before_term=drainer,
+                       shield=drainer is not None and shields([w for _, w in tasks]))
 
 
 def task_workers(args: argparse.Namespace,
@@ -171,9 +190,13 @@ def node_workers(pool: str, gpus_per_worker: int, command: list[str],
 
 
 def run_workers(workers: list[prefork.NodeWorker], env: dict[str, str],
-                before_term=None) -> int:
-    return proc.lead([proc.start_child(argv, env={**env, **extra}, cpus=cpus)
-                      for argv, extra, cpus in workers], before_term)
+                before_term=None, shield: bool = False) -> int:
+    if not shield:
+        return proc.lead([proc.start_child(argv, env={**env, **extra}, cpus=cpus)
+                          for argv, extra, cpus in workers], before_term)
+    children = [proc.start_child(shielding.shielded_argv(argv), env={**env, **extra}, cpus=cpus)
+                for argv, extra, cpus in workers]
+    return proc.lead(children, before_term, shielding.PASSED_ON)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ and `dask worker` starts the usual way (spawn).
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import signal
@@ -38,6 +39,7 @@ import sys
 import traceback
 
 from ..runtime import proc
+from . import shield as shielding
 
 DASK_WORKER = "distributed.cli.dask_worker"
 METHOD_VARIABLE = "DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD"
@@ -141,13 +143,17 @@ def start_fork_server() -> int:
     return pid
 
 
-def run_dask_worker(argv: list[str], extra: dict[str, str], cpus: list[int] | None) -> None:
+def run_dask_worker(argv: list[str], extra: dict[str, str], cpus: list[int] | None,
+                    shield: bool = False) -> None:
     """Be the `dask worker` process of `argv`: its nanny's workers are forked by a fork server
-    forked from here. Never returns."""
+    forked from here. With `shield`, it and they leave SIGTERM to the launcher that drains them
+    (launch/shield.py). Never returns."""
     import dask
     import distributed.utils
     from distributed.cli import dask_worker
 
+    if shield:
+        shielding.leave_sigterm_to_launcher()
     os.environ.update(extra)
     if cpus:
         os.sched_setaffinity(0, cpus)
@@ -181,35 +187,41 @@ def in_child(body, *args) -> int:
     return 0  # pragma: no cover
 
 
-def run_task(env: dict[str, str], workers: list[NodeWorker] | None) -> None:
-    """Be one task (its environment as srun or the local step sets it) and start its workers.
-    Never returns."""
+def run_task(env: dict[str, str], workers: list[NodeWorker] | None,
+             shield: bool = False) -> None:
+    """Be one task (its environment as srun or the local step sets it) and start its workers
+    (`shield`: as for run_dask_worker). Never returns."""
     if os.environ != env:
         os.environ.clear()
         os.environ.update(env)
     if workers is None:
         sys.exit(2)  # said why when the workers were planned
     if len(workers) == 1:
-        run_dask_worker(*workers[0])
-    sys.exit(fork_all(run_dask_worker, workers))
+        run_dask_worker(*workers[0], shield=shield)
+    sys.exit(fork_all(functools.partial(run_dask_worker, shield=shield), workers, shield=shield))
 
 
-def fork_all(body, items: list[tuple], before_term=None) -> int:
+def fork_all(body, items: list[tuple], before_term=None, shield: bool = False) -> int:
     """body(*item) in a forked child for each item; the highest exit code, passing SIGTERM and
     SIGINT on to each child once (blocked until then, so none is lost between the forks), after
-    before_term(signum) for the first SIGTERM."""
+    before_term(signum) for the first SIGTERM. With `shield` the children start with SIGTERM
+    ignored (Slurm's reaches them too) and get SIGINT in its place."""
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    if shield:
+        # inherited by each child; this process's own handler is set in wait_forked
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     pids = [in_child(body, *item) for item in items]
-    return proc.wait_forked(pids, before_term)
+    return proc.wait_forked(pids, before_term, shielding.PASSED_ON if shield else signal.SIGTERM)
 
 
-def run(tasks: list[Task], before_term=None) -> int | None:
+def run(tasks: list[Task], before_term=None, shield: bool = False) -> int | None:
     """Start the workers of `tasks` (one: this process is the task; several: the local step,
     one forked process per task) with one import of distributed, by forking. Returns None,
     having said why, when they cannot be started so (then the caller starts them the usual
     way, without --prefork); otherwise returns, in the parent of forked tasks or workers only,
     their highest exit code. With `before_term` (draining) this process stays the parent of
-    what it starts, and calls it on the first SIGTERM before passing the signal on."""
+    what it starts, and calls it on the first SIGTERM before passing the signal on; with
+    `shield` too, what it starts leaves SIGTERM to it and gets SIGINT after the drain."""
     reason = why_not(tasks)
     if reason:
         say(f"not preforking ({reason}); dask worker starts its workers with spawn")
@@ -234,5 +246,6 @@ def run(tasks: list[Task], before_term=None) -> int | None:
     if len(tasks) == 1 and before_term is None:
         run_task(*tasks[0])
     if len(tasks) == 1 and tasks[0][1] is not None:
-        return fork_all(run_dask_worker, tasks[0][1], before_term)
-    return fork_all(run_task, tasks, before_term)
+        return fork_all(functools.partial(run_dask_worker, shield=shield), tasks[0][1],
+                        before_term, shield)
+    return fork_all(functools.partial(run_task, shield=shield), tasks, before_term, shield)

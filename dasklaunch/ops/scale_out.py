@@ -20,6 +20,7 @@ from ..domain.rolling import WALLTIME_MARGIN_SECONDS, check_walltime
 from ..domain.settings import UpOptions
 from ..domain.units import format_bytes, parse_bytes
 from ..errors import NotUpError, UsageError
+from ..launch.drain import NO_DRAIN_FILE
 from ..profiles.jobqueue import job_script_prologue
 from ..runtime.record import ClusterRecord, ScaleOutJob
 from ..runtime.report import Reporter
@@ -84,8 +85,11 @@ def worker_job_script(record: ClusterRecord, state: StateDir, *, name: str, core
     extra_args = list(opts.worker_args)
     # The workers run in a step under the node launcher (never in the batch shell): a SIGTERM
     # from scancel, the walltime or preemption reaches the launcher, which drains them first.
-    launcher = [sys.executable, "-m", NODE_LAUNCHER, *drain_args(opts),
-                *(["--prefork"] if start_method(opts) == "prefork" else [])]
+    launcher = [sys.executable, "-m", NODE_LAUNCHER, *drain_args(opts)]
+    if opts.drain_timeout > 0:
+        # these workers name their scheduler by address: say where `down`'s mark is
+        launcher += ["--no-drain-file", str(state.path / NO_DRAIN_FILE)]
+    launcher += ["--prefork"] if start_method(opts) == "prefork" else []
     if shape is None:
         launcher.append("--keep-name")
     else:

@@ -153,17 +153,21 @@ def start_child(argv: list[str], env: dict[str, str] | None = None,
         raise CommandError(f"command not found: {argv[0]}") from None
 
 
-def on_signals(send, before_term=None) -> None:
+def on_signals(send, before_term=None, term_as: int = signal.SIGTERM) -> None:
     """Handle SIGTERM/SIGINT by calling send(signum) once per signal received, as srun passes
     them on to its tasks. `before_term(signum)` runs before the first SIGTERM is passed on (the
     node launcher drains its workers there); a signal that arrives meanwhile is passed on at
-    once, and the first SIGTERM is then not passed on a second time."""
+    once, and the first SIGTERM is then not passed on a second time. SIGTERM is passed on as
+    `term_as` (SIGINT to workers that leave SIGTERM to their launcher: launch/shield.py)."""
     state = {"before": before_term, "sent_during": False, "busy": False}
+
+    def pass_on(signum):
+        send(term_as if signum == signal.SIGTERM else signum)
 
     def handler(signum, _frame):
         if state["busy"]:
             state["sent_during"] = True
-            send(signum)
+            pass_on(signum)
             return
         hook = state["before"] if signum == signal.SIGTERM else None
         if hook is not None:
@@ -175,22 +179,23 @@ def on_signals(send, before_term=None) -> None:
                 state["busy"] = False
             if state["sent_during"]:
                 return
-        send(signum)
+        pass_on(signum)
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
 
 
-def lead(children: list[subprocess.Popen], before_term=None) -> int:
+def lead(children: list[subprocess.Popen], before_term=None,
+         term_as: int = signal.SIGTERM) -> int:
     """Be the leader of `children`, as srun is of its tasks: pass SIGTERM/SIGINT on to each
-    once (after before_term(signum) for the first SIGTERM), wait for all, return the highest
-    exit code (128+N for a signal N)."""
+    once (after before_term(signum) for the first SIGTERM; SIGTERM as `term_as`), wait for
+    all, return the highest exit code (128+N for a signal N)."""
     def send(signum):
         for child in children:
             if child.poll() is None:
                 child.send_signal(signum)
 
-    on_signals(send, before_term)
+    on_signals(send, before_term, term_as)
     codes = [child.wait() for child in children]
     return max((code if code >= 0 else 128 - code for code in codes), default=0)
 
@@ -251,10 +256,11 @@ def end_forked_child(code: int) -> None:
         os._exit(code)
 
 
-def wait_forked(pids: list[int], before_term=None) -> int:
+def wait_forked(pids: list[int], before_term=None, term_as: int = signal.SIGTERM) -> int:
     """Wait for forked children while passing SIGTERM/SIGINT on to each live one, once per
-    signal received (as srun does to its tasks; before_term as for lead()); the highest exit
-    code, 128+N for signal N. Call with both signals blocked: they are handled from here on."""
+    signal received (as srun does to its tasks; before_term and term_as as for lead()); the
+    highest exit code, 128+N for signal N. Call with both signals blocked: they are handled
+    from here on."""
     live = set(pids)
     codes = []
 
@@ -263,7 +269,7 @@ def wait_forked(pids: list[int], before_term=None) -> int:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
 
-    on_signals(send, before_term)
+    on_signals(send, before_term, term_as)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     while live:
         try:

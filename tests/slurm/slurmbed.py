@@ -6,8 +6,6 @@ import os
 import time
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 TESTBED = ROOT / "scripts" / "slurm-testbed"
 NODES = ["node1", "node2", "node3"]
@@ -91,10 +89,3 @@ def outcome(client, futures):
 '''
 
 
-# Known gap: under Slurm a step's SIGTERM reaches every process of the
-# step at once, the nannies included, so each nanny closes its worker while the node launcher
-# is still asking the scheduler to drain it; the keys are then recomputed. Draining works where
-# only the launcher gets the signal (the local backend: tests/test_drain_lifecycle.py).
-SLURM_SIGNALS_EVERY_PROCESS = pytest.mark.xfail(
-    reason="Slurm signals every process of a step: the nannies close their workers before the "
-           "drain", strict=False)

@@ -1,0 +1,85 @@
+"""A `dask worker` that leaves SIGTERM to its node launcher, so that the launcher can drain it.
+
+Slurm signals every process of a step at once (`scancel --signal=TERM` of a step or job, the
+walltime's `--signal`, preemption, and srun passing on its own SIGTERM): the nanny, its worker
+process and the node launcher all get the same SIGTERM. A nanny that reacts closes its worker
+while the launcher is still asking the scheduler to move the worker's results elsewhere, and a
+worker process dies of it at once; either way the results are lost. So, under a draining
+launcher:
+
+- the nanny process and everything it starts ignore SIGTERM (SIG_IGN is inherited across fork
+  and exec, so the fork server and the worker processes, forked or spawned, ignore it too);
+- `dask worker` waits for SIGINT only, which closes its nannies as SIGTERM would;
+- the launcher drains on SIGTERM, then passes SIGINT on.
+
+The worker process still ends when it should: its nanny stops it through its stop queue, then
+SIGKILL; it exits when its nanny dies; and Slurm's SIGKILL after KillWait ends everything.
+
+    python -m dasklaunch.launch.shield DASK-WORKER-ARGS...   (the spawn start of a drained pool)
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+DASK_WORKER = "distributed.cli.dask_worker"
+# What the launcher passes on, after draining, to a worker that ignores SIGTERM.
+PASSED_ON = signal.SIGINT
+
+
+def shieldable(argv: list[str]) -> bool:
+    """Whether `argv` is this Python's `dask worker` (a command this module can run)."""
+    return argv[:3] == [sys.executable, "-m", DASK_WORKER]
+
+
+def shielded_argv(argv: list[str]) -> list[str]:
+    """`argv` (this Python's `dask worker`) run through this module."""
+    return [sys.executable, "-m", __name__, *argv[3:]]
+
+
+async def wait_for_sigint() -> int:
+    """distributed's wait_for_signals (distributed/_signals.py) for SIGINT alone."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    event = asyncio.Event()
+
+    def handle(signum, _frame):
+        # as distributed's: a second SIGINT ends the process the default way
+        signal.signal(signum, previous)
+        loop.call_soon_threadsafe(event.set)
+
+    previous = signal.signal(signal.SIGINT, handle)
+    try:
+        await event.wait()
+        return signal.SIGINT
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def leave_sigterm_to_launcher() -> bool:
+    """Make this process (about to run `dask worker`) and what it starts ignore SIGTERM.
+    False, changing nothing, where this distributed waits for signals some other way."""
+    from distributed.cli import dask_worker
+
+    if not hasattr(dask_worker, "wait_for_signals"):
+        return False
+    dask_worker.wait_for_signals = wait_for_sigint
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return True
+
+
+def main() -> None:
+    from distributed.cli import dask_worker
+
+    args = sys.argv[1:]
+    if not leave_sigterm_to_launcher():
+        print("dasklaunch.launch.shield: this distributed has no dask_worker.wait_for_signals; "
+              "the worker reacts to SIGTERM itself", file=sys.stderr, flush=True)
+    sys.argv = [dask_worker.__file__, *args]
+    dask_worker.main.main(args=args, prog_name="dask worker")
+
+
+if __name__ == "__main__":
+    main()
