@@ -10,8 +10,9 @@ from slurmbed import PERSIST
 def test_kept_worker_jobs_roll_over_without_losing_capacity_or_keys(slurm):
     result = slurm.salloc(PERSIST + '''
 dl("up", "--interface", "lab0", "--profile", "seed", "--drain-timeout", "5")
+supervise_log = os.path.join(os.path.dirname(os.environ["DASKLAUNCH_STATE_DIR"]), "supervise.log")
 supervisor = subprocess.Popen([sys.executable, "-m", "dasklaunch", "supervise", "--interval", "1"],
-                              stdout=open("supervise.log", "w"), stderr=subprocess.STDOUT,
+                              stdout=open(supervise_log, "w"), stderr=subprocess.STDOUT,
                               stdin=subprocess.DEVNULL)
 try:
     dl("scale-out", "--jobs", "1", "--keep", "--walltime", "2:30", "--cores", "1",
@@ -37,7 +38,7 @@ try:
 finally:
     supervisor.terminate()
     supervisor.wait(timeout=30)
-out["supervise_log"] = open("supervise.log").read()
+out["supervise_log"] = open(supervise_log).read()
 dl("down")
 # cancelled, the jobs end within Slurm's KillWait (their workers close; nothing drains then)
 deadline = time.time() + 60
