@@ -227,63 +227,19 @@ def _prologue(spec: BatchSpec) -> str:
     return "\n".join([f"# prologue, from {spec.prologue_source}", *spec.prologue, ""])
 
 
-# The parts of the script that only a --requeue job has (bash; placeholders stay bash's `$`).
+# One-line parts of the script that only a --requeue job has; the longer ones are templates
+# (templates/sbatch-requeue-*.sh).
 REQUEUE_NOTE = """\
 # --requeue: on SIGUSR1 (the walltime margin, or preemption where Slurm sends the job's signal
 # then) it brings the cluster down and requeues the job; the next run starts afresh and runs
 # the command again. Output of every run is appended to the same file."""
 
-REQUEUE_SETUP = """\
-requeue=0
-why=""
-
-# shellcheck disable=SC2317
-preempted() {
-    # Slurm sets PreemptTime when it selects the job for preemption (None until then).
-    local facts
-    [[ -n "${SLURM_JOB_ID:-}" ]] || return 1
-    facts=$(scontrol show job "$SLURM_JOB_ID" 2>/dev/null) || return 1
-    [[ $facts =~ PreemptTime=([^[:space:]]+) ]] && [[ ${BASH_REMATCH[1]} != None ]]
-}
-
-# shellcheck disable=SC2317
-slurm_requeues_preempted() {
-    # 24.05 and later requeue a preempted job that ends within its grace time (a requeue of
-    # ours on top counts twice); 22.05 ends it as COMPLETED
-    local version
-    version=$(scontrol --version 2>/dev/null) || return 1
-    [[ $version =~ ([0-9]+)\\.([0-9]+) ]] || return 1
-    (( 10#${BASH_REMATCH[1]} * 100 + 10#${BASH_REMATCH[2]} >= 2405 ))
-}
-
-# shellcheck disable=SC2317
-on_requeue_signal() {
-    requeue=1
-    if preempted; then why="preempted"; else why="time limit near"; fi
-    on_signal USR1 138 "$why: the job will be requeued"
-}
-
-if [[ -n "${SLURM_RESTART_COUNT:-}" && "${SLURM_RESTART_COUNT}" != 0 ]]; then
-    say "job ${SLURM_JOB_ID:-?} runs again (restart ${SLURM_RESTART_COUNT}): a new cluster"
-fi"""
-
-REQUEUE_AFTER_DOWN = """\
-    # The requeue comes last: Slurm ends this run at once. A command that failed because the
-    # job is being preempted (its steps got SIGTERM) comes back too.
-    if (( ! requeue )) && [[ -z $signalled ]] && (( code != 0 )) && preempted; then
-        requeue=1
-        why="preempted"
-    fi
-    if (( requeue )) && [[ $why == preempted ]] && slurm_requeues_preempted; then
-        say "job ${SLURM_JOB_ID:-} is preempted: Slurm requeues it as this run ends"
-    elif (( requeue )); then
-        say "requeueing job ${SLURM_JOB_ID:-}"
-        if ! scontrol requeue "${SLURM_JOB_ID:-}"; then
-            say "warning: scontrol requeue ${SLURM_JOB_ID:-} failed; the job ends here"
-        fi
-    fi"""
-
 REQUEUE_TRAP = "trap on_requeue_signal USR1"
+
+
+def _requeue_part(name: str) -> str:
+    """A part of the script that only a --requeue job has (templates/sbatch-requeue-*.sh)."""
+    return template(f"sbatch-requeue-{name}.sh").rstrip("\n")
 
 
 def render(spec: BatchSpec) -> str:
@@ -298,8 +254,8 @@ def render(spec: BatchSpec) -> str:
         "margin": str(_margin(spec)[1]),
         "signal": "SIGUSR1" if requeue else "SIGTERM",
         "requeue_note": REQUEUE_NOTE if requeue else "",
-        "requeue_setup": REQUEUE_SETUP if requeue else "",
-        "requeue_after_down": REQUEUE_AFTER_DOWN if requeue else "",
+        "requeue_setup": _requeue_part("setup") if requeue else "",
+        "requeue_after_down": _requeue_part("after-down") if requeue else "",
         "requeue_trap": REQUEUE_TRAP if requeue else "",
         "term_reason": "scancel or the end of the job" if requeue else "walltime margin or scancel",
         "dasklaunch": shlex.join(spec.dasklaunch),
