@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 import sys
 from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
@@ -232,3 +233,16 @@ def test_drain_timeout_option():
     with pytest.raises(UsageError, match="--drain-timeout must be >= 0 seconds, not -1"):
         drain_args(replace(UpOptions(), drain_timeout=-1))
     assert drain_line(None) is None and drain_line({"count": 0}) is None
+
+
+def test_a_shielded_child_ignores_sigterm_from_its_start_and_ends_on_sigkill():
+    child = proc.start_child([sys.executable, "-c", "import time; time.sleep(30)"],
+                             ignore_sigterm=True)
+    try:
+        child.send_signal(signal.SIGTERM)  # at once: the interpreter may not have started yet
+        with pytest.raises(subprocess.TimeoutExpired):
+            child.wait(timeout=1)
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+    assert child.returncode == -signal.SIGKILL

@@ -194,7 +194,9 @@ def run_workers(workers: list[prefork.NodeWorker], env: dict[str, str],
     if not shield:
         return proc.lead([proc.start_child(argv, env={**env, **extra}, cpus=cpus)
                           for argv, extra, cpus in workers], before_term)
-    children = [proc.start_child(shielding.shielded_argv(argv), env={**env, **extra}, cpus=cpus)
+    # SIGTERM ignored from the start: Slurm's may come while the interpreter is still starting
+    children = [proc.start_child(shielding.shielded_argv(argv), env={**env, **extra}, cpus=cpus,
+                                 ignore_sigterm=True)
                 for argv, extra, cpus in workers]
     return proc.lead(children, before_term, shielding.PASSED_ON)
 

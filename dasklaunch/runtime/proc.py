@@ -139,16 +139,21 @@ def spawn(argv: list[str], *, log: Path, env: dict[str, str] | None = None) -> s
 
 
 def start_child(argv: list[str], env: dict[str, str] | None = None,
-                cpus: list[int] | None = None) -> subprocess.Popen:
+                cpus: list[int] | None = None, ignore_sigterm: bool = False) -> subprocess.Popen:
     """Start a child that shares our stdio and process group (for step leaders and the guard),
-    bound to `cpus` when given (set in the child before it runs: the caller is
-    single-threaded, so the pre-exec hook is safe)."""
-    def bind() -> None:
-        os.sched_setaffinity(0, cpus)
+    bound to `cpus` when given, and ignoring SIGTERM from its first instruction with
+    `ignore_sigterm` (both set in the child before it runs: the caller is single-threaded, so
+    the pre-exec hook is safe; SIG_IGN outlives exec)."""
+    def prepare() -> None:
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+        if ignore_sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     try:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=env,
-                                preexec_fn=bind if cpus else None)  # noqa: PLW1509
+                                preexec_fn=prepare if cpus or ignore_sigterm  # noqa: PLW1509
+                                else None)
     except FileNotFoundError:
         raise CommandError(f"command not found: {argv[0]}") from None
 
