@@ -208,3 +208,25 @@ def test_the_python_context_manager(tmp_path, monkeypatch, no_leftovers):
         assert client.scheduler.address.startswith("tls://")
         assert client.submit(lambda: 40 + 2).result() == 42
     assert not (state_dir / "scheduler.json").exists()
+
+
+def test_the_python_context_manager_takes_pools(tmp_path, monkeypatch, no_leftovers):
+    import dasklaunch
+
+    for key in list(os.environ):
+        if key.startswith(("SLURM_", "DASK_")):
+            monkeypatch.delenv(key, raising=False)
+    state_dir = tmp_path / "state"
+    no_leftovers.append(state_dir)
+    with dasklaunch.cluster(state_dir, backend="local", dashboard_address=":0",
+                            pools=["small:nodes=1,share=yes,ntasks-per-node=1",
+                                   "big:nodes=1,share=yes,ntasks-per-node=1,"
+                                   "resources=BIGMEM:1"]) as client:
+        names = sorted(w["name"] for w in client.scheduler_info()["workers"].values())
+        assert [n.split("-")[0] for n in names] == ["big", "small"]
+        # a task that asks for the big pool's resource runs there
+        where = client.submit(lambda: 1, resources={"BIGMEM": 1})
+        assert where.result() == 1
+        assert str(next(iter(client.who_has(where)[where.key]))) in {
+            a for a, w in client.scheduler_info()["workers"].items()
+            if w["name"].startswith("big-")}
