@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -48,6 +49,15 @@ def test_script_matches_expected():
     assert text == path.read_text(), (
         "rendering changed; if intended, regenerate it with DASKLAUNCH_UPDATE_EXPECTED=1 "
         "pytest tests/test_batch_requeue.py")
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
+def test_requeue_script_passes_shellcheck(tmp_path):
+    path = tmp_path / "requeue.sh"
+    path.write_text(sbatch.render(REQUEUE))
+    result = subprocess.run(["shellcheck", "--shell=bash", str(path)], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stdout
 
 
 def test_requeue_directives_and_valid_bash(tmp_path):

@@ -53,6 +53,7 @@ cluster_down() {
 # shellcheck disable=SC2317
 on_signal() {
     trap '' TERM INT HUP USR1
+    # shellcheck disable=SC2034  # read after `down` in scripts that requeue
     signalled=$1
     say "SIG$1 during $phase ($3): stopping it and the cluster"
     # `jobs -p`, not $!: it also knows a child forked an instant before the signal arrived.
