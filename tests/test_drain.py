@@ -207,9 +207,9 @@ def test_drain_moves_keys_and_records_the_event():
     assert (event["workers"], event["keys"], event["keys_moved"], event["keys_lost"]) == (
         ["w1"], 2, 2, 0)
     assert log.summary()["count"] == 1 and log.summary()["keys_moved"] == 2
-    assert drain.describe(event).startswith("drained 1 worker(s) (a-n1-0): 2 of 2 keys moved")
+    assert drain.describe(event).startswith("drained 1 worker (a-n1-0): 2 of 2 keys moved")
     line = drain_line(log.summary())
-    assert line.startswith("1, 2 keys moved, 0 lost; last: drained 1 worker(s)")
+    assert line.startswith("1, 2 keys moved, 0 lost; last: drained 1 worker")
 
 
 def test_drain_with_no_worker_staying_or_out_of_time_says_what_was_lost():

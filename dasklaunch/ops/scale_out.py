@@ -18,7 +18,7 @@ from ..domain.commands import NODE_LAUNCHER, drain_args, start_method
 from ..domain.env import worker_env
 from ..domain.rolling import WALLTIME_MARGIN_SECONDS, check_walltime
 from ..domain.settings import UpOptions
-from ..domain.units import format_bytes, parse_bytes
+from ..domain.units import format_bytes, parse_bytes, plural
 from ..errors import NotUpError, UsageError
 from ..launch.drain import NO_DRAIN_FILE
 from ..profiles.jobqueue import job_script_prologue
@@ -200,7 +200,7 @@ def submit_job(record: ClusterRecord, state: StateDir, spec: dict,
     path = state.write_text(f"{name}.sbatch", script)
     job = ScaleOutJob(job_id=queue.submit(path), name=name, script=str(path),
                       cores=spec["cores"], memory=spec["memory"], processes=spec["processes"])
-    report.info(f"submitted scale-out job {job.job_id}: {spec['processes']} worker(s), "
+    report.info(f"submitted scale-out job {job.job_id}: {plural(spec['processes'], 'worker')}, "
                 f"{spec['cores']} cores, {format_bytes(spec['memory'])}")
     return job
 

@@ -19,6 +19,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from ..domain.units import plural
+
 logger = logging.getLogger("dasklaunch.drain")
 HANDLER = "dasklaunch_drain"
 KEPT_EVENTS = 20
@@ -67,7 +69,7 @@ def kept_elsewhere(tasks: dict, keys: set, leaving: set[str]) -> int:
 def describe(event: dict) -> str:
     if not event["workers"]:
         return f"drain of {', '.join(event['names']) or 'no workers'}: none of them is connected"
-    text = (f"drained {len(event['workers'])} worker(s) ({', '.join(event['names'])}): "
+    text = (f"drained {plural(len(event['workers']), 'worker')} ({', '.join(event['names'])}): "
             f"{event['keys_moved']} of {event['keys']} keys moved in {event['seconds']:.2f} s")
     if event["keys_lost"]:
         text += f", {event['keys_lost']} lost ({event['why']})"
