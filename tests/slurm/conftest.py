@@ -119,6 +119,16 @@ def steps():
 def record():
     return json.load(open(os.path.join(os.environ["DASKLAUNCH_STATE_DIR"], "state.json")))
 
+def jobs_left(ids, timeout=60):
+    """What squeue still shows of jobs `ids` once they left the queue or `timeout` passed: a
+    cancelled worker job ends within KillWait (its workers close; a full down drains nothing)."""
+    deadline = time.time() + timeout
+    while True:
+        left = sh("squeue", "--noheader", "--jobs=" + ",".join(ids), "--format=%i %T")
+        if not left.strip() or time.time() > deadline:
+            return left
+        time.sleep(1)
+
 out["job_id"] = os.environ["SLURM_JOB_ID"]
 out["state_dir"] = os.environ["DASKLAUNCH_STATE_DIR"]
 '''

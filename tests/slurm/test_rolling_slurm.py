@@ -40,14 +40,7 @@ finally:
     supervisor.wait(timeout=30)
 out["supervise_log"] = open(supervise_log).read()
 dl("down")
-# cancelled, the jobs end within Slurm's KillWait (their workers close; nothing drains then)
-deadline = time.time() + 60
-while True:
-    out["left"] = sh("squeue", "--noheader", "--jobs=" + ",".join(out["jobs_seen"]),
-                     "--format=%i %T")
-    if not out["left"].strip() or time.time() > deadline:
-        break
-    time.sleep(1)
+out["left"] = jobs_left(out["jobs_seen"])
 ''', "-N1", "-n1", "--exclusive", timeout=420)
     log = result["supervise_log"]
     print(f"\nrolling figures: jobs {result['jobs_seen']}, connected workers per second "

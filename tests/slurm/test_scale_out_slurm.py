@@ -27,8 +27,7 @@ out["script"] = open(out["scale"]["jobs"][0]["script"]).read()
 out["fewer"] = json.loads(dl("scale-out", "--jobs", "1", "--json").stdout)
 dl("down")
 ids = [j["job_id"] for j in out["scale"]["jobs"]]
-time.sleep(1)
-out["left"] = sh("squeue", "--noheader", "--jobs=" + ",".join(ids), "--format=%i %T")
+out["left"] = jobs_left(ids)
 ''', "-N1", "-n1", "--exclusive")
     status = result["status"]
     assert status["workers"]["connected"] == 3, status
