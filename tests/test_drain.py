@@ -148,13 +148,15 @@ def test_under_srun_only_workers_that_can_leave_sigterm_to_the_launcher_are_drai
     args = node.parse(["--pool", "a", "--drain-timeout", "20", "--", *dask_worker])
     monkeypatch.setenv("SLURM_STEP_ID", "3")
     monkeypatch.delenv("DASKLAUNCH_STEP", raising=False)
-    assert shield.shieldable(dask_worker) and not shield.shieldable(other)
-    assert node.draining(args, [[(dask_worker, {}, None)]]).names == ["a-n1-0"]
-    assert node.draining(args, [[(other, {}, None)]]) is None
+    assert shield.own_dask_worker(dask_worker) and not shield.own_dask_worker(other)
+    drainer, shielded = node.draining(args, [[(dask_worker, {}, None)]])
+    assert drainer.names == ["a-n1-0"] and shielded
+    assert node.draining(args, [[(other, {}, None)]]) == (None, False)
     assert "not draining: Slurm signals every process" in capsys.readouterr().err
     # the local step signals its leader only: any command can be drained there
     monkeypatch.setenv("DASKLAUNCH_STEP", "pool-a")
-    assert node.draining(args, [[(other, {}, None)]]).names == ["a-n1-0"]
+    drainer, shielded = node.draining(args, [[(other, {}, None)]])
+    assert drainer.names == ["a-n1-0"] and not shielded
     assert shield.shielded_argv(dask_worker) == [
         sys.executable, "-m", "dasklaunch.launch.shield", *dask_worker[3:]]
 

@@ -94,8 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     workers = task_workers(args, env)
     if workers is None:
         return 2
-    drainer = draining(args, [workers])
-    shield = drainer is not None and shields([workers])
+    drainer, shield = draining(args, [workers])
     if args.prefork:
         code = prefork.run([(env, workers)], before_term=drainer, shield=shield)
         if code is not None:
@@ -115,25 +114,22 @@ def under_srun(env) -> bool:
     return "SLURM_STEP_ID" in env and "DASKLAUNCH_STEP" not in env
 
 
-def shields(tasks: list[list[prefork.NodeWorker] | None]) -> bool:
-    """Whether every worker of these tasks is this Python's `dask worker`, which can leave
-    SIGTERM to this launcher (launch/shield.py)."""
-    return all(shielding.shieldable(argv) for workers in tasks for argv, _, _ in workers or ())
-
-
-def draining(args: argparse.Namespace, tasks: list[list[prefork.NodeWorker] | None]):
+def draining(args: argparse.Namespace,
+             tasks: list[list[prefork.NodeWorker] | None]) -> tuple[drain.Drainer | None, bool]:
     """What drains these tasks' workers before SIGTERM reaches them (None: no draining, with
-    --drain-timeout 0). The launcher then stays their parent rather than becoming one. Under a
-    real srun step the workers must leave SIGTERM to it, since Slurm's reaches them too: other
+    --drain-timeout 0), and whether the workers leave SIGTERM to it (launch/shield.py: every
+    one is this Python's `dask worker`). The launcher then stays their parent rather than
+    becoming one. Under a real srun step Slurm's SIGTERM reaches the workers too, so other
     worker commands are not drained there."""
+    argvs = [argv for workers in tasks for argv, _, _ in workers or ()]
     if args.drain_timeout <= 0:
-        return None
-    if under_srun(os.environ) and not shields(tasks):
+        return None, False
+    shield = all(shielding.own_dask_worker(argv) for argv in argvs)
+    if under_srun(os.environ) and not shield:
         prefork.say("not draining: Slurm signals every process of the step, and only this "
                     "Python's dask worker can leave SIGTERM to this launcher")
-        return None
-    return drain.Drainer([argv for workers in tasks for argv, _, _ in workers or ()],
-                         args.drain_timeout, args.no_drain_file)
+        return None, False
+    return drain.Drainer(argvs, args.drain_timeout, args.no_drain_file), shield
 
 
 def is_prefork(command: list[str]) -> bool:
@@ -157,9 +153,8 @@ def run_tasks(command: list[str], envs: list[dict[str, str]]) -> int | None:
     args = parse(command[3:])
     tasks = [(env, task_workers(args, env))
              for env in envs]
-    drainer = draining(args, [w for _, w in tasks])
-    return prefork.run(tasks, before_term=drainer,
-                       shield=drainer is not None and shields([w for _, w in tasks]))
+    drainer, shield = draining(args, [w for _, w in tasks])
+    return prefork.run(tasks, before_term=drainer, shield=shield)
 
 
 def task_workers(args: argparse.Namespace,

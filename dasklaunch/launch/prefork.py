@@ -41,7 +41,6 @@ import traceback
 from ..runtime import proc
 from . import shield as shielding
 
-DASK_WORKER = "distributed.cli.dask_worker"
 METHOD_VARIABLE = "DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD"
 REEXEC_MARK = "DASKLAUNCH_PREFORK_REEXEC"
 # What the nanny's Nanny.__init__ sets when pre-spawn-environ leaves it unset or 0.
@@ -63,7 +62,7 @@ def why_not(tasks: list[Task]) -> str | None:
         if METHOD_VARIABLE in env:
             return f"{METHOD_VARIABLE}={env[METHOD_VARIABLE]} is set"
         for argv, _, _ in workers or ():
-            if argv[:3] != [sys.executable, "-m", DASK_WORKER]:
+            if not shielding.own_dask_worker(argv):
                 return f"not this Python's dask worker: {proc.display(argv[:3])}"
     if proc.thread_count() is None:
         return "no /proc/self/task to count threads in"
@@ -150,7 +149,6 @@ def run_dask_worker(argv: list[str], extra: dict[str, str], cpus: list[int] | No
     (launch/shield.py). Never returns."""
     import dask
     import distributed.utils
-    from distributed.cli import dask_worker
 
     if shield:
         shielding.leave_sigterm_to_launcher()
@@ -164,8 +162,7 @@ def run_dask_worker(argv: list[str], extra: dict[str, str], cpus: list[int] | No
         # distributed would import every optional package here to preload a fork server
         # it starts itself; ours is running already
         distributed.utils._forkserver_preload_set = True  # noqa: SLF001
-    sys.argv = [dask_worker.__file__, *args]
-    dask_worker.main.main(args=args, prog_name="dask worker")
+    shielding.run_dask_worker_cli(args)
     sys.exit(0)  # pragma: no cover - click exits
 
 

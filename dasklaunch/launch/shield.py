@@ -23,14 +23,16 @@ from __future__ import annotations
 import signal
 import sys
 
-DASK_WORKER = "distributed.cli.dask_worker"
+from ..domain.commands import WORKER_MODULE
+
 # What the launcher passes on, after draining, to a worker that ignores SIGTERM.
 PASSED_ON = signal.SIGINT
 
 
-def shieldable(argv: list[str]) -> bool:
-    """Whether `argv` is this Python's `dask worker` (a command this module can run)."""
-    return argv[:3] == [sys.executable, "-m", DASK_WORKER]
+def own_dask_worker(argv: list[str]) -> bool:
+    """Whether `argv` is this Python's `dask worker`, which this process can run in itself
+    (prefork) or through this module (shielded)."""
+    return argv[:3] == [sys.executable, "-m", WORKER_MODULE]
 
 
 def shielded_argv(argv: list[str]) -> list[str]:
@@ -70,15 +72,19 @@ def leave_sigterm_to_launcher() -> bool:
     return True
 
 
-def main() -> None:
+def run_dask_worker_cli(args: list[str]) -> None:
+    """Run `dask worker ARGS` in this process (click exits)."""
     from distributed.cli import dask_worker
 
-    args = sys.argv[1:]
+    sys.argv = [dask_worker.__file__, *args]
+    dask_worker.main.main(args=args, prog_name="dask worker")
+
+
+def main() -> None:
     if not leave_sigterm_to_launcher():
         print("dasklaunch.launch.shield: this distributed has no dask_worker.wait_for_signals; "
               "the worker reacts to SIGTERM itself", file=sys.stderr, flush=True)
-    sys.argv = [dask_worker.__file__, *args]
-    dask_worker.main.main(args=args, prog_name="dask worker")
+    run_dask_worker_cli(sys.argv[1:])
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from ..errors import (
     UsageError,
 )
 from ..launch.base import Launcher
+from ..launch.drain import NO_DRAIN_FILE
 from ..launch.factory import choose_backend, current_allocation, launcher_for, make_launcher
 from ..runtime import proc, schedfile, tls
 from ..runtime.record import ClusterRecord, Step
@@ -165,8 +166,6 @@ def _clear_stale(state: StateDir, job_id: str, report: Reporter) -> None:
             why += f", it belongs to job {owner}"
         state.remove(state.scheduler_file.name)
         report.info(f"removed stale scheduler file {state.scheduler_file} ({why})")
-    from ..launch.drain import NO_DRAIN_FILE
-
     # a `down` cut short (a requeued or preempted job's earlier run) must not keep the new
     # cluster's workers from draining
     state.remove(NO_DRAIN_FILE)
