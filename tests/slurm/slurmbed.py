@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import sys
 import time
 from pathlib import Path
 
@@ -11,6 +13,28 @@ TESTBED = ROOT / "scripts" / "slurm-testbed"
 NODES = ["node1", "node2", "node3"]
 NODE_ADDR = {"node1": "10.250.0.11", "node2": "10.250.0.12", "node3": "10.250.0.13"}
 BRIDGE_ADDR = "10.250.0.1"
+
+
+def submit_batch(slurm, *args: str) -> str:
+    """`dasklaunch batch ARGS`; the job id. PYTHONPATH: the job (which inherits this
+    environment) runs this checkout."""
+    result = slurm.run([sys.executable, "-m", "dasklaunch", "batch", *args], timeout=60,
+                       env={"PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    job_id = result.stdout.strip()
+    assert job_id.isdigit(), result.stdout
+    return job_id
+
+
+def job_facts(slurm, job_id: str) -> dict[str, str]:
+    """JobState, ExitCode, Restarts, PreemptTime and JobName from `scontrol show job`, those it
+    shows (there is no sacct here; the record stays MinJobAge seconds after the end)."""
+    text = slurm.run(["scontrol", "show", "job", "--oneliner", job_id], timeout=30).stdout
+    facts = {key: m.group(1) for key in ("JobState", "ExitCode", "Restarts", "PreemptTime")
+             if (m := re.search(rf"\b{key}=(\S+)", text))}
+    if m := re.search(r"\bJobName=(.*?) UserId=", text):
+        facts["JobName"] = m.group(1)  # may hold spaces
+    return facts
 
 
 def processes_mentioning(text: str) -> list[tuple[int, str]]:

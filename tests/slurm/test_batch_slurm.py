@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import time
 from pathlib import Path
 
-from slurmbed import ROOT, wait_no_processes
+from slurmbed import job_facts, submit_batch, wait_no_processes
 
 NASTY = 'it\'s "x" $HOME'
 
@@ -33,25 +32,6 @@ time.sleep(300)
 '''
 
 
-def submit(slurm, *args: str) -> str:
-    # PYTHONPATH: the job (which inherits this environment) runs this checkout
-    result = slurm.run([sys.executable, "-m", "dasklaunch", "batch", *args], timeout=60,
-                       env={"PYTHONPATH": str(ROOT)})
-    assert result.returncode == 0, result.stderr
-    job_id = result.stdout.strip()
-    assert job_id.isdigit(), result.stdout
-    return job_id
-
-
-def job_facts(slurm, job_id: str) -> dict[str, str]:
-    """JobState, ExitCode and JobName from `scontrol show job` (there is no sacct here; the
-    record stays MinJobAge seconds after the end)."""
-    text = slurm.run(["scontrol", "show", "job", "--oneliner", job_id], timeout=30).stdout
-    facts = {key: re.search(rf"\b{key}=(\S+)", text).group(1) for key in ("JobState", "ExitCode")}
-    facts["JobName"] = re.search(r"\bJobName=(.*?) UserId=", text).group(1)
-    return facts
-
-
 def wait_for_text(path: Path, text: str, timeout: float) -> bool:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -65,7 +45,7 @@ def test_batch_job_runs_the_command_on_a_three_node_cluster(slurm, tmp_path):
     analysis = tmp_path / "analysis.py"
     analysis.write_text(ANALYSIS)
     state = tmp_path / "state-batch"
-    job_id = submit(slurm, "--nodes", "3", "--interface", "lab0", "--state-dir", str(state),
+    job_id = submit_batch(slurm, "--nodes", "3", "--interface", "lab0", "--state-dir", str(state),
                     "--output", f"{tmp_path}/job-%j.out", "--job-name", NASTY,
                     "--", "python3", str(analysis))
     try:
@@ -87,7 +67,7 @@ def test_walltime_sigterm_stops_the_command_and_brings_the_cluster_down(slurm, t
     sleeper = tmp_path / "sleeper.py"
     sleeper.write_text(SLEEPER)
     state = tmp_path / "state-term"
-    job_id = submit(slurm, "--nodes", "3", "--interface", "lab0", "--state-dir", str(state),
+    job_id = submit_batch(slurm, "--nodes", "3", "--interface", "lab0", "--state-dir", str(state),
                     "--output", f"{tmp_path}/job-%j.out", "--", "python3", str(sleeper))
     output_file = tmp_path / f"job-{job_id}.out"
     try:

@@ -7,12 +7,11 @@ first run survives into the second."""
 from __future__ import annotations
 
 import re
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from slurmbed import ROOT, processes_mentioning, wait_no_processes
+from slurmbed import job_facts, processes_mentioning, submit_batch, wait_no_processes
 
 # Restartable: one file per part, written atomically; a part already there is skipped. The
 # first run is slow on purpose (a part takes 5 minutes): the preemption comes first.
@@ -47,21 +46,6 @@ print("TOTAL", sum(int(p[0]) for p in parts), "BY", " ".join(p[1] for p in parts
 '''
 
 
-def submit(slurm, *args: str) -> str:
-    result = slurm.run([sys.executable, "-m", "dasklaunch", "batch", *args], timeout=60,
-                       env={"PYTHONPATH": str(ROOT)})
-    assert result.returncode == 0, result.stderr
-    job_id = result.stdout.strip()
-    assert job_id.isdigit(), result.stdout
-    return job_id
-
-
-def job_facts(slurm, job_id: str) -> dict[str, str]:
-    text = slurm.run(["scontrol", "show", "job", "--oneliner", job_id], timeout=30).stdout
-    return {key: m.group(1) for key in ("JobState", "ExitCode", "Restarts", "PreemptTime")
-            if (m := re.search(rf"\b{key}=(\S+)", text))}
-
-
 def wait_for(predicate, timeout: float, every: float = 0.25):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -82,7 +66,7 @@ def test_preempted_job_is_requeued_and_finishes_in_its_second_run(slurm, tmp_pat
     script.write_text(RESTARTABLE)
     parts, state = tmp_path / "parts", tmp_path / "state-requeue"
     output = tmp_path / "job.out"
-    job_id = submit(slurm, "--requeue", "--partition", "low", "--nodes", "3",
+    job_id = submit_batch(slurm, "--requeue", "--partition", "low", "--nodes", "3",
                     "--interface", "lab0", "--state-dir", str(state), "--output", str(output),
                     "--", "python3", str(script), str(parts))
     high = None
@@ -153,7 +137,7 @@ def _state_of(pid: int) -> str:
 def test_a_requeue_job_that_is_not_preempted_completes(slurm, tmp_path):
     output = tmp_path / "job.out"
     state = tmp_path / "state-plain"
-    job_id = submit(slurm, "--requeue", "--requeue-margin", "30", "--partition", "low",
+    job_id = submit_batch(slurm, "--requeue", "--requeue-margin", "30", "--partition", "low",
                     "--nodes", "2", "--interface", "lab0", "--state-dir", str(state),
                     "--output", str(output), "--", "python3", "-c", "print('DONE')")
     try:
