@@ -150,10 +150,10 @@ def start_child(argv: list[str], env: dict[str, str] | None = None,
         if ignore_sigterm:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
+    preexec = prepare if cpus or ignore_sigterm else None
     try:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=env,
-                                preexec_fn=prepare if cpus or ignore_sigterm  # noqa: PLW1509
-                                else None)
+                                preexec_fn=preexec)  # noqa: PLW1509
     except FileNotFoundError:
         raise CommandError(f"command not found: {argv[0]}") from None
 
