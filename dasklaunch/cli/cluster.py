@@ -94,8 +94,20 @@ def up(
         "--pool", metavar="NAME:KEY=VALUE,...",
         help="A worker pool (repeatable): keys nodes, het-group, ntasks-per-node, nworkers, "
              "nthreads, memory-limit, gpus-per-worker, resources, worker-class, "
-             "local-directory, worker-arg, share [default: one pool on every node, one per "
+             "local-directory, worker-arg, share, gpu-tasks, dask-cuda, rmm-pool-size, "
+             "device-memory-limit, cudf-spill [default: one pool on every node, one per "
              "component of a heterogeneous job; GPU nodes get one worker per GPU].")] = None,
+    rmm_pool_size: Annotated[Optional[str], typer.Option(
+        metavar="FRACTION|SIZE",
+        help="dask-cuda pools: RMM pool per GPU worker, as a fraction of the GPU's memory "
+             "(0.9) or a size [default: the profile's distributed.rmm.pool-size, else "
+             "none].")] = None,
+    device_memory_limit: Annotated[Optional[str], typer.Option(
+        metavar="FRACTION|SIZE",
+        help="dask-cuda pools: device memory at which a GPU worker spills to host memory "
+             "[default: dask-cuda's, 80%].")] = None,
+    enable_cudf_spill: Annotated[bool, typer.Option(
+        "--enable-cudf-spill", help="dask-cuda pools: cuDF's own spilling.")] = False,
     drain_timeout: Annotated[float, typer.Option(
         metavar="SECONDS",
         help="Seconds a worker told to end (restart-workers, down --pool, scancel, walltime, "
@@ -124,7 +136,8 @@ def up(
         dashboard_address=dashboard_address, port=port, nanny=nanny, wait_workers=wait_workers,
         timeout=timeout, local_tasks=local_tasks, tls=tls, profile=profile, lifetime=lifetime,
         lifetime_stagger=lifetime_stagger, start_method=start_method, pools=tuple(pool or ()),
-        drain_timeout=drain_timeout)
+        drain_timeout=drain_timeout, rmm_pool_size=rmm_pool_size,
+        device_memory_limit=device_memory_limit, cudf_spill=enable_cudf_spill)
     if lifetime_stagger and not lifetime:
         from ..errors import UsageError
 

@@ -14,11 +14,16 @@ from ..errors import UsageError
 from .allocation import Allocation, expand_nodelist
 from .plan import DEFAULT_MEMORY_FRACTION, WorkerPlan, plan_workers
 from .settings import UpOptions
-from .units import plural
+from .units import check_device_size, plural
 
 DEFAULT_POOL = "workers"
 KEYS = ("nodes", "het-group", "ntasks-per-node", "nworkers", "nthreads", "memory-limit",
-        "gpus-per-worker", "resources", "worker-class", "local-directory", "worker-arg", "share")
+        "gpus-per-worker", "resources", "worker-class", "local-directory", "worker-arg", "share",
+        "gpu-tasks", "dask-cuda", "rmm-pool-size", "device-memory-limit", "cudf-spill")
+YES_NO = {"yes": True, "true": True, "no": False, "false": False}
+DASK_CUDA_CHOICES = ("auto", "yes", "no")
+# dask-cuda's own options, given per pool (or for every dask-cuda pool by `up`'s options)
+CUDA_KEYS = ("rmm-pool-size", "device-memory-limit", "cudf-spill")
 # Pools with these names default to this many GPUs per worker, whatever their nodes have.
 NAMED_GPUS = {"cpu": 0, "gpu": 1}
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
@@ -39,6 +44,11 @@ class PoolSpec:
     local_directory: str | None = None
     worker_args: tuple[str, ...] = ()
     share: bool = False
+    gpu_tasks: bool = False              # one Slurm task per GPU worker (srun --gpus-per-task)
+    dask_cuda: str = "auto"              # auto: `dask cuda worker` when dask-cuda is installed
+    rmm_pool_size: str | None = None
+    device_memory_limit: str | None = None
+    cudf_spill: bool | None = None
 
 
 def parse_pool(text: str) -> PoolSpec:
@@ -65,10 +75,18 @@ def parse_pool(text: str) -> PoolSpec:
             worker_args.append(value)
         elif key == "resources":
             values["resources"] = _resources(name, value)
-        elif key == "share":
-            if value not in ("yes", "no", "true", "false"):
-                raise UsageError(f"--pool {name}: share takes yes or no, not {value!r}")
-            values["share"] = value in ("yes", "true")
+        elif key in ("share", "gpu-tasks", "cudf-spill"):
+            if value not in YES_NO:
+                raise UsageError(f"--pool {name}: {key} takes yes or no, not {value!r}")
+            values[key.replace("-", "_")] = YES_NO[value]
+        elif key == "dask-cuda":
+            if value not in DASK_CUDA_CHOICES:
+                raise UsageError(f"--pool {name}: dask-cuda takes "
+                                 f"{', '.join(DASK_CUDA_CHOICES)}, not {value!r}")
+            values["dask_cuda"] = value
+        elif key in ("rmm-pool-size", "device-memory-limit"):
+            values[key.replace("-", "_")] = check_device_size(f"--pool {name}: {key}", value,
+                                                              key == "device-memory-limit")
         elif key in ("het-group", "ntasks-per-node", "nworkers", "nthreads", "gpus-per-worker"):
             values[key.replace("-", "_")] = _count(name, key, value,
                                                    minimum=0 if key in ("het-group",
@@ -105,6 +123,8 @@ class PoolPlan:
     gpus_per_worker: int
     het_group: int | None = None
     resources: tuple[tuple[str, str], ...] = field(default=())
+    gpu_tasks: bool = False              # one task per GPU worker: Slurm pins each task's GPUs
+    cuda_args: tuple[str, ...] | None = None  # None: plain `dask worker`; else dask-cuda's own
 
     @property
     def name(self) -> str:
@@ -125,7 +145,10 @@ def default_pools(alloc: Allocation) -> tuple[PoolSpec, ...]:
 
 def plan_pools(alloc: Allocation, opts: UpOptions, specs: tuple[PoolSpec, ...] = (), *,
                memory_fraction: float | None = None, profile_limit: int | None = None,
-               memory_origin: str = "--memory-limit") -> tuple[PoolPlan, ...]:
+               memory_origin: str = "--memory-limit", dask_cuda: bool = False
+               ) -> tuple[PoolPlan, ...]:
+    """Every pool laid out. `dask_cuda`: whether dask-cuda is installed for the workers'
+    Python (GPU pools then run `dask cuda worker`, unless they say dask-cuda=no)."""
     specs = specs or default_pools(alloc)
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
@@ -154,7 +177,17 @@ def plan_pools(alloc: Allocation, opts: UpOptions, specs: tuple[PoolSpec, ...] =
         share = max(sharing[i] for i in indices)
         fraction = (memory_fraction or DEFAULT_MEMORY_FRACTION) / share
         plans.append(_plan_one(alloc, opts, spec, indices, fraction, profile_limit,
-                               memory_origin))
+                               memory_origin, dask_cuda))
+    cuda_options = [flag for flag, value in (("--rmm-pool-size", opts.rmm_pool_size),
+                                             ("--device-memory-limit", opts.device_memory_limit),
+                                             ("--enable-cudf-spill", opts.cudf_spill))
+                    if value]
+    if cuda_options and not any(p.cuda_args is not None for p in plans):
+        raise UsageError(f"{', '.join(cuda_options)}: no pool runs dask-cuda ("
+                         + ("no pool has GPU workers" if not any(p.gpus_per_worker for p in plans)
+                            else "it is not installed: pip install 'dasklaunch[gpu]'"
+                            if not dask_cuda else "every GPU pool says dask-cuda=no")
+                         + ")")
     order = {name: i for i, name in enumerate(names)}
     return tuple(sorted(plans, key=lambda p: order[p.name]))
 
@@ -190,7 +223,7 @@ def _nodes_of(alloc: Allocation, spec: PoolSpec, taken: dict[int, str]) -> tuple
 
 
 def _plan_one(alloc: Allocation, opts: UpOptions, spec: PoolSpec, indices: tuple[int, ...],
-              memory_fraction, profile_limit, memory_origin) -> PoolPlan:
+              memory_fraction, profile_limit, memory_origin, dask_cuda: bool) -> PoolPlan:
     gpus = min(alloc.gpus_on(i) for i in indices)
     per_worker = spec.gpus_per_worker
     if per_worker is None:
@@ -206,6 +239,20 @@ def _plan_one(alloc: Allocation, opts: UpOptions, spec: PoolSpec, indices: tuple
                      cpus_per_node=tuple(alloc.cpus_per_node[i] for i in indices),
                      cpus_per_task=alloc.cpus_per_task, mem_per_node=alloc.mem_per_node,
                      submit_host=alloc.submit_host, mem_source=alloc.mem_source)
+    if spec.gpu_tasks:
+        if not per_worker:
+            raise UsageError(f"pool {spec.name}: gpu-tasks=yes needs GPU workers (its nodes have "
+                             f"{plural(gpus, 'GPU')}, gpus-per-worker={per_worker})")
+        if spec.ntasks_per_node is not None or spec.nworkers is not None:
+            raise UsageError(f"pool {spec.name}: gpu-tasks=yes starts one task per "
+                             f"{plural(per_worker, 'GPU')}; leave out ntasks-per-node and "
+                             f"nworkers")
+        if gpus // per_worker > min(sub.cpus_per_node):
+            raise UsageError(f"pool {spec.name}: gpu-tasks=yes needs {gpus // per_worker} tasks "
+                             f"per node, more than the {min(sub.cpus_per_node)} CPUs of its "
+                             f"nodes")
+        sub = replace(sub, tasks_per_node=(gpus // per_worker,) * len(indices),
+                      cpus_per_task=None)
     if spec.ntasks_per_node is not None:
         if spec.ntasks_per_node > min(sub.cpus_per_node):
             raise UsageError(f"pool {spec.name}: ntasks-per-node={spec.ntasks_per_node} is more "
@@ -214,13 +261,15 @@ def _plan_one(alloc: Allocation, opts: UpOptions, spec: PoolSpec, indices: tuple
                       cpus_per_task=None)
     pool_opts = replace(
         opts,
-        nworkers=spec.nworkers or (gpus // per_worker if per_worker else opts.nworkers),
+        nworkers=1 if spec.gpu_tasks else
+        spec.nworkers or (gpus // per_worker if per_worker else opts.nworkers),
         nthreads=spec.nthreads or opts.nthreads,
         memory_limit=spec.memory_limit or opts.memory_limit,
         local_directory=spec.local_directory or opts.local_directory,
         # GPU workers: one task per node starts one worker per GPU (the node's GPUs stay
         # visible to that task, so CUDA IPC between its workers stays possible)
-        per_node=True if per_worker else (False if spec.ntasks_per_node else opts.per_node))
+        per_node=(not spec.gpu_tasks) if per_worker else
+        (False if spec.ntasks_per_node else opts.per_node))
     if per_worker and spec.nworkers and spec.nworkers * per_worker > gpus:
         raise UsageError(f"pool {spec.name}: nworkers={spec.nworkers} x gpus-per-worker="
                          f"{per_worker} is more than the {plural(gpus, 'GPU')} of its nodes")
@@ -230,7 +279,34 @@ def _plan_one(alloc: Allocation, opts: UpOptions, spec: PoolSpec, indices: tuple
                         else f"pool {spec.name}")
     resources = spec.resources + ((("GPU", str(per_worker)),) if per_worker else ())
     return PoolPlan(spec=spec, node_indices=indices, plan=plan, gpus_per_worker=per_worker,
-                    het_group=spec.het_group, resources=resources)
+                    het_group=spec.het_group, resources=resources, gpu_tasks=spec.gpu_tasks,
+                    cuda_args=_cuda_args(spec, opts, per_worker, dask_cuda))
+
+
+def _cuda_args(spec: PoolSpec, opts: UpOptions, per_worker: int,
+               installed: bool) -> tuple[str, ...] | None:
+    """dask-cuda's options for this pool's workers, or None when it runs plain `dask worker`s.
+    auto: dask-cuda for GPU workers of one GPU each, when it is installed and nothing the pool
+    asks for needs `dask worker` itself."""
+    own = [key for key in CUDA_KEYS if getattr(spec, key.replace("-", "_")) not in (None, False)]
+    why_not = ("its workers have no GPU" if not per_worker else
+               "dask-cuda=no" if spec.dask_cuda == "no" else
+               "dask-cuda is not installed (pip install 'dasklaunch[gpu]')" if not installed
+               else f"dask-cuda runs one GPU per worker, not {per_worker}" if per_worker > 1
+               else f"worker-class={spec.worker_class} is given" if spec.worker_class
+               else "dask cuda worker always has a nanny (--no-nanny)" if not opts.nanny
+               else "dask cuda worker has no --lifetime" if opts.lifetime else None)
+    if why_not is not None:
+        if spec.dask_cuda == "yes" or own:
+            asked = "dask-cuda=yes" if spec.dask_cuda == "yes" else ", ".join(own)
+            raise UsageError(f"pool {spec.name}: {asked} needs dask-cuda, but {why_not}")
+        return None
+    pool_size = spec.rmm_pool_size or opts.rmm_pool_size
+    device_limit = spec.device_memory_limit or opts.device_memory_limit
+    spill = spec.cudf_spill if spec.cudf_spill is not None else opts.cudf_spill
+    return ((*(("--rmm-pool-size", pool_size) if pool_size else ()),
+             *(("--device-memory-limit", device_limit) if device_limit else ()),
+             *(("--enable-cudf-spill",) if spill else ())))
 
 
 @dataclass(frozen=True)
@@ -248,4 +324,6 @@ class Layout:
                          f"{plural(len(p.node_indices), 'node')} ({p.plan.placement}, "
                          f"{plural(p.plan.nthreads, 'thread')} each"
                          + (f", {plural(p.gpus_per_worker, 'GPU')} each" if p.gpus_per_worker
-                            else "") + ")" for p in self.pools)
+                            else "") + (", dask-cuda" if p.cuda_args is not None else "")
+                         + (", a task per GPU worker" if p.gpu_tasks else "") + ")"
+                         for p in self.pools)

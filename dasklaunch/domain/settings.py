@@ -40,6 +40,10 @@ class UpOptions:
     start_method: str | None = None      # START_METHODS; None: DEFAULT_START_METHOD
     pools: tuple[str, ...] = ()          # --pool specs (NAME:KEY=VALUE,...); none: the default
     drain_timeout: float = DEFAULT_DRAIN_TIMEOUT  # 0: workers end without handing over results
+    # dask-cuda pools: RMM pool and device memory limit (fractions of a GPU's memory, or sizes)
+    rmm_pool_size: str | None = None
+    device_memory_limit: str | None = None
+    cudf_spill: bool = False
     extra_env: tuple[tuple[str, str], ...] = field(default=())
 
     def to_dict(self) -> dict:

@@ -48,3 +48,30 @@ def slurm_megabytes(name: str, value: str) -> int:
 def plural(count: int, noun: str) -> str:
     """`1 worker`, `2 workers`: messages read as English at every count."""
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def check_device_size(what: str, value: str, limit: bool = False) -> str:
+    """A size on a GPU as dask-cuda takes it: a fraction of the device's memory in (0, 1], or
+    bytes (`40GB`); a device memory limit may also be `auto`/`default` (dask-cuda's 80%) or 0
+    (no spilling to host). Returned as given; raises UsageError with `what` otherwise."""
+    text = str(value).strip()
+    if limit and text in ("auto", "default", "0"):
+        return text
+    try:
+        fraction = float(text)
+    except ValueError:
+        fraction = None
+    if fraction is not None and "e" not in text.lower() and fraction <= 1:
+        if fraction <= 0:
+            raise UsageError(f"{what}: {text} is not a fraction in (0, 1] or a size")
+        return text
+    try:
+        size = parse_bytes(text)
+    except UsageError:
+        raise UsageError(f"{what}: {text!r} is neither a fraction of the GPU's memory in (0, 1] "
+                         f"nor a size such as 40GB") from None
+    if size < 2**20:
+        # `1.5` or `512`: a fraction or a unit gone missing, not a pool of a few bytes
+        raise UsageError(f"{what}: {text} is {plural(size, 'byte')}, not a fraction of the "
+                         f"GPU's memory in (0, 1] or a size such as 40GB")
+    return text

@@ -14,8 +14,9 @@ from .base import Launcher
 
 
 def localstep_argv(step: Step, python: str = sys.executable) -> list[str]:
+    gpus = [f"--gpus-per-task={step.gpus_per_task}"] if step.gpus_per_task else []
     return [python, "-m", "dasklaunch.launch.localstep", f"--ntasks={step.ntasks}",
-            f"--job-name={step.name}", "--", *step.command]
+            f"--job-name={step.name}", *gpus, "--", *step.command]
 
 
 class LocalLauncher(Launcher):

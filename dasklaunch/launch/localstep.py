@@ -9,7 +9,11 @@ When COMMAND is the node launcher with --prefork, this step is the node's one la
 imports distributed once and forks the tasks, each with the environment it would have had as a
 separate process (see launch/prefork.py).
 
-Usage: python -m dasklaunch.launch.localstep --ntasks N [--job-name NAME] -- COMMAND ...
+With --gpus-per-task G, task N sees only the Nth G of the GPUs this step sees (through the
+vendor's variable), as Slurm's --gpus-per-task gives each task its own.
+
+Usage: python -m dasklaunch.launch.localstep --ntasks N [--job-name NAME] [--gpus-per-task G]
+           -- COMMAND ...
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import os
 import socket
 import sys
 
+from ..domain.gpus import visible_gpus
 from ..runtime import proc
 from . import node
 
@@ -33,8 +38,24 @@ def task_environ(rank: int, ntasks: int, name: str, base: dict[str, str]) -> dic
     return env
 
 
-def run_tasks(command: list[str], ntasks: int, name: str) -> int:
+def task_gpus(base: dict[str, str], ntasks: int, per_task: int) -> list[dict[str, str]]:
+    """Each task's share of the GPUs in `base`, as the vendor's variables; an error (as srun's)
+    when there are too few."""
+    gpus = visible_gpus(base)
+    have = len(gpus.tokens) if gpus else 0
+    if have < ntasks * per_task:
+        raise SystemExit(f"dasklaunch.localstep: {ntasks} tasks x {per_task} GPUs, but this "
+                         f"step sees {have} GPUs")
+    return [gpus.variables(gpus.tokens[rank * per_task:(rank + 1) * per_task])
+            for rank in range(ntasks)]
+
+
+def run_tasks(command: list[str], ntasks: int, name: str, gpus_per_task: int = 0) -> int:
     envs = [task_environ(rank, ntasks, name, dict(os.environ)) for rank in range(ntasks)]
+    if gpus_per_task:
+        for env, gpus in zip(envs, task_gpus(dict(os.environ), ntasks, gpus_per_task),
+                             strict=True):
+            env.update(gpus)
     if node.is_prefork(command):
         # this step is the node's one launcher: one import of distributed, its tasks forked
         code = node.run_tasks(command, envs)
@@ -48,12 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dasklaunch.localstep")
     parser.add_argument("--ntasks", type=int, required=True)
     parser.add_argument("--job-name", default="step")
+    parser.add_argument("--gpus-per-task", type=int, default=0)
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command or args.ntasks < 1:
         parser.error("need --ntasks >= 1 and a command")
-    return run_tasks(command, args.ntasks, args.job_name)
+    return run_tasks(command, args.ntasks, args.job_name, args.gpus_per_task)
 
 
 if __name__ == "__main__":

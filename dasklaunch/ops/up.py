@@ -17,6 +17,7 @@ from ..domain.commands import (
     WORKER_MODULE,
     WORKER_MODULE_VARIABLE,
     check_passthrough_args,
+    cuda_worker_env,
     pool_command,
     scheduler_command,
 )
@@ -24,6 +25,7 @@ from ..domain.env import job_env, worker_env
 from ..domain.plan import expected_workers
 from ..domain.pools import Layout, PoolPlan, parse_pool, plan_pools
 from ..domain.settings import UpOptions
+from ..domain.units import check_device_size
 from ..errors import (
     AlreadyUpError,
     DasklaunchError,
@@ -65,8 +67,18 @@ def resolve_profile(opts: UpOptions, alloc: Allocation) -> tuple[UpOptions, dict
     per_node = opts.per_node if opts.per_node is not None else hints["layout"] == "per-node"
     sizing = {"memory_fraction": hints["memory_fraction"],
               "profile_limit": hints["memory_limit"]}
-    # the profile's pools, unless --pool gave others
-    return replace(opts, per_node=per_node, pools=opts.pools or hints["pools"]), sizing, profile
+    # the profile's pools, unless --pool gave others; its RMM pool size (which no Dask reads
+    # itself) for dask-cuda pools, unless --rmm-pool-size gave one
+    rmm_pool_size = opts.rmm_pool_size or hints["rmm_pool_size"]
+    return (replace(opts, per_node=per_node, pools=opts.pools or hints["pools"],
+                    rmm_pool_size=rmm_pool_size), sizing, profile)
+
+
+def dask_cuda_installed() -> bool:
+    """Whether the workers' Python (this one) has dask-cuda: GPU pools then use it."""
+    import importlib.util
+
+    return importlib.util.find_spec("dask_cuda") is not None
 
 
 def build_steps(opts: UpOptions, layout: Layout, alloc: Allocation, backend: str,
@@ -104,6 +116,8 @@ def pool_step(opts: UpOptions, pool: PoolPlan, alloc: Allocation, local: bool, s
         # found with nvidia-smi/rocm-smi here: the node launcher reads them from its task's
         # environment, as under Slurm
         env.setdefault("CUDA_VISIBLE_DEVICES", ",".join(alloc.gpu_tokens))
+    if pool.cuda_args is not None:
+        env.update(cuda_worker_env([*tls_args, *opts.worker_args, *pool.spec.worker_args]))
     hosts = tuple(alloc.nodes[i] for i in pool.node_indices)
     all_nodes = hosts == alloc.nodes
     return Step(role="workers", name=name, placement=pool.plan.placement,
@@ -116,7 +130,9 @@ def pool_step(opts: UpOptions, pool: PoolPlan, alloc: Allocation, local: bool, s
                 nodelist=None if (local or all_nodes or pool.het_group is not None)
                 else ",".join(hosts),
                 het_group=pool.het_group,
-                gpus_per_node=0 if local else pool.gpus_per_worker * pool.plan.nworkers,
+                gpus_per_node=0 if local or pool.gpu_tasks
+                else pool.gpus_per_worker * pool.plan.nworkers,
+                gpus_per_task=pool.gpus_per_worker if pool.gpu_tasks else 0,
                 cpus_per_task=None if local else step_cpus(pool, alloc))
 
 
@@ -197,6 +213,10 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
     if opts.death_timeout <= 0:
         raise UsageError(f"--death-timeout must be > 0 seconds, not {opts.death_timeout:g}")
     check_passthrough_args(opts)
+    if opts.rmm_pool_size:
+        check_device_size("--rmm-pool-size", opts.rmm_pool_size)
+    if opts.device_memory_limit:
+        check_device_size("--device-memory-limit", opts.device_memory_limit, limit=True)
     backend = choose_backend(opts.backend)
     alloc = current_allocation(backend, opts.local_tasks)
     state = find_state_dir(state_dir, alloc.job_id)
@@ -204,7 +224,8 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
     opts = node_local_directory(opts, pool_specs(opts), report)
     memory_origin = sources.get("memory_limit", "command line")
     layout = Layout(plan_pools(alloc, opts, pool_specs(opts), **sizing, memory_origin=(
-        "--memory-limit" if memory_origin in ("command line", "default") else memory_origin)))
+        "--memory-limit" if memory_origin in ("command line", "default") else memory_origin),
+        dask_cuda=dask_cuda_installed()))
     launcher = launcher or make_launcher(backend, alloc.job_id, alloc.nodes)
     backend_version = launcher.check_backend()
     opts, scale_env = apply_scale_defaults(opts, layout.expected_workers, profile, report)

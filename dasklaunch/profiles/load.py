@@ -33,7 +33,7 @@ import yaml
 from ..domain.resources import data_dir
 from ..errors import UsageError
 from .hints import HINT_KEYS, check_hints, pool_specs
-from .values import as_size, canonical_key, kind_of, show_value
+from .values import as_size, canonical_key, kind_of, lookup, show_value
 
 PROFILE_KEYS = ("description", "why", "dasklaunch", "distributed")
 
@@ -232,7 +232,9 @@ def profile_hints(profile: Profile) -> dict:
     check_hints(hints, None)
     limit = hints.get("memory-limit")
     fraction = hints.get("memory-fraction")
+    pool_size = lookup(profile.distributed, "rmm").get("pool-size")
     return {"layout": hints.get("layout"),
+            "rmm_pool_size": None if pool_size is None else str(pool_size),
             "pools": pool_specs(hints["pools"]) if "pools" in hints else (),
             "memory_fraction": float(fraction) if fraction is not None else None,
             "memory_limit": as_size("dasklaunch.memory-limit", limit) if limit is not None

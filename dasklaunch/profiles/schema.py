@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from ..domain.node_memory import slurm_memory
-from ..domain.units import format_bytes
+from ..domain.units import check_device_size, format_bytes
 from ..errors import DasklaunchError, UsageError
 from .hints import check_hints, percent_hint, unknown_key_message
 from .load import Profile, load_profile
@@ -33,6 +33,7 @@ THRESHOLDS = ("target", "spill", "pause", "terminate")
 
 
 MEMORY_SECTION = "distributed.worker.memory"
+RMM_POOL_SIZE = "distributed.rmm.pool-size"
 
 
 # Fractions of the worker's memory limit; `false` switches the behaviour off.
@@ -141,6 +142,10 @@ def _schema_key(key: Any, props: Mapping) -> str | None:
 
 
 def _check_leaf(value: Any, schema: dict, path: str) -> None:
+    if path == RMM_POOL_SIZE and value is not None:
+        # what dasklaunch passes to dask-cuda pools as --rmm-pool-size
+        check_device_size(path, value)
+        return
     if path in _FRACTIONS:
         _check_fraction(path, value)
         return

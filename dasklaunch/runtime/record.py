@@ -36,6 +36,7 @@ class Step:
     nodelist: str | None = None       # the pool's nodes, when not all of the job's
     het_group: int | None = None      # the component of a heterogeneous job it runs in
     gpus_per_node: int = 0            # GPUs each of its nodes gives it (Slurm steps ask)
+    gpus_per_task: int = 0            # or each of its tasks (a pool with gpu-tasks=yes)
     cpus_per_task: int | None = None  # CPUs each task holds (Slurm steps ask)
 
     def to_dict(self) -> dict:

@@ -38,6 +38,7 @@ class SrunSpec(Protocol):
     nodelist: str | None
     het_group: int | None
     gpus_per_node: int
+    gpus_per_task: int
     cpus_per_task: int | None
 
 
@@ -64,7 +65,12 @@ def srun_argv(step: SrunSpec, job_id: str, nodelist: str | None = None) -> list[
             # what a step gets without it differs by version: 22.05's srun gives each step
             # every CPU of the job's nodes, 23.11+ inherits the job's --cpus-per-task again
             argv.append(f"--cpus-per-task={step.cpus_per_task}")
-        if getattr(step, "gpus_per_node", 0):
+        if getattr(step, "gpus_per_task", 0):
+            # one worker per task, its GPUs chosen by Slurm (CUDA_VISIBLE_DEVICES per task);
+            # the same number of tasks on every node
+            argv += [f"--ntasks-per-node={step.ntasks // max(1, step.nnodes)}",
+                     f"--gpus-per-task={step.gpus_per_task}"]
+        elif getattr(step, "gpus_per_node", 0):
             # the node's GPUs for the step's one task per node (Slurm sets
             # CUDA_VISIBLE_DEVICES); the node launcher splits them among its workers
             argv.append(f"--gpus-per-node={step.gpus_per_node}")
