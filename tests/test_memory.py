@@ -314,9 +314,11 @@ def test_override_errors(assignment, message):
 
 def test_profile_hints():
     assert load.profile_hints(load.load_profile("seed")) == {
-        "layout": "per-node", "pools": (), "memory_fraction": 0.9, "memory_limit": None}
+        "layout": "per-node", "pools": (), "memory_fraction": 0.9, "memory_limit": None,
+        "rmm_pool_size": None}
     assert load.profile_hints(load.load_profile("dask-default")) == {
-        "layout": None, "pools": (), "memory_fraction": None, "memory_limit": None}
+        "layout": None, "pools": (), "memory_fraction": None, "memory_limit": None,
+        "rmm_pool_size": None}
 
 
 def test_a_profile_may_describe_pools(tmp_path):
@@ -451,6 +453,14 @@ def test_gpu_keys_are_validated_like_the_rest(tmp_path):
     path = tmp_path / "gpu.yaml"
     path.write_text("distributed:\n  rmm:\n    pool-size: 8000000000\n")
     schema.validate_profile(load.load_profile(str(path)))
-    path.write_text("distributed:\n  rmm:\n    pool-size: lots\n")
-    with pytest.raises(UsageError, match="distributed.rmm.pool-size: lots is not"):
-        schema.validate_profile(load.load_profile(str(path)))
+    path.write_text("distributed:\n  rmm:\n    pool-size: 0.9\n")
+    profile = load.load_profile(str(path))
+    schema.validate_profile(profile)
+    # what dask-cuda pools get as --rmm-pool-size unless the command line says otherwise
+    assert load.profile_hints(profile)["rmm_pool_size"] == "0.9"
+    for value, message in (("lots", "'lots' is neither a fraction of the GPU's memory"),
+                           ("1.5", "1.5 is 1 byte, not a fraction of the GPU's memory")):
+        path.write_text(f"distributed:\n  rmm:\n    pool-size: {value}\n")
+        with pytest.raises(UsageError) as err:
+            schema.validate_profile(load.load_profile(str(path)))
+        assert str(err.value).startswith(f"distributed.rmm.pool-size: {message}")

@@ -266,8 +266,8 @@ def _plan_one(alloc: Allocation, opts: UpOptions, spec: PoolSpec, indices: tuple
         nthreads=spec.nthreads or opts.nthreads,
         memory_limit=spec.memory_limit or opts.memory_limit,
         local_directory=spec.local_directory or opts.local_directory,
-        # GPU workers: one task per node starts one worker per GPU (the node's GPUs stay
-        # visible to that task, so CUDA IPC between its workers stays possible)
+        # GPU workers: one task per node starts one worker per GPU (one launcher, one import of
+        # distributed per node), unless gpu-tasks=yes asks Slurm for a task per worker
         per_node=(not spec.gpu_tasks) if per_worker else
         (False if spec.ntasks_per_node else opts.per_node))
     if per_worker and spec.nworkers and spec.nworkers * per_worker > gpus:

@@ -5,10 +5,10 @@ them without a second import of distributed.
         [--drain-timeout SECONDS] -- dask worker ...
 
 Its workers: with no GPUs to pin (G = 0, or none visible), one `dask worker --name POOL-HOST-N`
-(N: the task's SLURM_LOCALID). With G > 0, one `dask worker` per G of the GPUs it sees (the
-node's GPUs stay visible to this one process, so workers of a node can still reach each other's
-GPUs over CUDA IPC), each seeing only its own through the vendor's variable, with its share of
-the task's CPUs, named POOL-HOST-gpuTOKEN.
+(N: the task's SLURM_LOCALID). With G > 0, one worker per G of the GPUs it sees (all of the
+node's, one task per node; or the task's own with gpu-tasks=yes), each seeing only its own
+through the vendor's variable, with its share of the task's CPUs, named POOL-HOST-gpuTOKEN. The
+worker command may be `dask cuda worker` (dask-cuda pools): shown one GPU, it starts one worker.
 
 With --prefork (the default start method) it imports distributed once and forks them, and
 their nannies fork their workers from a fork server forked from it: see launch/prefork.py.

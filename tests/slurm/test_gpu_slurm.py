@@ -4,6 +4,7 @@ character devices: Slurm itself sets CUDA_VISIBLE_DEVICES per task; nothing comp
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from slurmbed import NODES
@@ -138,3 +139,36 @@ out["code"], out["stderr"], out["steps"] = r.returncode, r.stderr, steps()
     lines = result["stderr"].strip().splitlines()
     assert len(lines) == 1 and message in lines[0], lines
     assert not [s for s in result["steps"] if s.startswith("dl-")]
+
+
+STANDINS = str(Path(__file__).resolve().parents[1] / "standins")
+
+
+def test_gpu_tasks_and_dask_cuda_workers(gpu_testbed):
+    """gpu-tasks=yes: one task per GPU worker, Slurm choosing each task's GPU; one pool through
+    dask-cuda (a stand-in for `dask cuda worker` on these GPU-less nodes: it records the options
+    it got and runs `dask worker`), one with dask-cuda=no."""
+    result = gpu_testbed.salloc(GPU_CHECK + f'''
+os.environ["PYTHONPATH"] = {STANDINS!r}
+dl("up", "--interface", "lab0", "--pool", "cuda:nodes=1,gpu-tasks=yes,rmm-pool-size=0.5",
+   "--pool", "plain:nodes=1,gpu-tasks=yes,dask-cuda=no")
+with connect(timeout="30s") as client:
+    out["workers"] = look(client)
+    out["options"] = client.run(lambda: os.environ.get("STANDIN_DASK_CUDA"))
+    out["names"] = {{a: w["name"] for a, w in client.scheduler_info()["workers"].items()}}
+out["record"] = record()
+dl("down")
+''', "-N2", "--ntasks-per-node=2", "--gpus-per-node=2")
+    workers = result["workers"]
+    assert {n: (w[0], w[1], w[2]) for n, w in workers.items()} == {
+        "cuda-node1-gpu0": ("node1", "0", {"GPU": 1.0}),
+        "cuda-node1-gpu1": ("node1", "1", {"GPU": 1.0}),
+        "plain-node2-gpu0": ("node2", "0", {"GPU": 1.0}),
+        "plain-node2-gpu1": ("node2", "1", {"GPU": 1.0})}
+    options = {result["names"][a]: v for a, v in result["options"].items()}
+    assert options == {"cuda-node1-gpu0": '{"--rmm-pool-size": "0.5"}',
+                       "cuda-node1-gpu1": '{"--rmm-pool-size": "0.5"}',
+                       "plain-node2-gpu0": None, "plain-node2-gpu1": None}
+    steps = {p["pool"]: p for p in result["record"]["pools"]}
+    assert steps["cuda"]["ntasks"] == steps["plain"]["ntasks"] == 2
+    assert steps["cuda"]["gpus_per_task"] == 1
