@@ -100,12 +100,9 @@ class Runner:
         return sorted(self.seen.groups)
 
 
-@pytest.fixture
-def no_leftovers():
-    """Collects state dirs; after the test, fails if any process group that a record named at
-    any time during the test still runs (and kills it)."""
-    seen = Leftovers()
-    yield seen
+def stop_leftovers(seen: Leftovers) -> list[tuple[int, list[int]]]:
+    """Every process group `seen` noted at any time that still runs, with its members; each
+    one is SIGKILLed (tests/test_no_leftovers.py checks this check)."""
     leftovers = []
     for pgid, started in seen.finish():
         members = group_alive(pgid, started)
@@ -113,6 +110,16 @@ def no_leftovers():
             leftovers.append((pgid, members))
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGKILL)
+    return leftovers
+
+
+@pytest.fixture
+def no_leftovers():
+    """Collects state dirs; after the test, fails if any process group that a record named at
+    any time during the test still runs (and kills it)."""
+    seen = Leftovers()
+    yield seen
+    leftovers = stop_leftovers(seen)
     if leftovers:
         time.sleep(0.5)
         pytest.fail(f"processes left behind (killed now): {leftovers}")

@@ -123,8 +123,14 @@ def test_sigterm_from_outside_drains_and_drain_timeout_zero_does_not(local_runne
         deadline = time.monotonic() + 60
         while len(client.scheduler_info()["workers"]) > 1 and time.monotonic() < deadline:
             time.sleep(0.2)
+        # the signal did act: pool a's worker left (a leader that ignored it would keep every
+        # key where it was, and the counts below would hold without any drain)
+        names = [w["name"] for w in client.scheduler_info()["workers"].values()]
+        assert [name.split("-")[0] for name in names] == ["b"], names
         ran, kept = check_kept(client, futures)
         assert ran == PARTS and kept == PARTS
+    drains = json.loads(runner("status", "--json", check=True).stdout)["drains"]
+    assert (drains["count"], drains["keys_moved"], drains["keys_lost"]) == (1, PARTS // 2, 0)
     runner("down", check=True)
 
     runner("up", *FAST, *POOLS, "--drain-timeout", "0", check=True)

@@ -82,6 +82,24 @@ def test_job_gone_only_when_slurm_says_so(squeue, monkeypatch, answer):
     assert f"--jobs={JOB}" in squeue.calls.read_text()
 
 
+def test_job_gone_is_false_when_squeue_is_missing_or_hangs(squeue, monkeypatch, tmp_path):
+    # no squeue on PATH (a node without Slurm's clients): CommandError, not "the job ended"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    assert queue.job_gone(JOB) is False
+    # an squeue that never answers (slurmctld hung): proc.run times out, not "the job ended"
+    hang = squeue.bin / "squeue"
+    hang.write_text(f"#!/bin/sh\necho \"$*\" >> '{squeue.calls}'\nexec sleep 30\n")
+    hang.chmod(0o755)
+    monkeypatch.setenv("PATH", squeue.path())
+    real_run = queue.proc.run
+    monkeypatch.setattr(queue.proc, "run",
+                        lambda argv, **kwargs: real_run(argv, **{**kwargs, "timeout": 0.5}))
+    assert queue.job_gone(JOB) is False
+    assert squeue.count() == 1
+
+
 class Guarded:
     """The guard running a sleeper, in a process group of its own (so nothing escapes)."""
 
