@@ -158,13 +158,25 @@ def group_members(group: int) -> list[int]:
     return members
 
 
-@pytest.mark.parametrize("start_method", ["prefork", "spawn"])
+STANDINS = str(__import__("pathlib").Path(__file__).parent / "standins")
+# pool a as dask-cuda workers (tests/standins: a stand-in that waits for signals as dask-cuda's
+# `dask cuda worker` does), on a fake GPU
+CUDA_POOLS = ["--pool", "a:nodes=1,share=yes,gpus-per-worker=1,nworkers=1,dask-cuda=yes",
+              "--pool", "b:nodes=1,share=yes,ntasks-per-node=1,gpus-per-worker=0"]
+
+
+@pytest.mark.parametrize("start_method", ["prefork", "spawn", "dask-cuda"])
 def test_sigterm_to_every_process_of_the_step_drains(local_runner, start_method):
     """As Slurm does (scancel --signal=TERM, walltime, preemption): SIGTERM reaches the launcher,
     the nanny, its fork server and the worker process at once (here: the step's process group).
     The workers leave it to the launcher, which drains them first."""
     runner = local_runner
-    runner("up", *FAST, *POOLS, "--start-method", start_method, check=True)
+    if start_method == "dask-cuda":
+        runner.env.update(PYTHONPATH=STANDINS, CUDA_VISIBLE_DEVICES="0")
+        runner("up", *FAST, *CUDA_POOLS, check=True)
+        assert "-m dask cuda worker" in " ".join(runner.record()["pools"][0]["command"])
+    else:
+        runner("up", *FAST, *POOLS, "--start-method", start_method, check=True)
     import dasklaunch
 
     with dasklaunch.connect(runner.state_dir, timeout="30s") as client:

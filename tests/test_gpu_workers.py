@@ -273,3 +273,14 @@ def test_gpu_tasks_on_the_local_backend(local_runner):
     (pool,) = record["pools"]
     assert pool["ntasks"] == 2 and pool["gpus_per_task"] == 1
     runner("down", check=True)
+
+
+def test_dask_cuda_workers_are_shielded_like_dask_workers():
+    """Under a draining launcher `dask cuda worker` too leaves SIGTERM to it (shield.py)."""
+    from dasklaunch.launch.shield import shieldable, shielded_argv
+
+    cuda = [sys.executable, "-m", "dask", "cuda", "worker", "--scheduler-file", "f"]
+    assert shieldable(cuda) and shielded_argv(cuda) == [
+        sys.executable, "-m", "dasklaunch.launch.shield", "--cuda", "--scheduler-file", "f"]
+    other = ["/opt/other/python", "-m", "dask", "cuda", "worker"]
+    assert not shieldable(other)

@@ -118,16 +118,17 @@ def draining(args: argparse.Namespace,
              tasks: list[list[prefork.NodeWorker] | None]) -> tuple[drain.Drainer | None, bool]:
     """What drains these tasks' workers before SIGTERM reaches them (None: no draining, with
     --drain-timeout 0), and whether the workers leave SIGTERM to it (launch/shield.py: every
-    one is this Python's `dask worker`). The launcher then stays their parent rather than
-    becoming one. Under a real srun step Slurm's SIGTERM reaches the workers too, so other
-    worker commands are not drained there."""
+    one is this Python's `dask worker` or `dask cuda worker`). The launcher then stays their
+    parent rather than becoming one. Under a real srun step Slurm's SIGTERM reaches the
+    workers too, so other worker commands are not drained there."""
     argvs = [argv for workers in tasks for argv, _, _ in workers or ()]
     if args.drain_timeout <= 0:
         return None, False
-    shield = all(shielding.own_dask_worker(argv) for argv in argvs)
+    shield = all(shielding.shieldable(argv) for argv in argvs)
     if under_srun(os.environ) and not shield:
         prefork.say("not draining: Slurm signals every process of the step, and only this "
-                    "Python's dask worker can leave SIGTERM to this launcher")
+                    "Python's dask worker or dask cuda worker can leave SIGTERM to this "
+                    "launcher")
         return None, False
     return drain.Drainer(argvs, args.drain_timeout, args.no_drain_file), shield
 

@@ -16,6 +16,10 @@ The worker process still ends when it should: its nanny stops it through its sto
 SIGKILL; it exits when its nanny dies; and Slurm's SIGKILL after KillWait ends everything.
 
     python -m dasklaunch.launch.shield DASK-WORKER-ARGS...   (the spawn start of a drained pool)
+    python -m dasklaunch.launch.shield --cuda DASK-CUDA-WORKER-ARGS...   (a dask-cuda pool's)
+
+`dask cuda worker` waits for its signals the same way (distributed's wait_for_signals, imported
+into dask_cuda.cli), so the same holds for it.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from __future__ import annotations
 import signal
 import sys
 
-from ..domain.commands import WORKER_MODULE
+from ..domain.commands import CUDA_WORKER, WORKER_MODULE
 
 # What the launcher passes on, after draining, to a worker that ignores SIGTERM.
 PASSED_ON = signal.SIGINT
@@ -35,8 +39,19 @@ def own_dask_worker(argv: list[str]) -> bool:
     return argv[:3] == [sys.executable, "-m", WORKER_MODULE]
 
 
+def own_cuda_worker(argv: list[str]) -> bool:
+    """Whether `argv` is this Python's `dask cuda worker` (a dask-cuda pool's)."""
+    return argv[:5] == [sys.executable, *CUDA_WORKER]
+
+
+def shieldable(argv: list[str]) -> bool:
+    return own_dask_worker(argv) or own_cuda_worker(argv)
+
+
 def shielded_argv(argv: list[str]) -> list[str]:
-    """`argv` (this Python's `dask worker`) run through this module."""
+    """`argv` (this Python's `dask worker` or `dask cuda worker`) run through this module."""
+    if own_cuda_worker(argv):
+        return [sys.executable, "-m", __name__, "--cuda", *argv[5:]]
     return [sys.executable, "-m", __name__, *argv[3:]]
 
 
@@ -60,14 +75,16 @@ async def wait_for_sigint() -> int:
         signal.signal(signal.SIGINT, previous)
 
 
-def leave_sigterm_to_launcher() -> bool:
-    """Make this process (about to run `dask worker`) and what it starts ignore SIGTERM.
-    False, changing nothing, where this distributed waits for signals some other way."""
-    from distributed.cli import dask_worker
+def leave_sigterm_to_launcher(cli=None) -> bool:
+    """Make this process (about to run `dask worker`, or the CLI module `cli`'s worker) and
+    what it starts ignore SIGTERM. False, changing nothing, where that CLI waits for signals
+    some other way."""
+    if cli is None:
+        from distributed.cli import dask_worker as cli
 
-    if not hasattr(dask_worker, "wait_for_signals"):
+    if not hasattr(cli, "wait_for_signals"):
         return False
-    dask_worker.wait_for_signals = wait_for_sigint
+    cli.wait_for_signals = wait_for_sigint
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     return True
 
@@ -81,10 +98,20 @@ def run_dask_worker_cli(args: list[str]) -> None:
 
 
 def main() -> None:
-    if not leave_sigterm_to_launcher():
-        print("dasklaunch.launch.shield: this distributed has no dask_worker.wait_for_signals; "
-              "the worker reacts to SIGTERM itself", file=sys.stderr, flush=True)
-    run_dask_worker_cli(sys.argv[1:])
+    args = sys.argv[1:]
+    if args[:1] == ["--cuda"]:
+        from dask_cuda import cli
+
+        args, name = args[1:], "dask_cuda.cli"
+    else:
+        cli, name = None, "distributed.cli.dask_worker"
+    if not leave_sigterm_to_launcher(cli):
+        print(f"dasklaunch.launch.shield: {name} has no wait_for_signals; the worker reacts "
+              "to SIGTERM itself", file=sys.stderr, flush=True)
+    if cli is None:
+        run_dask_worker_cli(args)
+    else:
+        cli.worker.main(args=args, prog_name="dask cuda worker")
 
 
 if __name__ == "__main__":

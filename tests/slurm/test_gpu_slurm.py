@@ -172,3 +172,31 @@ dl("down")
     steps = {p["pool"]: p for p in result["record"]["pools"]}
     assert steps["cuda"]["ntasks"] == steps["plain"]["ntasks"] == 2
     assert steps["cuda"]["gpus_per_task"] == 1
+
+
+def test_scancel_term_of_a_dask_cuda_pool_drains_it(gpu_testbed):
+    """Slurm's SIGTERM to a step reaches every process of it: the dask-cuda stand-in's workers
+    (which wait for signals as `dask cuda worker` does) leave it to the node launcher, which
+    moves their keys to the other pool first."""
+    from slurmbed import PERSIST
+
+    result = gpu_testbed.salloc(PERSIST + f'''
+os.environ["PYTHONPATH"] = {STANDINS!r}
+dl("up", "--interface", "lab0", "--pool", "cuda:nodes=1,dask-cuda=yes", "--pool",
+   "cpu:nodes=1")
+with dasklaunch.connect(timeout="30s") as client:
+    futures = persist(client, lambda n: n.startswith("cuda-"), lambda n: n.startswith("cpu-"))
+    step = [p for p in record()["pools"] if p["pool"] == "cuda"][0]
+    out["command"] = step["command"]
+    live = steps()
+    sh("scancel", "--signal=TERM", live[live.index(step["name"]) - 1])
+    out["left"] = wait_workers(client, 1)
+    outcome(client, futures)
+out["status"] = json.loads(dl("status", "--json").stdout)
+dl("down")
+''', "-N2", "--gpus-per-node=2", timeout=300)
+    assert "cuda" in result["command"] and "worker" in result["command"]
+    assert result["left"] == 1 and result["right"] and result["held"] == 12
+    assert result["runs"] == 12, result  # nothing recomputed
+    drains = result["status"]["drains"]
+    assert (drains["keys_moved"], drains["keys_lost"]) == (6, 0), drains

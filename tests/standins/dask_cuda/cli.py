@@ -8,6 +8,9 @@ import sys
 
 import click
 
+# dask-cuda's cli.py waits for SIGINT/SIGTERM with this name, imported into its module
+from distributed._signals import wait_for_signals  # noqa: F401
+
 # dask-cuda's own options (the rest are `dask worker`'s, passed on)
 CUDA_VALUES = ("--rmm-pool-size", "--device-memory-limit", "--rmm-maximum-pool-size")
 CUDA_FLAGS = ("--enable-cudf-spill", "--disable-cudf-spill")
@@ -42,5 +45,10 @@ def worker(args):
         # dask-cuda appends -0, -1, ... to the name of each of several workers
         sys.exit("dask cuda worker (stand-in): dasklaunch shows each process one GPU")
     os.environ["STANDIN_DASK_CUDA"] = json.dumps(cuda_options)
-    os.execv(sys.executable, [sys.executable, "-m", "distributed.cli.dask_worker", *rest,
-                              "--nworkers", str(len(devices))])
+    from distributed.cli import dask_worker
+
+    # in this process, as dask-cuda's nannies are: it waits for signals through this module's
+    # name, looked up when it starts waiting (so a patch of it acts as on dask-cuda's)
+    dask_worker.wait_for_signals = lambda: sys.modules[__name__].wait_for_signals()
+    dask_worker.main.main(args=[*rest, "--nworkers", str(len(devices))],
+                          prog_name="dask cuda worker")
