@@ -9,13 +9,9 @@ import sys
 
 import pytest
 
+from dasklaunch.domain import dask_cuda
 from dasklaunch.domain.allocation import Allocation
-from dasklaunch.domain.commands import (
-    CUDA_NANNY_PRELOAD_VARIABLE,
-    cuda_worker_command,
-    cuda_worker_env,
-    pool_command,
-)
+from dasklaunch.domain.commands import pool_command
 from dasklaunch.domain.pools import Layout, parse_pool, plan_pools
 from dasklaunch.domain.settings import UpOptions
 from dasklaunch.domain.units import check_device_size
@@ -36,9 +32,10 @@ def alloc(nodes=2, tasks=2, cpus=4, gpus=2):
                       mem_per_node=8 * GiB, gpus_per_node=(gpus,) * nodes if gpus else ())
 
 
-def plan(allocation, *specs, dask_cuda=False, **opts):
+def plan(allocation, *specs, installed=False, profile_rmm_pool_size=None, **opts):
     return plan_pools(allocation, UpOptions(**opts), tuple(parse_pool(s) for s in specs),
-                      dask_cuda=dask_cuda)
+                      dask_cuda_unusable=None if installed else dask_cuda.unusable(None),
+                      profile_rmm_pool_size=profile_rmm_pool_size)
 
 
 def worker_argv(pool, opts=UpOptions()):
@@ -50,7 +47,7 @@ def worker_argv(pool, opts=UpOptions()):
 # ---------------------------------------------------------------------------------- dask-cuda
 
 def test_gpu_workers_are_dask_cuda_workers_when_it_is_installed():
-    (pool,) = plan(alloc(), dask_cuda=True)
+    (pool,) = plan(alloc(), installed=True)
     argv, launcher = worker_argv(pool)
     assert argv[:5] == [PY, "-m", "dask", "cuda", "worker"]
     # one GPU per process: the node launcher shows each `dask cuda worker` one GPU, so it
@@ -67,7 +64,7 @@ def test_gpu_workers_are_dask_cuda_workers_when_it_is_installed():
 
 
 def test_without_dask_cuda_gpu_workers_stay_plain_dask_workers():
-    (pool,) = plan(alloc(), dask_cuda=False)
+    (pool,) = plan(alloc(), installed=False)
     argv, launcher = worker_argv(pool)
     assert argv[1:3] == ["-m", "distributed.cli.dask_worker"] and "--prefork" in launcher
     assert pool.cuda_args is None
@@ -75,34 +72,36 @@ def test_without_dask_cuda_gpu_workers_stay_plain_dask_workers():
 
 @pytest.mark.parametrize("keys, opts, why", [
     ("gpus-per-worker=2", {}, "dask-cuda runs one GPU per worker, not 2"),
-    ("worker-class=my.Worker", {}, "worker-class=my.Worker is given"),
+    ("worker-arg=--lifetime=1h", {}, "dask cuda worker has no --lifetime (--worker-arg)"),
+    ("memory-limit=auto", {}, "dask cuda worker takes --memory-limit auto as the whole "
+                              "node's memory"),
     ("nworkers=1", {"nanny": False}, "dask cuda worker always has a nanny (--no-nanny)"),
     ("nthreads=2", {"lifetime": "1h"}, "dask cuda worker has no --lifetime"),
 ])
 def test_auto_keeps_dask_worker_when_the_pool_needs_it(keys, opts, why):
-    (pool,) = plan(alloc(), f"gpu:{keys}", dask_cuda=True, **opts)
+    (pool,) = plan(alloc(), f"gpu:{keys}", installed=True, **opts)
     assert pool.cuda_args is None
     # ... and says why when dask-cuda is asked for
     with pytest.raises(UsageError) as err:
-        plan(alloc(), f"gpu:{keys},dask-cuda=yes", dask_cuda=True, **opts)
+        plan(alloc(), f"gpu:{keys},dask-cuda=yes", installed=True, **opts)
     assert str(err.value) == f"pool gpu: dask-cuda=yes needs dask-cuda, but {why}"
 
 
 def test_dask_cuda_no_keeps_dask_worker():
-    (pool,) = plan(alloc(), "gpu:dask-cuda=no", dask_cuda=True)
+    (pool,) = plan(alloc(), "gpu:dask-cuda=no", installed=True)
     assert pool.cuda_args is None
 
 
 def test_dask_cuda_options_pass_through_per_pool_and_from_up():
     (pool,) = plan(alloc(), "gpu:rmm-pool-size=0.9,device-memory-limit=30GB,cudf-spill=yes",
-                   dask_cuda=True)
+                   installed=True)
     argv, _ = worker_argv(pool)
     assert argv[-5:] == ["--rmm-pool-size", "0.9", "--device-memory-limit", "30GB",
                          "--enable-cudf-spill"]
-    (pool,) = plan(alloc(), dask_cuda=True, rmm_pool_size="0.5", cudf_spill=True)
+    (pool,) = plan(alloc(), installed=True, rmm_pool_size="0.5", cudf_spill=True)
     assert pool.cuda_args == ("--rmm-pool-size", "0.5", "--enable-cudf-spill")
     # a pool's own value wins over up's
-    (pool,) = plan(alloc(), "gpu:rmm-pool-size=40GB", dask_cuda=True, rmm_pool_size="0.5")
+    (pool,) = plan(alloc(), "gpu:rmm-pool-size=40GB", installed=True, rmm_pool_size="0.5")
     assert pool.cuda_args == ("--rmm-pool-size", "40GB")
 
 
@@ -115,16 +114,17 @@ def test_dask_cuda_options_pass_through_per_pool_and_from_up():
     (alloc(), ["gpu:rmm-pool-size=0.9"], {}, False,
      "pool gpu: rmm-pool-size needs dask-cuda, but dask-cuda is not installed"),
     (alloc(), [], {"rmm_pool_size": "0.9"}, False,
-     "--rmm-pool-size: no pool runs dask-cuda (it is not installed: pip install "
-     "'dasklaunch[gpu]')"),
+     "--rmm-pool-size: no pool runs dask-cuda (dask-cuda is not installed (pip install "
+     "'dasklaunch[gpu]'))"),
     (alloc(gpus=0), [], {"device_memory_limit": "0.8"}, True,
      "--device-memory-limit: no pool runs dask-cuda (no pool has GPU workers)"),
     (alloc(), ["gpu:dask-cuda=no"], {"cudf_spill": True}, True,
-     "--enable-cudf-spill: no pool runs dask-cuda (every GPU pool says dask-cuda=no)"),
+     "--enable-cudf-spill: no pool runs dask-cuda (no GPU pool can use it: dask-cuda=no, "
+     "several GPUs per worker, or options dask cuda worker lacks)"),
 ])
 def test_dask_cuda_refusals(allocation, specs, opts, installed, message):
     with pytest.raises(UsageError) as err:
-        plan(allocation, *specs, dask_cuda=installed, **opts)
+        plan(allocation, *specs, installed=installed, **opts)
     assert str(err.value).startswith(message)
 
 
@@ -144,7 +144,8 @@ def test_bad_gpu_pool_keys(text, message):
 
 def test_device_sizes():
     assert check_device_size("x", "0.9") == "0.9" and check_device_size("x", "40GB") == "40GB"
-    assert check_device_size("x", "1") == "1"
+    # a bare 1 is one byte to dask-cuda; the whole GPU is 1.0
+    assert check_device_size("x", "1") == "1.0" and check_device_size("x", "0.90") == "0.9"
     assert check_device_size("x", "default", limit=True) == "default"
     assert check_device_size("x", "0", limit=True) == "0"
     with pytest.raises(UsageError, match="x: 0 is not a fraction"):
@@ -154,11 +155,15 @@ def test_device_sizes():
 def test_the_nanny_preload_moves_to_dask_config():
     argv = [PY, "-m", "distributed.cli.dask_worker", "--scheduler-file", "f", "--nworkers", "1",
             "--preload", "a", "--preload-nanny", "b", "--name", "n"]
-    assert cuda_worker_command(argv, ("--rmm-pool-size", "0.5")) == [
+    assert dask_cuda.worker_command(argv, ("--rmm-pool-size", "0.5")) == [
         PY, "-m", "dask", "cuda", "worker", "--scheduler-file", "f", "--preload", "a",
         "--name", "n", "--rmm-pool-size", "0.5"]
-    env = cuda_worker_env(argv)
-    assert env == {CUDA_NANNY_PRELOAD_VARIABLE: "['b']"}
+    env = dask_cuda.worker_env(argv)
+    assert env == {dask_cuda.NANNY_PRELOAD_VARIABLE: "['b']"}
+    # the one-word spelling too
+    equals = [PY, "-m", "distributed.cli.dask_worker", "--preload-nanny=b", "--nworkers=2"]
+    assert dask_cuda.worker_command(equals) == [PY, "-m", "dask", "cuda", "worker"]
+    assert dask_cuda.worker_env(equals) == env
     # Dask parses it as the list the nanny's preload is
     code = ("import dask, distributed; "
             "print(dask.config.get('distributed.nanny.preload'))")
@@ -167,7 +172,87 @@ def test_the_nanny_preload_moves_to_dask_config():
     assert out.strip() == "['b']"
 
 
+def test_a_profile_pool_size_is_a_default_not_a_demand():
+    # a profile with distributed.rmm.pool-size on CPU nodes, or without dask-cuda: no error
+    (pool,) = plan(alloc(gpus=0), profile_rmm_pool_size="0.9")
+    assert pool.cuda_args is None
+    (pool,) = plan(alloc(), installed=True, profile_rmm_pool_size="0.9")
+    assert pool.cuda_args == ("--rmm-pool-size", "0.9")
+    (pool,) = plan(alloc(), installed=True, profile_rmm_pool_size="0.9", rmm_pool_size="0.5")
+    assert pool.cuda_args == ("--rmm-pool-size", "0.5")
+
+
+def test_a_worker_class_passes_to_dask_cuda_and_the_start_method_too():
+    (pool,) = plan(alloc(), "gpu:worker-class=my.Worker", installed=True)
+    argv, _ = worker_argv(pool, UpOptions(start_method="forkserver"))
+    assert argv[argv.index("--worker-class") + 1] == "my.Worker"
+    # dask cuda worker sets its nannies' start method itself (spawn unless told)
+    assert argv[argv.index("--multiprocessing-method") + 1] == "forkserver"
+    assert "--multiprocessing-method" not in worker_argv(pool)[0]
+
+
+@pytest.mark.parametrize("version, why", [
+    (None, "dask-cuda is not installed (pip install 'dasklaunch[gpu]')"),
+    ("26.06.00", "dask-cuda 26.06.00 is older than 26.08, which dasklaunch needs"),
+    ("24.12.0", "dask-cuda 24.12.0 is older than 26.08, which dasklaunch needs"),
+    ("26.08.00", None), ("26.10.00a12", None), ("27.2.0", None),
+])
+def test_which_dask_cuda_can_be_used(version, why):
+    assert dask_cuda.unusable(version) == why
+
+
+def test_only_options_dask_cuda_declares_pass():
+    assert dask_cuda.undeclared(["--lifetime=1h", "--preload", "x", "--nanny-port", "9000",
+                                 "--resources", "A=1", "--nworkers", "2"]) == [
+        "--lifetime", "--nanny-port"]
+
+
+def test_the_node_launcher_refuses_dask_cuda_on_other_gpus(capsys):
+    from dasklaunch.launch.node import node_workers
+
+    command = [PY, "-m", "dask", "cuda", "worker", "--scheduler-file", "f"]
+    assert node_workers("gpu", 1, command, {"ROCR_VISIBLE_DEVICES": "0,1"}) is None
+    assert "are amd's (ROCR_VISIBLE_DEVICES); use dask-cuda=no" in capsys.readouterr().err
+    workers = node_workers("gpu", 1, command, {"CUDA_VISIBLE_DEVICES": "0,1",
+                                               "SLURMD_NODENAME": "n1"})
+    assert [w[1]["CUDA_VISIBLE_DEVICES"] for w in workers] == ["0", "1"]
+
+
 # ---------------------------------------------------------------------------------- gpu-tasks
+
+def test_a_gpu_task_that_sees_every_gpu_takes_its_own_share():
+    """gpu-tasks: Slurm binds each task to its GPUs; where it does not, each task takes the
+    SLURM_LOCALID-th share of those it sees, so no two workers share a GPU."""
+    from dasklaunch.launch.node import node_workers
+
+    command = [PY, "-m", "distributed.cli.dask_worker"]
+    for rank, token in enumerate(["GPU-a", "GPU-b"]):
+        env = {"CUDA_VISIBLE_DEVICES": "GPU-a,GPU-b", "SLURM_LOCALID": str(rank),
+               "SLURMD_NODENAME": "n1"}
+        (worker,) = node_workers("gpu", 1, command, env, gpu_tasks=True)
+        assert worker[1]["CUDA_VISIBLE_DEVICES"] == token
+        assert worker[0][-1] == f"gpu-n1-gpu{token}"
+    # bound by Slurm: the one it sees
+    (worker,) = node_workers("gpu", 1, command, {"CUDA_VISIBLE_DEVICES": "3",
+                                                 "SLURM_LOCALID": "1"}, gpu_tasks=True)
+    assert worker[1]["CUDA_VISIBLE_DEVICES"] == "3"
+
+
+def test_gpu_task_steps_ask_for_their_own_share_of_cpus():
+    from dasklaunch.ops.up import step_cpus
+
+    big = Allocation(job_id="9", nodes=("n1", "n2"), tasks_per_node=(1, 1),
+                     cpus_per_node=(64, 64), mem_per_node=64 * GiB, gpus_per_node=(4, 4))
+    (pool,) = plan(big, "gpu:gpu-tasks=yes")
+    assert pool.plan.nthreads == 16 and step_cpus(pool, big) == 16
+    (pool,) = plan(big, "gpu:gpu-tasks=yes,nthreads=32")
+    assert step_cpus(pool, big) == 16  # 4 tasks share the node's 64 CPUs
+    eight = Allocation(job_id="9", nodes=("n1",), tasks_per_node=(8,), cpus_per_node=(64,),
+                       mem_per_node=64 * GiB, gpus_per_node=(4,))
+    (pool,) = plan(eight, "gpu:gpu-tasks=yes")
+    assert step_cpus(pool, eight) == 16
+
+
 
 def test_gpu_tasks_give_each_gpu_worker_its_own_slurm_task():
     (pool,) = plan(alloc(), "gpu:gpu-tasks=yes")

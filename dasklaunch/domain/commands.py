@@ -6,6 +6,7 @@ import sys
 from dataclasses import replace
 
 from ..errors import UsageError
+from . import dask_cuda
 from .plan import WorkerPlan
 from .pools import PoolPlan
 from .settings import DEFAULT_START_METHOD, START_METHODS, UpOptions
@@ -149,44 +150,19 @@ def pool_command(opts: UpOptions, pool: PoolPlan, scheduler_file: str, *, local:
         argv += ["--resources", " ".join(f"{k}={v}" for k, v in pool.resources)]
     if spec.worker_class:
         argv += ["--worker-class", spec.worker_class]
-    prefork = ["--prefork"] if start_method(opts) == "prefork" else []
+    method = start_method(opts)
+    prefork = ["--prefork"] if method == "prefork" else []
     if pool.cuda_args is not None:
-        argv = cuda_worker_command(argv, pool.cuda_args)
-        # `dask cuda worker` is its own program: the node launcher starts it, it forks nothing
+        # `dask cuda worker` is its own program: the node launcher starts it, it forks nothing,
+        # and it sets its nannies' start method itself (spawn, unless told otherwise)
         prefork = []
+        method_args = ("--multiprocessing-method", method) if method != "prefork" else ()
+        argv = dask_cuda.worker_command(argv, (*method_args, *pool.cuda_args))
+    # gpu-tasks: each task is one worker, on its share of the GPUs it sees
+    gpu_tasks = ["--gpu-tasks"] if pool.gpu_tasks else []
     return [python, "-m", NODE_LAUNCHER, "--pool", spec.name,
-            "--gpus-per-worker", str(pool.gpus_per_worker), *prefork,
+            "--gpus-per-worker", str(pool.gpus_per_worker), *gpu_tasks, *prefork,
             *drain_args(opts), "--", *argv]
-
-
-CUDA_WORKER = ["-m", "dask", "cuda", "worker"]
-# The nanny's preload, which `dask cuda worker` has no flag for: Dask's config gives it.
-CUDA_NANNY_PRELOAD_VARIABLE = "DASK_DISTRIBUTED__NANNY__PRELOAD"
-
-
-def cuda_worker_command(worker_argv: list[str], cuda_args: tuple[str, ...] = ()) -> list[str]:
-    """`dask worker`'s command line (from worker_command) as `dask cuda worker`'s, for one GPU
-    per process: the same scheduler file, threads, memory limit, network, TLS, directory and
-    resources, without --nworkers (dask-cuda starts one worker per visible GPU: the node
-    launcher shows each process one) and with dask-cuda's own options. The nanny's preload
-    moves to the environment (cuda_worker_env)."""
-    python, rest = worker_argv[0], worker_argv[3:]
-    argv = [python, *CUDA_WORKER]
-    args = iter(rest)
-    for arg in args:
-        if arg in ("--nworkers", "--preload-nanny"):
-            next(args, None)
-        else:
-            argv.append(arg)
-    return argv + list(cuda_args)
-
-
-def cuda_worker_env(worker_argv: list[str]) -> dict[str, str]:
-    """The environment that gives `dask cuda worker`'s nannies the preloads that `dask worker`
-    got as --preload-nanny."""
-    preloads = [worker_argv[i + 1] for i, arg in enumerate(worker_argv[:-1])
-                if arg == "--preload-nanny"]
-    return {CUDA_NANNY_PRELOAD_VARIABLE: repr(preloads)} if preloads else {}
 
 
 def drain_args(opts: UpOptions) -> list[str]:

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from ..errors import UsageError
+from . import dask_cuda
 from .allocation import Allocation, expand_nodelist
 from .plan import DEFAULT_MEMORY_FRACTION, WorkerPlan, plan_workers
 from .settings import UpOptions
@@ -145,10 +146,12 @@ def default_pools(alloc: Allocation) -> tuple[PoolSpec, ...]:
 
 def plan_pools(alloc: Allocation, opts: UpOptions, specs: tuple[PoolSpec, ...] = (), *,
                memory_fraction: float | None = None, profile_limit: int | None = None,
-               memory_origin: str = "--memory-limit", dask_cuda: bool = False
-               ) -> tuple[PoolPlan, ...]:
-    """Every pool laid out. `dask_cuda`: whether dask-cuda is installed for the workers'
-    Python (GPU pools then run `dask cuda worker`, unless they say dask-cuda=no)."""
+               memory_origin: str = "--memory-limit",
+               dask_cuda_unusable: str | None = dask_cuda.unusable(None),
+               profile_rmm_pool_size: str | None = None) -> tuple[PoolPlan, ...]:
+    """Every pool laid out. `dask_cuda_unusable`: why the workers' Python cannot run `dask
+    cuda worker` (None: it can, and GPU pools do unless they say dask-cuda=no).
+    `profile_rmm_pool_size`: the profile's default for --rmm-pool-size."""
     specs = specs or default_pools(alloc)
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
@@ -177,7 +180,7 @@ def plan_pools(alloc: Allocation, opts: UpOptions, specs: tuple[PoolSpec, ...] =
         share = max(sharing[i] for i in indices)
         fraction = (memory_fraction or DEFAULT_MEMORY_FRACTION) / share
         plans.append(_plan_one(alloc, opts, spec, indices, fraction, profile_limit,
-                               memory_origin, dask_cuda))
+                               memory_origin, dask_cuda_unusable, profile_rmm_pool_size))
     cuda_options = [flag for flag, value in (("--rmm-pool-size", opts.rmm_pool_size),
                                              ("--device-memory-limit", opts.device_memory_limit),
                                              ("--enable-cudf-spill", opts.cudf_spill))
@@ -185,8 +188,8 @@ def plan_pools(alloc: Allocation, opts: UpOptions, specs: tuple[PoolSpec, ...] =
     if cuda_options and not any(p.cuda_args is not None for p in plans):
         raise UsageError(f"{', '.join(cuda_options)}: no pool runs dask-cuda ("
                          + ("no pool has GPU workers" if not any(p.gpus_per_worker for p in plans)
-                            else "it is not installed: pip install 'dasklaunch[gpu]'"
-                            if not dask_cuda else "every GPU pool says dask-cuda=no")
+                            else dask_cuda_unusable or "no GPU pool can use it: dask-cuda=no, "
+                            "several GPUs per worker, or options dask cuda worker lacks")
                          + ")")
     order = {name: i for i, name in enumerate(names)}
     return tuple(sorted(plans, key=lambda p: order[p.name]))
@@ -223,7 +226,8 @@ def _nodes_of(alloc: Allocation, spec: PoolSpec, taken: dict[int, str]) -> tuple
 
 
 def _plan_one(alloc: Allocation, opts: UpOptions, spec: PoolSpec, indices: tuple[int, ...],
-              memory_fraction, profile_limit, memory_origin, dask_cuda: bool) -> PoolPlan:
+              memory_fraction, profile_limit, memory_origin, dask_cuda_unusable: str | None,
+              profile_rmm_pool_size: str | None) -> PoolPlan:
     gpus = min(alloc.gpus_on(i) for i in indices)
     per_worker = spec.gpus_per_worker
     if per_worker is None:
@@ -280,28 +284,34 @@ def _plan_one(alloc: Allocation, opts: UpOptions, spec: PoolSpec, indices: tuple
     resources = spec.resources + ((("GPU", str(per_worker)),) if per_worker else ())
     return PoolPlan(spec=spec, node_indices=indices, plan=plan, gpus_per_worker=per_worker,
                     het_group=spec.het_group, resources=resources, gpu_tasks=spec.gpu_tasks,
-                    cuda_args=_cuda_args(spec, opts, per_worker, dask_cuda))
+                    cuda_args=_cuda_args(spec, opts, per_worker, dask_cuda_unusable,
+                                         profile_rmm_pool_size))
 
 
-def _cuda_args(spec: PoolSpec, opts: UpOptions, per_worker: int,
-               installed: bool) -> tuple[str, ...] | None:
+def _cuda_args(spec: PoolSpec, opts: UpOptions, per_worker: int, unusable: str | None,
+               profile_pool_size: str | None) -> tuple[str, ...] | None:
     """dask-cuda's options for this pool's workers, or None when it runs plain `dask worker`s.
-    auto: dask-cuda for GPU workers of one GPU each, when it is installed and nothing the pool
+    auto: dask-cuda for GPU workers of one GPU each, when it is usable and nothing the pool
     asks for needs `dask worker` itself."""
     own = [key for key in CUDA_KEYS if getattr(spec, key.replace("-", "_")) not in (None, False)]
+    lacking = dask_cuda.undeclared((*opts.worker_args, *spec.worker_args))
+    memory = spec.memory_limit or opts.memory_limit
     why_not = ("its workers have no GPU" if not per_worker else
                "dask-cuda=no" if spec.dask_cuda == "no" else
-               "dask-cuda is not installed (pip install 'dasklaunch[gpu]')" if not installed
+               unusable if unusable
                else f"dask-cuda runs one GPU per worker, not {per_worker}" if per_worker > 1
-               else f"worker-class={spec.worker_class} is given" if spec.worker_class
                else "dask cuda worker always has a nanny (--no-nanny)" if not opts.nanny
-               else "dask cuda worker has no --lifetime" if opts.lifetime else None)
+               else "dask cuda worker has no --lifetime" if opts.lifetime
+               else "dask cuda worker takes --memory-limit auto as the whole node's memory"
+               if memory == "auto"
+               else f"dask cuda worker has no {', '.join(lacking)} (--worker-arg)" if lacking
+               else None)
     if why_not is not None:
         if spec.dask_cuda == "yes" or own:
             asked = "dask-cuda=yes" if spec.dask_cuda == "yes" else ", ".join(own)
             raise UsageError(f"pool {spec.name}: {asked} needs dask-cuda, but {why_not}")
         return None
-    pool_size = spec.rmm_pool_size or opts.rmm_pool_size
+    pool_size = spec.rmm_pool_size or opts.rmm_pool_size or profile_pool_size
     device_limit = spec.device_memory_limit or opts.device_memory_limit
     spill = spec.cudf_spill if spec.cudf_spill is not None else opts.cudf_spill
     return ((*(("--rmm-pool-size", pool_size) if pool_size else ()),

@@ -53,7 +53,8 @@ def plural(count: int, noun: str) -> str:
 def check_device_size(what: str, value: str, limit: bool = False) -> str:
     """A size on a GPU as dask-cuda takes it: a fraction of the device's memory in (0, 1], or
     bytes (`40GB`); a device memory limit may also be `auto`/`default` (dask-cuda's 80%) or 0
-    (no spilling to host). Returned as given; raises UsageError with `what` otherwise."""
+    (no spilling to host). Returned as dask-cuda should get it (fractions as floats: `1.0`);
+    raises UsageError with `what` otherwise."""
     text = str(value).strip()
     if limit and text in ("auto", "default", "0"):
         return text
@@ -64,7 +65,8 @@ def check_device_size(what: str, value: str, limit: bool = False) -> str:
     if fraction is not None and "e" not in text.lower() and fraction <= 1:
         if fraction <= 0:
             raise UsageError(f"{what}: {text} is not a fraction in (0, 1] or a size")
-        return text
+        # as a float: dask-cuda reads a bare `1` as one byte, `1.0` as the whole GPU
+        return repr(fraction)
     try:
         size = parse_bytes(text)
     except UsageError:

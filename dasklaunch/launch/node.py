@@ -30,7 +30,9 @@ import argparse
 import os
 import socket
 import sys
+from dataclasses import replace
 
+from ..domain.dask_cuda import CUDA_WORKER
 from ..domain.gpus import VisibleGPUs, visible_gpus
 from ..runtime import proc
 from . import drain, prefork
@@ -71,6 +73,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="dasklaunch.launch.node")
     parser.add_argument("--pool", default="")
     parser.add_argument("--gpus-per-worker", type=int, default=0)
+    # one worker per task (srun --gpus-per-task): Slurm binds each task to its own GPUs; where
+    # it does not (no per-task binding), the task takes its SLURM_LOCALID-th share
+    parser.add_argument("--gpu-tasks", action="store_true")
     parser.add_argument("--prefork", action="store_true")
     parser.add_argument("--drain-timeout", type=float, default=0.0)
     # no drain while this file exists (`down` stopping every worker); default: the one beside
@@ -162,14 +167,24 @@ def task_workers(args: argparse.Namespace,
                  env: dict[str, str]) -> list[prefork.NodeWorker] | None:
     if args.keep_name:
         return [(args.command, {}, None)]
-    return node_workers(args.pool, args.gpus_per_worker, args.command, env)
+    return node_workers(args.pool, args.gpus_per_worker, args.command, env, args.gpu_tasks)
 
 
 def node_workers(pool: str, gpus_per_worker: int, command: list[str],
-                 env: dict[str, str]) -> list[prefork.NodeWorker] | None:
-    """The `dask worker` processes of this task; None (said why) when it has too few GPUs."""
+                 env: dict[str, str], gpu_tasks: bool = False) -> list[prefork.NodeWorker] | None:
+    """The `dask worker` processes of this task; None (said why) when it has too few GPUs, or
+    GPUs dask-cuda cannot use."""
     host = host_name(env)
     gpus = visible_gpus(env) if gpus_per_worker else None
+    if gpus is not None and gpu_tasks and len(gpus.tokens) > gpus_per_worker:
+        rank = int(env.get("SLURM_LOCALID", "0"))
+        share = gpus.tokens[rank * gpus_per_worker:(rank + 1) * gpus_per_worker]
+        gpus = replace(gpus, tokens=share) if share else None
+    if gpus is not None and gpus.vendor != "nvidia" and command[1:5] == CUDA_WORKER:
+        print(f"dasklaunch.launch.node: pool {pool} runs dask cuda worker, but this task's GPUs "
+              f"are {gpus.vendor}'s ({gpus.source}); use dask-cuda=no", file=sys.stderr,
+              flush=True)
+        return None
     if gpus is None or len(gpus.tokens) < gpus_per_worker:
         if gpus_per_worker:
             print(f"dasklaunch.launch.node: pool {pool} wants {gpus_per_worker} GPUs "

@@ -27,7 +27,8 @@ from __future__ import annotations
 import signal
 import sys
 
-from ..domain.commands import CUDA_WORKER, WORKER_MODULE
+from ..domain.commands import WORKER_MODULE
+from ..domain.dask_cuda import CUDA_WORKER
 
 # What the launcher passes on, after draining, to a worker that ignores SIGTERM.
 PASSED_ON = signal.SIGINT

@@ -11,13 +11,12 @@ from contextlib import suppress
 from dataclasses import replace
 from pathlib import Path
 
-from ..domain import render
+from ..domain import dask_cuda, render
 from ..domain.allocation import Allocation
 from ..domain.commands import (
     WORKER_MODULE,
     WORKER_MODULE_VARIABLE,
     check_passthrough_args,
-    cuda_worker_env,
     pool_command,
     scheduler_command,
 )
@@ -66,19 +65,26 @@ def resolve_profile(opts: UpOptions, alloc: Allocation) -> tuple[UpOptions, dict
     hints = profile_hints(profile)
     per_node = opts.per_node if opts.per_node is not None else hints["layout"] == "per-node"
     sizing = {"memory_fraction": hints["memory_fraction"],
-              "profile_limit": hints["memory_limit"]}
-    # the profile's pools, unless --pool gave others; its RMM pool size (which no Dask reads
-    # itself) for dask-cuda pools, unless --rmm-pool-size gave one
-    rmm_pool_size = opts.rmm_pool_size or hints["rmm_pool_size"]
-    return (replace(opts, per_node=per_node, pools=opts.pools or hints["pools"],
-                    rmm_pool_size=rmm_pool_size), sizing, profile)
+              "profile_limit": hints["memory_limit"],
+              # no Dask reads it itself; dask-cuda pools get it unless --rmm-pool-size is given
+              "profile_rmm_pool_size": hints["rmm_pool_size"]}
+    # the profile's pools, unless --pool gave others
+    return replace(opts, per_node=per_node, pools=opts.pools or hints["pools"]), sizing, profile
 
 
-def dask_cuda_installed() -> bool:
-    """Whether the workers' Python (this one) has dask-cuda: GPU pools then use it."""
+def dask_cuda_unusable() -> str | None:
+    """Why GPU pools cannot run `dask cuda worker` with the workers' Python (this one), read
+    from the package's metadata without importing it; None when they can."""
+    import importlib.metadata
     import importlib.util
 
-    return importlib.util.find_spec("dask_cuda") is not None
+    try:
+        version = importlib.metadata.version("dask-cuda")
+    except importlib.metadata.PackageNotFoundError:
+        version = None
+    if version is not None and importlib.util.find_spec("dask_cuda") is None:
+        version = None
+    return dask_cuda.unusable(version)
 
 
 def build_steps(opts: UpOptions, layout: Layout, alloc: Allocation, backend: str,
@@ -96,6 +102,9 @@ def build_steps(opts: UpOptions, layout: Layout, alloc: Allocation, backend: str
         tls_args, worker_tls_args = PROTOCOL_ARGS, WORKER_TLS_ARGS
         sched_env.update(files.server_env("scheduler"))
         pool_env.update(files.server_env("worker"))
+    if any("--enable-cudf-spill" in (pool.cuda_args or ()) for pool in layout.pools):
+        # dask-cuda asks that the scheduler (and clients) spill cuDF objects too
+        sched_env.setdefault("CUDF_SPILL", "on")
     sched_name = step_name("scheduler")
     sched = Step(role="scheduler", name=sched_name,
                  placement="here" if (local or opts.scheduler_here) else "first-node",
@@ -117,7 +126,7 @@ def pool_step(opts: UpOptions, pool: PoolPlan, alloc: Allocation, local: bool, s
         # environment, as under Slurm
         env.setdefault("CUDA_VISIBLE_DEVICES", ",".join(alloc.gpu_tokens))
     if pool.cuda_args is not None:
-        env.update(cuda_worker_env([*tls_args, *opts.worker_args, *pool.spec.worker_args]))
+        env.update(dask_cuda.worker_env([*tls_args, *opts.worker_args, *pool.spec.worker_args]))
     hosts = tuple(alloc.nodes[i] for i in pool.node_indices)
     all_nodes = hosts == alloc.nodes
     return Step(role="workers", name=name, placement=pool.plan.placement,
@@ -140,8 +149,13 @@ def step_cpus(pool: PoolPlan, alloc: Allocation) -> int:
     """CPUs each task of the pool's step holds: its workers' threads, within its share of the
     node (a larger --nthreads oversubscribes the task's CPUs rather than fail the step)."""
     cpus_node = min(alloc.cpus_per_node[i] for i in pool.node_indices)
-    tasks_node = 1 if pool.plan.placement == "per-node" else max(
-        alloc.tasks_per_node[i] for i in pool.node_indices)
+    if pool.plan.placement == "per-node":
+        tasks_node = 1
+    elif pool.gpu_tasks or pool.spec.ntasks_per_node:
+        # the pool's own tasks, as many on each node, not the job's
+        tasks_node = pool.plan.ntasks // max(1, pool.plan.nnodes)
+    else:
+        tasks_node = max(alloc.tasks_per_node[i] for i in pool.node_indices)
     wanted = pool.plan.nthreads * pool.plan.nworkers
     return max(1, min(wanted, cpus_node // max(1, tasks_node)))
 
@@ -214,9 +228,11 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
         raise UsageError(f"--death-timeout must be > 0 seconds, not {opts.death_timeout:g}")
     check_passthrough_args(opts)
     if opts.rmm_pool_size:
-        check_device_size("--rmm-pool-size", opts.rmm_pool_size)
+        opts = replace(opts, rmm_pool_size=check_device_size("--rmm-pool-size",
+                                                             opts.rmm_pool_size))
     if opts.device_memory_limit:
-        check_device_size("--device-memory-limit", opts.device_memory_limit, limit=True)
+        opts = replace(opts, device_memory_limit=check_device_size(
+            "--device-memory-limit", opts.device_memory_limit, limit=True))
     backend = choose_backend(opts.backend)
     alloc = current_allocation(backend, opts.local_tasks)
     state = find_state_dir(state_dir, alloc.job_id)
@@ -225,7 +241,7 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
     memory_origin = sources.get("memory_limit", "command line")
     layout = Layout(plan_pools(alloc, opts, pool_specs(opts), **sizing, memory_origin=(
         "--memory-limit" if memory_origin in ("command line", "default") else memory_origin),
-        dask_cuda=dask_cuda_installed()))
+        dask_cuda_unusable=dask_cuda_unusable()))
     launcher = launcher or make_launcher(backend, alloc.job_id, alloc.nodes)
     backend_version = launcher.check_backend()
     opts, scale_env = apply_scale_defaults(opts, layout.expected_workers, profile, report)

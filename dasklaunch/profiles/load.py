@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from ..domain.resources import data_dir
+from ..domain.units import check_device_size
 from ..errors import UsageError
 from .hints import HINT_KEYS, check_hints, pool_specs
 from .values import as_size, canonical_key, kind_of, lookup, show_value
@@ -49,6 +50,10 @@ class Profile:
     hints: dict = field(default_factory=dict, hash=False)
     distributed: dict = field(default_factory=dict, hash=False)
 
+
+# dask-cuda's RMM pool, in distributed's schema but read by no Dask: dasklaunch passes it to
+# dask-cuda pools as --rmm-pool-size
+RMM_POOL_SIZE = "distributed.rmm.pool-size"
 
 def shipped_profile_dir() -> Path:
     return data_dir("configs")
@@ -232,9 +237,11 @@ def profile_hints(profile: Profile) -> dict:
     check_hints(hints, None)
     limit = hints.get("memory-limit")
     fraction = hints.get("memory-fraction")
-    pool_size = lookup(profile.distributed, "rmm").get("pool-size")
+    rmm = lookup(profile.distributed, "rmm")
+    pool_size = rmm.get(canonical_key("pool-size", rmm))
     return {"layout": hints.get("layout"),
-            "rmm_pool_size": None if pool_size is None else str(pool_size),
+            "rmm_pool_size": None if pool_size is None
+            else check_device_size(RMM_POOL_SIZE, pool_size),
             "pools": pool_specs(hints["pools"]) if "pools" in hints else (),
             "memory_fraction": float(fraction) if fraction is not None else None,
             "memory_limit": as_size("dasklaunch.memory-limit", limit) if limit is not None

@@ -17,7 +17,7 @@ from ..domain.node_memory import slurm_memory
 from ..domain.units import check_device_size, format_bytes
 from ..errors import DasklaunchError, UsageError
 from .hints import check_hints, percent_hint, unknown_key_message
-from .load import Profile, load_profile
+from .load import RMM_POOL_SIZE, Profile, load_profile
 from .values import (
     TYPE_NAMES,
     as_size,
@@ -33,7 +33,6 @@ THRESHOLDS = ("target", "spill", "pause", "terminate")
 
 
 MEMORY_SECTION = "distributed.worker.memory"
-RMM_POOL_SIZE = "distributed.rmm.pool-size"
 
 
 # Fractions of the worker's memory limit; `false` switches the behaviour off.
