@@ -4,58 +4,15 @@ named while it ran)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
-from procs import FAKE_BIN, _clean_env, group_alive, groups_in, recorded_groups
-
-
-class Leftovers(list):
-    """The state dirs (list items) and runtime dirs a test's commands use, and every process
-    group their records have named at any time: a pool that `restart-workers`, a supervisor or
-    a second `up` replaced is gone from state.json but must be gone from the machine too."""
-
-    def __init__(self):
-        super().__init__()
-        self.runtime_dirs: list[Path] = []
-        self.groups: set[tuple[int, float]] = set()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._watcher: threading.Thread | None = None
-
-    def note(self) -> None:
-        """Read every record now (state.json, its backup and damaged copies, recovery copies)."""
-        found = [group for state_dir in list(self) for group in recorded_groups(state_dir)]
-        for runtime in self.runtime_dirs:
-            for path in sorted((runtime / "dasklaunch").glob("*.json")):
-                found += groups_in(path)
-        with self._lock:
-            self.groups.update(found)
-
-    def watch(self, interval: float = 0.2) -> None:
-        """Keep reading the records until the test ends (a command in the background, such as
-        `supervise`, may replace pools between two of the test's own calls)."""
-        if self._watcher is None:
-            def loop():
-                while not self._stop.wait(interval):
-                    self.note()
-            self._watcher = threading.Thread(target=loop, name="no_leftovers", daemon=True)
-            self._watcher.start()
-
-    def finish(self) -> list[tuple[int, float]]:
-        self._stop.set()
-        if self._watcher is not None:
-            self._watcher.join(timeout=10)
-        self.note()
-        return sorted(self.groups)
+from procs import FAKE_BIN, Leftovers, _clean_env, recorded_groups, stop_leftovers
 
 
 class Runner:
@@ -98,19 +55,6 @@ class Runner:
             return recorded_groups(self.state_dir)
         self.seen.note()
         return sorted(self.seen.groups)
-
-
-def stop_leftovers(seen: Leftovers) -> list[tuple[int, list[int]]]:
-    """Every process group `seen` noted at any time that still runs, with its members; each
-    one is SIGKILLed (tests/test_no_leftovers.py checks this check)."""
-    leftovers = []
-    for pgid, started in seen.finish():
-        members = group_alive(pgid, started)
-        if members:
-            leftovers.append((pgid, members))
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pgid, signal.SIGKILL)
-    return leftovers
 
 
 @pytest.fixture

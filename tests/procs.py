@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import threading
 from pathlib import Path
 
 
@@ -47,3 +50,56 @@ def _clean_env() -> dict[str, str]:
            if not k.startswith(("SLURM_", "DASK_", "DASKLAUNCH_", "SCHEDULER_FILE"))}
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+class Leftovers(list):
+    """The state dirs (list items) and runtime dirs a test's commands use, and every process
+    group their records have named at any time: a pool that `restart-workers`, a supervisor or
+    a second `up` replaced is gone from state.json but must be gone from the machine too."""
+
+    def __init__(self):
+        super().__init__()
+        self.runtime_dirs: list[Path] = []
+        self.groups: set[tuple[int, float]] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def note(self) -> None:
+        """Read every record now (state.json, its backup and damaged copies, recovery copies)."""
+        found = [group for state_dir in list(self) for group in recorded_groups(state_dir)]
+        for runtime in self.runtime_dirs:
+            for path in sorted((runtime / "dasklaunch").glob("*.json")):
+                found += groups_in(path)
+        with self._lock:
+            self.groups.update(found)
+
+    def watch(self, interval: float = 0.2) -> None:
+        """Keep reading the records until the test ends (a command in the background, such as
+        `supervise`, may replace pools between two of the test's own calls)."""
+        if self._watcher is None:
+            def loop():
+                while not self._stop.wait(interval):
+                    self.note()
+            self._watcher = threading.Thread(target=loop, name="no_leftovers", daemon=True)
+            self._watcher.start()
+
+    def finish(self) -> list[tuple[int, float]]:
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=10)
+        self.note()
+        return sorted(self.groups)
+
+
+def stop_leftovers(seen: Leftovers) -> list[tuple[int, list[int]]]:
+    """Every process group `seen` noted at any time that still runs, with its members; each
+    one is SIGKILLed (tests/test_no_leftovers.py checks this check)."""
+    leftovers = []
+    for pgid, started in seen.finish():
+        members = group_alive(pgid, started)
+        if members:
+            leftovers.append((pgid, members))
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+    return leftovers

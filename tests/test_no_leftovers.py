@@ -1,6 +1,6 @@
-"""The no_leftovers check itself (conftest.py): a process group that only an earlier record
-named (a pool that restart-workers, a supervisor or a second up replaced) is still checked,
-found running, and stopped."""
+"""The no_leftovers check itself (conftest.py, procs.py): a process group that only an earlier
+record named (a pool that restart-workers, a supervisor or a second up replaced) is still
+checked, found running, and stopped."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import Leftovers, stop_leftovers
+from procs import Leftovers, stop_leftovers
 
 
 def sleeper() -> tuple[subprocess.Popen, float]:
