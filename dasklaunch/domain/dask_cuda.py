@@ -33,6 +33,11 @@ TRANSLATED = {"--nworkers": "drop", "--preload-nanny": "environment"}
 NANNY_PRELOAD_VARIABLE = "DASK_DISTRIBUTED__NANNY__PRELOAD"
 
 
+def is_worker(argv: list[str]) -> bool:
+    """Whether `argv` (any Python's) runs `dask cuda worker`."""
+    return argv[1:5] == CUDA_WORKER
+
+
 def undeclared(args: tuple[str, ...] | list[str]) -> list[str]:
     """The options among `args` (`dask worker` arguments) that `dask cuda worker` lacks."""
     return [arg.partition("=")[0] for arg in args

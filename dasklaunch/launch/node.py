@@ -32,7 +32,7 @@ import socket
 import sys
 from dataclasses import replace
 
-from ..domain.dask_cuda import CUDA_WORKER
+from ..domain import dask_cuda
 from ..domain.gpus import VisibleGPUs, visible_gpus
 from ..runtime import proc
 from . import drain, prefork
@@ -180,7 +180,7 @@ def node_workers(pool: str, gpus_per_worker: int, command: list[str],
         rank = int(env.get("SLURM_LOCALID", "0"))
         share = gpus.tokens[rank * gpus_per_worker:(rank + 1) * gpus_per_worker]
         gpus = replace(gpus, tokens=share) if share else None
-    if gpus is not None and gpus.vendor != "nvidia" and command[1:5] == CUDA_WORKER:
+    if gpus is not None and gpus.vendor != "nvidia" and dask_cuda.is_worker(command):
         print(f"dasklaunch.launch.node: pool {pool} runs dask cuda worker, but this task's GPUs "
               f"are {gpus.vendor}'s ({gpus.source}); use dask-cuda=no", file=sys.stderr,
               flush=True)

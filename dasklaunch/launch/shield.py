@@ -27,8 +27,8 @@ from __future__ import annotations
 import signal
 import sys
 
+from ..domain import dask_cuda
 from ..domain.commands import WORKER_MODULE
-from ..domain.dask_cuda import CUDA_WORKER
 
 # What the launcher passes on, after draining, to a worker that ignores SIGTERM.
 PASSED_ON = signal.SIGINT
@@ -42,7 +42,7 @@ def own_dask_worker(argv: list[str]) -> bool:
 
 def own_cuda_worker(argv: list[str]) -> bool:
     """Whether `argv` is this Python's `dask cuda worker` (a dask-cuda pool's)."""
-    return argv[:5] == [sys.executable, *CUDA_WORKER]
+    return argv[:1] == [sys.executable] and dask_cuda.is_worker(argv)
 
 
 def shieldable(argv: list[str]) -> bool:

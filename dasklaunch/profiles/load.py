@@ -55,6 +55,7 @@ class Profile:
 # dask-cuda pools as --rmm-pool-size
 RMM_POOL_SIZE = "distributed.rmm.pool-size"
 
+
 def shipped_profile_dir() -> Path:
     return data_dir("configs")
 
