@@ -12,7 +12,17 @@ import time
 from pathlib import Path
 
 import pytest
-from procs import FAKE_BIN, Leftovers, _clean_env, recorded_groups, stop_leftovers
+from procs import (
+    FAKE_BIN,
+    Leftovers,
+    _clean_env,
+    outside_any_job,
+    recorded_groups,
+    stop_leftovers,
+)
+from typer.testing import CliRunner
+
+from dasklaunch.cli.app import app
 
 
 class Runner:
@@ -55,6 +65,16 @@ class Runner:
             return recorded_groups(self.state_dir)
         self.seen.note()
         return sorted(self.seen.groups)
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch):
+    """The typer app in this process, from an empty directory in a shell outside any job
+    (test_cli.py and test_dashboard.py give it a state dir too)."""
+    outside_any_job(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    return lambda *args: runner.invoke(app, list(args))
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 
 
@@ -43,13 +44,36 @@ def group_alive(pgid: int, not_before: float = 0.0) -> list[int]:
 
 HERE = Path(__file__).parent
 FAKE_BIN = HERE / "fakeslurm" / "bin"
+# a stand-in for dask-cuda (tests/standins/dask_cuda): put on PYTHONPATH, it is installed
+STANDINS = str(HERE / "standins")
+JOB_VARIABLES = ("SLURM_", "DASK_", "DASKLAUNCH_")
 
 
 def _clean_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SLURM_", "DASK_", "DASKLAUNCH_", "SCHEDULER_FILE"))}
+           if not k.startswith((*JOB_VARIABLES, "SCHEDULER_FILE"))}
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def outside_any_job(monkeypatch, *more: str) -> None:
+    """This process as in a shell outside any job: no SLURM_*, DASK_*, DASKLAUNCH_* variables
+    (nor those starting with `more`)."""
+    for key in list(os.environ):
+        if key.startswith((*JOB_VARIABLES, *more)):
+            monkeypatch.delenv(key, raising=False)
+
+
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.25):
+    """The first true value of `predicate()`, polled every `interval` seconds; after `timeout`,
+    its last (false) value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
 
 
 class Leftovers(list):

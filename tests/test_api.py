@@ -3,10 +3,10 @@ login node, found as the CLI finds it."""
 
 from __future__ import annotations
 
-import os
 import socket
 
 import pytest
+from procs import outside_any_job
 
 import dasklaunch
 from dasklaunch.api import job_state_dir
@@ -18,9 +18,7 @@ from dasklaunch.runtime.state import StateDir
 @pytest.fixture
 def login_shell(tmp_path, monkeypatch):
     """A shell outside any job: no SLURM_*, no DASKLAUNCH_*/DASK_* variables."""
-    for key in list(os.environ):
-        if key.startswith(("SLURM_", "DASK_", "DASKLAUNCH_", "SCRATCH")):
-            monkeypatch.delenv(key, raising=False)
+    outside_any_job(monkeypatch, "SCRATCH")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     return monkeypatch
 

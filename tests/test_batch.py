@@ -352,16 +352,6 @@ def test_failed_up_skips_the_command_but_not_down(tmp_path):
 
 # ------------------------------------------------------------------------------------------ CLI
 
-@pytest.fixture
-def cli(tmp_path, monkeypatch):
-    for key in list(os.environ):
-        if key.startswith(("SLURM_", "DASKLAUNCH_", "DASK_")):
-            monkeypatch.delenv(key, raising=False)
-    monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
-    return lambda *args: runner.invoke(app, list(args))
-
-
 def one_error_line(result) -> str:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr

@@ -18,9 +18,7 @@ from pathlib import Path
 
 import pytest
 from procs import _clean_env
-from typer.testing import CliRunner
 
-from dasklaunch.cli.app import app
 from dasklaunch.domain import sbatch
 from dasklaunch.domain.sbatch import BatchSpec
 from dasklaunch.domain.settings import UpOptions
@@ -99,16 +97,6 @@ def test_bad_specs(changes, needle):
 
 
 # ------------------------------------------------------------------------------------------ CLI
-
-@pytest.fixture
-def cli(tmp_path, monkeypatch):
-    for key in list(os.environ):
-        if key.startswith(("SLURM_", "DASKLAUNCH_", "DASK_")):
-            monkeypatch.delenv(key, raising=False)
-    monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
-    return lambda *args: runner.invoke(app, list(args))
-
 
 def test_dry_run_shows_the_requeue_script(cli):
     result = cli("batch", "--requeue", "--requeue-margin", "90", "--partition", "low",

@@ -13,17 +13,10 @@ from dasklaunch.cli.app import app
 
 
 @pytest.fixture
-def cli(tmp_path, monkeypatch):
-    for key in list(os.environ):
-        if key.startswith(("SLURM_", "DASKLAUNCH_", "DASK_")):
-            monkeypatch.delenv(key, raising=False)
+def cli(cli, tmp_path, monkeypatch):
+    """conftest's, with a state dir."""
     monkeypatch.setenv("DASKLAUNCH_STATE_DIR", str(tmp_path / "state"))
-    runner = CliRunner()
-
-    def invoke(*args):
-        return runner.invoke(app, list(args))
-
-    return invoke
+    return cli
 
 
 def one_error_line(result) -> str:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from typer.testing import CliRunner
+from procs import outside_any_job
 
-from dasklaunch.cli.app import app
 from dasklaunch.domain.settings import UpOptions
 from dasklaunch.ops import hints
 from dasklaunch.runtime.record import ClusterRecord
@@ -21,12 +19,11 @@ from dasklaunch.runtime.state import StateDir
 
 
 @pytest.fixture
-def cli(tmp_path, monkeypatch):
-    for key in list(os.environ):
-        if key.startswith(("SLURM_", "DASKLAUNCH_", "DASK_", "JUPYTERHUB_")):
-            monkeypatch.delenv(key, raising=False)
+def cli(cli, tmp_path, monkeypatch):
+    """conftest's, with a state dir, and not on a JupyterHub unless a test says so."""
+    outside_any_job(monkeypatch, "JUPYTERHUB_")
     monkeypatch.setenv("DASKLAUNCH_STATE_DIR", str(tmp_path / "state"))
-    return lambda *args: CliRunner().invoke(app, list(args))
+    return cli
 
 
 def fake_bokeh(monkeypatch, tmp_path, version: str | None) -> None:

@@ -10,6 +10,7 @@ import signal
 import time
 
 import pytest
+from procs import STANDINS
 
 pytestmark = pytest.mark.lifecycle
 
@@ -158,7 +159,6 @@ def group_members(group: int) -> list[int]:
     return members
 
 
-STANDINS = str(__import__("pathlib").Path(__file__).parent / "standins")
 # pool a as dask-cuda workers (tests/standins: a stand-in that waits for signals as dask-cuda's
 # `dask cuda worker` does), on a fake GPU
 CUDA_POOLS = ["--pool", "a:nodes=1,share=yes,gpus-per-worker=1,nworkers=1,dask-cuda=yes",

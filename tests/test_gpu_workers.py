@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from procs import STANDINS
 
 from dasklaunch.domain import dask_cuda
 from dasklaunch.domain.allocation import Allocation
@@ -289,7 +290,6 @@ def test_the_local_step_gives_each_task_its_share_of_the_gpus():
 
 # ---------------------------------------------------------------------------------- end to end
 
-STANDINS = str(__import__("pathlib").Path(__file__).parent / "standins")
 FAST = ["--local-tasks", "2", "--dashboard-address", ":0", "--timeout", "90"]
 
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from procs import group_alive
+from procs import group_alive, wait_for
 
 from dasklaunch.slurm import queue
 
@@ -62,15 +62,6 @@ class FakeSqueue:
 @pytest.fixture
 def squeue(tmp_path) -> FakeSqueue:
     return FakeSqueue(tmp_path)
-
-
-def wait_for(predicate, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return bool(predicate())
 
 
 @pytest.mark.parametrize("answer", sorted(ANSWERS))

@@ -9,7 +9,7 @@ import subprocess
 import time
 
 import pytest
-from procs import group_alive
+from procs import group_alive, wait_for
 from test_lifecycle import compute_on_all_workers
 
 pytestmark = pytest.mark.lifecycle
@@ -27,16 +27,6 @@ def supervisor_file(runner) -> dict:
         return json.loads((runner.state_dir / "supervisor.json").read_text())
     except (OSError, ValueError):
         return {}
-
-
-def wait_for(predicate, timeout=60, interval=0.3):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
 
 
 def stop_supervisor(proc: subprocess.Popen) -> tuple[int, str]:

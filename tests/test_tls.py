@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from procs import outside_any_job
 
 from dasklaunch.runtime.state import StateDir
 from dasklaunch.runtime.tls import TLSFiles, create
@@ -198,9 +199,7 @@ def test_no_tls_warns_and_uses_tcp(local_runner):
 def test_the_python_context_manager(tmp_path, monkeypatch, no_leftovers):
     import dasklaunch
 
-    for key in list(os.environ):
-        if key.startswith(("SLURM_", "DASK_")):
-            monkeypatch.delenv(key, raising=False)
+    outside_any_job(monkeypatch)
     state_dir = tmp_path / "state"
     no_leftovers.append(state_dir)
     with dasklaunch.cluster(state_dir, backend="local", local_tasks=1,
@@ -213,9 +212,7 @@ def test_the_python_context_manager(tmp_path, monkeypatch, no_leftovers):
 def test_the_python_context_manager_takes_pools(tmp_path, monkeypatch, no_leftovers):
     import dasklaunch
 
-    for key in list(os.environ):
-        if key.startswith(("SLURM_", "DASK_")):
-            monkeypatch.delenv(key, raising=False)
+    outside_any_job(monkeypatch)
     state_dir = tmp_path / "state"
     no_leftovers.append(state_dir)
     with dasklaunch.cluster(state_dir, backend="local", dashboard_address=":0",

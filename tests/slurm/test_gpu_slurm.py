@@ -4,9 +4,9 @@ character devices: Slurm itself sets CUDA_VISIBLE_DEVICES per task; nothing comp
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
+from procs import STANDINS
 from slurmbed import NODES
 
 GPU_CHECK = '''
@@ -139,9 +139,6 @@ out["code"], out["stderr"], out["steps"] = r.returncode, r.stderr, steps()
     lines = result["stderr"].strip().splitlines()
     assert len(lines) == 1 and message in lines[0], lines
     assert not [s for s in result["steps"] if s.startswith("dl-")]
-
-
-STANDINS = str(Path(__file__).resolve().parents[1] / "standins")
 
 
 def test_gpu_tasks_and_dask_cuda_workers(gpu_testbed):

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from procs import wait_for
 from slurmbed import job_facts, processes_mentioning, submit_batch, wait_no_processes
 
 # Restartable: one file per part, written atomically; a part already there is skipped. The
@@ -44,16 +45,6 @@ for i in range(4):
 parts = [open(os.path.join(out, f"part-{i}")).read().split() for i in range(4)]
 print("TOTAL", sum(int(p[0]) for p in parts), "BY", " ".join(p[1] for p in parts), flush=True)
 '''
-
-
-def wait_for(predicate, timeout: float, every: float = 0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    return None
 
 
 def text_of(path: Path) -> str:
@@ -103,7 +94,7 @@ def test_preempted_job_is_requeued_and_finishes_in_its_second_run(slurm, tmp_pat
         assert not Path(f"/proc/{first_pid}").exists() or "Z" in _state_of(first_pid)
         assert sorted(p.name for p in parts.iterdir()) == ["part-0"]
 
-        assert wait_for(lambda: "runs again (restart 1)" in text_of(output), 420, every=1), (
+        assert wait_for(lambda: "runs again (restart 1)" in text_of(output), 420, interval=1), (
             job_facts(slurm, job_id), text_of(output))
         second_start = time.monotonic() - preempted_at
         assert slurm.job_gone(job_id, timeout=180)

@@ -12,7 +12,9 @@ import click
 from distributed._signals import wait_for_signals  # noqa: F401
 
 # What `dask cuda worker` declares (dask_cuda/cli.py, 26.08-26.10): real dask-cuda reads any
-# other option as the scheduler's address and fails, so the stand-in refuses it.
+# other option as the scheduler's address and fails, so the stand-in refuses it. Copied from
+# dask-cuda, not imported from dasklaunch.domain.dask_cuda.OPTIONS: the stand-in plays dask-cuda,
+# so a wrong list in dasklaunch must show up here as a failing test, not pass through.
 DECLARED = {
     "--scheduler-file", "--tls-ca-file", "--tls-cert", "--tls-key", "--host", "--worker-port",
     "--listen-address", "--contact-address", "--nthreads", "--name", "--memory-limit",
