@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -70,11 +71,42 @@ def connect(state_dir: Path | str | None = None, timeout: float | str = 30, *,
         whose = f"the cluster of job {job}" if job is not None else "the cluster"
         raise NotUpError(f"no scheduler file in {state.path}: {whose} is not up "
                          f"(run `dasklaunch up`)")
+    _use_recorded_dashboard_link(state)
+    return new_client(scheduler_file=str(state.scheduler_file), security=security_for(state.path),
+                      timeout=timeout, **client_kwargs)
+
+
+def new_client(**client_kwargs):
+    """`distributed.Client(**client_kwargs)`, with a failed Client closed before this returns.
+
+    A Client whose start fails is left for the cyclic garbage collector, which may close it
+    while the next Client of this process starts its loop thread: `Client.__del__` ->
+    `LoopRunner.stop()` then waits for the lock that the same thread holds, and that next
+    `Client(...)` never returns (seen with Python 3.13 and distributed 2026.8). So the failure's
+    frames are released and the collector runs here, where no loop lock is held; the exception
+    is raised again with its type and message, without its traceback."""
     from distributed import Client
 
-    _use_recorded_dashboard_link(state)
-    return Client(scheduler_file=str(state.scheduler_file), security=security_for(state.path),
-                  timeout=timeout, **client_kwargs)
+    try:
+        return Client(**client_kwargs)
+    except Exception as err:
+        failure = err
+    _drop_tracebacks(failure)
+    gc.collect()
+    raise failure
+
+
+def _drop_tracebacks(err: BaseException) -> None:
+    """The frames an exception chain holds (the failed Client's among them) are let go."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [err]
+    while pending:
+        link = pending.pop()
+        if link is None or id(link) in seen:
+            continue
+        seen.add(id(link))
+        link.__traceback__ = None
+        pending += [link.__cause__, link.__context__]
 
 
 def _use_recorded_dashboard_link(state: StateDir) -> None:

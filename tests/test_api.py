@@ -97,3 +97,28 @@ def test_connect_uses_the_dashboard_link_up_chose(tmp_path):
         _use_recorded_dashboard_link(state)  # a link of the user's own stays
         assert dask.config.get("distributed.dashboard.link") == "mine/{port}"
     assert dask.config.get("distributed.dashboard.link") == default
+
+
+def test_a_failed_connect_leaves_no_client_for_the_garbage_collector(login_shell, tmp_path):
+    """A failed Client left to the cyclic collector can be closed inside the next Client's
+    loop start, which then deadlocks on its own lock (Python 3.13, distributed 2026.8; the
+    slurm suite's test_a_second_connect_after_a_failed_one_returns runs it there). connect()
+    closes the failed one before it returns: no Client object is left behind."""
+    import gc
+    import json
+
+    with socket.socket() as sock:   # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    state = StateDir(tmp_path / "state")
+    state.create()
+    state.scheduler_file.write_text(json.dumps({"address": f"tcp://127.0.0.1:{port}"}))
+    gc.collect()
+    gc.disable()   # the collector runs only where connect() runs it
+    try:
+        with pytest.raises(OSError, match="127.0.0.1"):
+            dasklaunch.connect(state.path, timeout=1)
+        left = [o for o in gc.get_objects() if type(o).__name__ == "Client"]
+    finally:
+        gc.enable()
+    assert not left, "a failed Client is left for the garbage collector"
