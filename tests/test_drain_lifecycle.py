@@ -76,7 +76,7 @@ def test_restart_of_one_pool_drains_its_keys_to_the_other(local_runner):
         held_before = client.who_has(futures)
         old_log = next(p["log"] for p in runner.record()["pools"] if p["pool"] == "a")
         before = time.monotonic()
-        runner("restart-workers", "--pool", "a", check=True)
+        restart = runner("restart-workers", "--pool", "a", check=True)
         took = time.monotonic() - before
         # every key is still in memory (on b, or moved back to a's new worker later), none ran
         held = client.who_has(futures)
@@ -92,6 +92,11 @@ def test_restart_of_one_pool_drains_its_keys_to_the_other(local_runner):
     with open(old_log) as handle:
         log = handle.read()
     assert f"{PARTS // 2} of {PARTS // 2} keys moved" in log, log
+    # once its keys moved, the drained worker closed when told: its nanny did not have to kill
+    # it (closed by the scheduler as its nanny closed too, it hung for the nanny's 8 s)
+    assert "still alive after" not in log and "was killed by signal" not in log, log
+    # the command says what the drain did
+    assert f"stopped; drained: {PARTS // 2} keys moved, 0 lost" in restart.stderr + restart.stdout
     assert took < 60
     runner("down", check=True)
 

@@ -9,12 +9,38 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from ..errors import NotUpError
-from ..runtime import proc
+from ..runtime import proc, schedfile
 from ..runtime.record import ClusterRecord, Step
 from ..runtime.report import Reporter
 from ..runtime.state import StateDir
 
 GRACE_SECONDS = 10.0
+
+
+def stop_pool(launcher, state: StateDir, record: ClusterRecord, step: Step,
+              hard: bool = False) -> str:
+    """Stop one worker pool's step, gracefully unless `hard` (its workers drain first, to the
+    pools that stay); how it ended, with what the drain did ("stopped; drained: 3 keys moved,
+    0 lost")."""
+    info = schedfile.read(state.scheduler_file)
+    before = _drains(info) if info is not None and not hard else None
+    outcome = launcher.stop(step, grace=stop_grace(record), hard=hard)
+    after = _drains(info) if before is not None else None
+    if before is None or after is None:
+        return outcome
+    new = after.get("count", 0) - before.get("count", 0)
+    events = [e for e in (after.get("last") or [])[-new:] if new > 0 and any(
+        str(name).startswith(f"{step.pool}-") for name in e.get("names", ()))]
+    if not events:
+        return outcome
+    moved = sum(e["keys_moved"] for e in events)
+    lost = sum(e["keys_lost"] for e in events)
+    return f"{outcome}; drained: {moved} keys moved, {lost} lost"
+
+
+def _drains(info: schedfile.SchedulerInfo) -> dict | None:
+    summary = schedfile.summary(info)
+    return (summary or {}).get("drains") if summary is not None else None
 
 
 def stop_grace(record: ClusterRecord) -> float:

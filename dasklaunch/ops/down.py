@@ -10,7 +10,7 @@ from ..launch.factory import launcher_for
 from ..runtime.record import ClusterRecord
 from ..runtime.report import Reporter
 from ..runtime.state import find_state_dir
-from .common import GRACE_SECONDS, load_record, nothing_stays, stop_grace
+from .common import GRACE_SECONDS, load_record, nothing_stays, stop_pool
 
 
 def down(state_dir: Path | str | None = None, *, workers_only: bool = False,
@@ -57,7 +57,7 @@ def _down_pool(state, pool: str, report: Reporter) -> dict:
         stopped = []
         for step in select_pools(record, pool):
             # the pool's workers hand their results to the pools that stay first
-            outcome = launcher.stop(step, grace=stop_grace(record))
+            outcome = stop_pool(launcher, state, record, step)
             report.info(f"pool {step.pool} ({step.name}): {outcome}")
             stopped.append({"name": step.name, "role": step.role, "pool": step.pool,
                             "outcome": outcome})

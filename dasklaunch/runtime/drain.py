@@ -4,7 +4,8 @@ to workers that stay, before they exit.
 The node launcher of a worker (launch/node.py) calls the scheduler's `dasklaunch_drain` handler
 (added by the scheduler preload) when its task gets SIGTERM, with the names of its workers. The
 handler runs Dask's own `retire_workers` (what `close_gracefully` does for `--lifetime`): the
-scheduler copies every key those workers hold to a worker that stays, then closes them. It is
+scheduler copies every key those workers hold to a worker that stays, and the signal the
+launcher then passes on closes them. It is
 bounded by a timeout that must fit in Slurm's KillWait / GraceTime; whatever had not moved by
 then is lost with the worker and recomputed from its inputs when next needed.
 
@@ -90,10 +91,14 @@ async def drain(scheduler, log: DrainLog, names: list[str], timeout: float,
         why = "no other running worker to take them"
     elif targets:
         stimulus = f"dasklaunch-drain-{time.time()}"
+        # Keys moved, the workers are left open (closing_gracefully: no new tasks) for the
+        # signal their launcher passes on next. Closed from here (close_workers), a worker
+        # closes its nanny over RPC while that nanny, signalled meanwhile, is closing too: the
+        # worker's process then hangs until the nanny kills it 8 s later.
         try:
             await asyncio.wait_for(
-                scheduler.retire_workers(workers=sorted(leaving), close_workers=True,
-                                         remove=True, stimulus_id=stimulus), timeout)
+                scheduler.retire_workers(workers=sorted(leaving), close_workers=False,
+                                         remove=False, stimulus_id=stimulus), timeout)
         except asyncio.TimeoutError:
             why = f"drain timeout of {timeout:g} s"
     moved = kept_elsewhere(scheduler.tasks, keys, leaving)
