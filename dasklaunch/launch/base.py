@@ -56,9 +56,9 @@ class Launcher(ABC):
         saying; raises UsageError when it is unusable (a Slurm too old)."""
         return ""
 
-    def current_nodes(self) -> list[str] | None:
-        """The nodes the job has now, when they can shrink (Slurm's --no-kill); None: as
-        recorded."""
+    def current_nodes(self, het_group: int | None = None) -> list[str] | None:
+        """The nodes the job (or its component `het_group`) has now, when they can shrink
+        (Slurm's --no-kill); None: as recorded."""
         return None
 
     def stop(self, step: Step, grace: float = 10.0, hard: bool = False) -> str:

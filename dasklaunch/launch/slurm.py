@@ -36,8 +36,8 @@ class SlurmLauncher(Launcher):
     def check_backend(self) -> str:
         return f"Slurm {queue.version()[2]}"
 
-    def current_nodes(self) -> list[str] | None:
-        return queue.job_nodes(self.job_id)
+    def current_nodes(self, het_group: int | None = None) -> list[str] | None:
+        return queue.job_nodes(self.job_id, het_group)
 
     def step_id(self, step: Step) -> str | None:
         if step.placement == "here":

@@ -14,7 +14,7 @@ from ..runtime import schedfile
 from ..runtime.record import ClusterRecord, Step
 from ..runtime.report import Reporter
 from ..runtime.state import StateDir, find_state_dir
-from .common import interrupts_raise, load_record, nothing_stays, step_name, stop_grace
+from .common import interrupts_raise, load_record, nothing_stays, step_name, stop_pool
 from .readiness import wait_ready
 
 
@@ -69,17 +69,16 @@ def relaunch_pools(state: StateDir, record: ClusterRecord, *, hard: bool = False
     with contextlib.nullcontext() if staying else nothing_stays(state):
         for pool in chosen:
             # gracefully: the pool's workers first hand their results to the pools that stay
-            outcome = launcher.stop(pool, grace=stop_grace(record), hard=hard)
+            outcome = stop_pool(launcher, state, record, pool, hard=hard)
             report.info(f"worker pool {pool.pool} ({pool.name}): {outcome}")
     generation = record.generation + 1
-    nodes = launcher.current_nodes()
     new_pools = []
     for pool in chosen:
         name = step_name("workers", generation)
         fresh = replace(pool, name=name, log=str(state.logs / f"{name}.log"), argv=[],
                         started=0.0, leader=None, pgid=None, task_pids=[], step_id=None,
                         expected=pool.workers)
-        left = _nodes_left(nodes, pool)
+        left = nodes_left(launcher.current_nodes(pool.het_group), pool)
         if left is not None:
             per_node_tasks = max(1, pool.ntasks // pool.nnodes)
             per_node_workers = max(1, pool.workers // pool.nnodes)
@@ -114,12 +113,14 @@ def relaunch_pools(state: StateDir, record: ClusterRecord, *, hard: bool = False
             "generation": generation}
 
 
-def _nodes_left(nodes: list[str] | None, pool: Step) -> list[str] | None:
-    """The pool's nodes that the job still has, when some were lost (None: all there)."""
+def nodes_left(nodes: list[str] | None, pool: Step) -> list[str] | None:
+    """The pool's nodes that the job still has, when some were lost (None: all there).
+
+    `nodes` are those the job has now: for a pool of a heterogeneous job's component, that
+    component's nodes (its het group's), as a pool without a node list spans all of them."""
     if nodes is None:
         return None
-    mine = pool.nodelist.split(",") if pool.nodelist else nodes
-    left = [n for n in mine if n in nodes] if pool.nodelist else list(nodes)
+    left = [n for n in pool.nodelist.split(",") if n in nodes] if pool.nodelist else list(nodes)
     if 0 < len(left) < pool.nnodes:
         return left
     return None

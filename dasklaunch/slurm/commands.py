@@ -186,9 +186,16 @@ def parse_job_id(output: str) -> str:
     return match.group(1)
 
 
-def parse_nodelist(job_record: str) -> str | None:
-    """The NodeList of `scontrol show job -o`; None when the job has none (or it is gone)."""
-    match = re.search(r"\bNodeList=(\S+)", job_record)
+def parse_nodelist(job_record: str, het_group: int | None = None) -> str | None:
+    """The NodeList of `scontrol show job -o`; None when the job has none (or it is gone).
+
+    A heterogeneous job's record has a line per component: `het_group` picks the line of that
+    component (HetJobOffset=N), as the job's own NodeList is only its first component's."""
+    lines = job_record.splitlines() or [""]
+    if het_group is not None:
+        lines = [line for line in lines
+                 if re.search(rf"\bHetJobOffset={het_group}\b", line)] or [""]
+    match = re.search(r"\bNodeList=(\S+)", lines[0])
     if not match or match.group(1) in ("(null)", ""):
         return None
     return match.group(1)

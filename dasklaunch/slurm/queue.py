@@ -30,10 +30,11 @@ def job_record(job_id: str) -> str:
     return proc.run(cmd.scontrol_job_argv(job_id), timeout=30).stdout
 
 
-def job_nodes(job_id: str) -> list[str] | None:
-    """The job's nodes now (Slurm drops a failed node from a --no-kill job); None if unknown."""
+def job_nodes(job_id: str, het_group: int | None = None) -> list[str] | None:
+    """The job's nodes now (Slurm drops a failed node from a --no-kill job), or those of its
+    component `het_group`; None if unknown."""
     try:
-        nodelist = cmd.parse_nodelist(job_record(job_id))
+        nodelist = cmd.parse_nodelist(job_record(job_id), het_group)
         return hostnames(nodelist) if nodelist else None
     except CommandError:
         return None

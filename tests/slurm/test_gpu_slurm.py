@@ -87,20 +87,72 @@ dl("down")
 
 
 def test_heterogeneous_job_gives_one_pool_per_component(gpu_testbed):
+    """Each component's pool starts, and comes back at its full size on its own nodes after a
+    killed step, a restart while running, `down --pool` and the supervisor's relaunch: the
+    node-loss check reads the component's nodes, never the job's first component's."""
     result = gpu_testbed.salloc(GPU_CHECK + '''
+def hosts_of(client, pool, n):
+    deadline = time.time() + 60
+    while True:
+        seen = look(client)
+        mine = sorted((w[0], w[1]) for name, w in seen.items() if name.startswith(pool + "-"))
+        if len(mine) == n or time.time() > deadline:
+            return mine
+        time.sleep(0.5)
+
+def kill_step(pool):
+    name = [p for p in record()["pools"] if p["pool"] == pool][0]["name"]
+    live = steps()  # JOB.STEP NAME pairs
+    sh("scancel", "--signal=KILL", live[live.index(name) - 1])
+
 dl("up", "--interface", "lab0")
 with connect(timeout="30s") as client:
     out["workers"] = look(client)
-out["status"] = json.loads(dl("status", "--json").stdout)
+    out["status"] = json.loads(dl("status", "--json").stdout)
+    kill_step("het1")
+    hosts_of(client, "het1", 0)
+    out["killed"] = dl("restart-workers", "--pool", "het1").stderr
+    out["after_kill"] = hosts_of(client, "het1", 4)
+    out["running"] = dl("restart-workers", "--pool", "het1").stderr
+    out["after_running"] = hosts_of(client, "het1", 4)
+    out["het0"] = dl("restart-workers", "--pool", "het0").stderr
+    out["after_het0"] = hosts_of(client, "het0", 2)
+    dl("down", "--pool", "het1")
+    hosts_of(client, "het1", 0)
+    out["after_down"] = dl("restart-workers", "--pool", "het1").stderr
+    out["after_down_hosts"] = hosts_of(client, "het1", 4)
+    sup = subprocess.Popen([sys.executable, "-m", "dasklaunch", "supervise", "--interval",
+                            "0.5", "--grace", "3"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    restarts = json.loads(dl("status", "--json").stdout)["restarts"]
+    for _ in range(60):
+        if (json.loads(dl("status", "--json").stdout)["supervisor"] or {}).get("attached"):
+            break
+        time.sleep(0.5)
+    kill_step("het1")
+    for _ in range(120):
+        st = json.loads(dl("status", "--json").stdout)
+        if st["restarts"] > restarts and st["workers"]["connected"] == 6:
+            break
+        time.sleep(0.5)
+    out["supervised"] = hosts_of(client, "het1", 4)
+    sup.terminate()
+    out["sup_err"] = sup.communicate(timeout=30)[1]
 dl("down")
-''', "-N1", "-n1", ":", "-N2", "--ntasks-per-node=2", "--gpus-per-node=2", timeout=300)
+''', "-N1", "-n2", ":", "-N2", "--ntasks-per-node=2", "--gpus-per-node=2", timeout=420)
     workers = result["workers"]
     het0 = [w for n, w in workers.items() if n.startswith("het0-")]
     het1 = {n: w for n, w in workers.items() if n.startswith("het1-")}
-    assert [(w[0], w[1]) for w in het0] == [("node1", None)]
-    assert sorted((w[0], w[1]) for w in het1.values()) == [
-        ("node2", "0"), ("node2", "1"), ("node3", "0"), ("node3", "1")]
+    assert [(w[0], w[1]) for w in het0] == [("node1", None), ("node1", None)]
+    full = [("node2", "0"), ("node2", "1"), ("node3", "0"), ("node3", "1")]
+    assert sorted((w[0], w[1]) for w in het1.values()) == full
     assert sorted(row["pool"] for row in result["status"]["pools"]) == ["het0", "het1"]
+    for key in ("killed", "running", "het0", "after_down"):
+        assert "nodes left" not in result[key], (key, result[key])
+    for key in ("after_kill", "after_running", "after_down_hosts"):
+        assert result[key] == full, (key, result[key])
+    assert result["after_het0"] == [("node1", None), ("node1", None)]
+    assert result["supervised"] == full, result["sup_err"]
 
 
 def test_join_adds_a_worker_over_tls_and_down_stops_it(gpu_testbed):
