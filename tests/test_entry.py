@@ -88,3 +88,34 @@ def test_env_path_prints_nothing_on_stdout_when_not_up(tmp_path):
     # its output goes to `source`; a `false` there would source a file of that name
     done = _shell('"$PYTHON" -m dasklaunch env --path; echo rc=$?', tmp_path)
     assert done.stdout == "rc=1\n"
+
+
+def _with_closed_stdout(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`dasklaunch ARGS | head -0`: the reader is gone before the first line is written."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run([sys.executable, "-m", "dasklaunch", *args], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, env=env, timeout=60)
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize("args", [
+    ["status"], ["status", "--json"], ["profile", "list"], ["profile", "show", "seed"],
+    ["--help"], ["up", "--help"], ["env"], ["env", "--format", "json"],
+])
+def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(args, tmp_path):
+    """`dasklaunch status | head -1` said `internal error: BrokenPipeError` (exit 1): a closed
+    pipe ends it as it ends `ls`, with no message and 128 + SIGPIPE."""
+    from dasklaunch.runtime.record import ClusterRecord
+    from dasklaunch.runtime.state import StateDir
+
+    state = StateDir(tmp_path / "state")
+    state.create()
+    state.write_record(ClusterRecord(job_id="local-x", backend="local", status="down"))
+    state.env_file.write_text("export DASKLAUNCH_STATE_DIR=x\n" * 100)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "DASK"))}
+    env["DASKLAUNCH_STATE_DIR"] = str(state.path)
+    result = _with_closed_stdout(args, env)
+    assert (result.returncode, result.stderr) == (141, ""), result

@@ -15,6 +15,7 @@ from typer.core import TyperGroup
 from ..errors import DasklaunchError, print_error
 from . import cluster, workers
 from .batch import batch_command
+from .entry import closed_pipe
 from .logs import logs_command
 from .profile import profile_app
 
@@ -31,6 +32,10 @@ class _Group(TyperGroup):
             return super().main(args, prog_name, standalone_mode=False, **extra)
         try:
             code = super().main(args, prog_name, standalone_mode=False, **extra)
+        except SystemExit:
+            if type(sys.stdout).__name__ == "PacifyFlushWrapper":
+                closed_pipe()  # click's own answer to a closed pipe (--help | head): exit 1
+            raise
         except Exception as err:
             if _is_click_exception(err):
                 print(f"dasklaunch: error: {err.format_message()}", file=sys.stderr)
@@ -49,6 +54,8 @@ class _Group(TyperGroup):
                 raise
             print_error(err)
             raise typer.Exit(err.exit_code) from None
+        except BrokenPipeError:
+            closed_pipe()  # before click's own handling, which exits 1
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
         except Exception as err:
