@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -71,3 +72,14 @@ def print_error(err: DasklaunchError) -> None:
     print(f"dasklaunch: error: {first}", file=sys.stderr)
     if rest:
         print(rest, file=sys.stderr)
+
+
+# What a command killed by SIGPIPE exits with (128 + 13), as `ls | head -1` leaves `ls`.
+CLOSED_PIPE_EXIT = 141
+
+
+def closed_pipe() -> None:
+    """End quietly after the reader closed standard output (`dasklaunch status | head -1`)."""
+    # nothing more reaches the reader; the interpreter's own flush at exit must not fail
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(CLOSED_PIPE_EXIT)

@@ -83,6 +83,9 @@ CASES = [
     (["up", "--scheduler-arg=--port=9000"], None, 2, "use --port instead"),
     (["up", "--bogus-flag"], None, 2, "No such option"),
     (["up", "--local-tasks", "2"], None, 3, "already up"),
+    # a dry run says what a real one would meet, with its exit code
+    (["up", "--local-tasks", "2", "--dry-run"], None, 3, "a real `up` would refuse: already up"),
+    (["up", "--dry-run", "--json"], None, 3, "a real `up` would refuse: already up"),
     (["status"], no_cluster, 1, "no dasklaunch cluster"),
     (["restart-workers"], no_cluster, 1, "no dasklaunch cluster"),
     (["env"], no_cluster, 1, "not up"),

@@ -12,10 +12,9 @@ from typing import Annotated
 import typer
 from typer.core import TyperGroup
 
-from ..errors import DasklaunchError, print_error
+from ..errors import DasklaunchError, closed_pipe, print_error
 from . import cluster, workers
 from .batch import batch_command
-from .entry import closed_pipe
 from .logs import logs_command
 from .profile import profile_app
 

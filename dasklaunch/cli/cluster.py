@@ -170,6 +170,10 @@ def up(
             print(command)
     else:
         _print_up(result)
+    if dry_run and result.get("refused"):
+        from ..errors import AlreadyUpError
+
+        raise AlreadyUpError(f"a real `up` would refuse: {result['refused']}")
     if supervise and not dry_run:
         from ..ops.supervise import SuperviseOptions
         from ..ops.supervise import supervise as run_supervisor

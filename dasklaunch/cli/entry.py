@@ -42,10 +42,6 @@ def parse_env_args(args: list[str]) -> dict | None:
     return found
 
 
-# What a command killed by SIGPIPE exits with (128 + 13), as `ls | head -1` leaves `ls`.
-CLOSED_PIPE_EXIT = 141
-
-
 def main() -> None:
     """The command; a reader that closes the pipe early (`dasklaunch status | head -1`) ends
     it quietly, as it ends `ls` or `grep`: no message, exit 141 (128 + SIGPIPE)."""
@@ -56,14 +52,9 @@ def main() -> None:
             # what is still buffered goes out here, where a closed pipe can still be caught
             sys.stdout.flush()
     except BrokenPipeError:
+        from ..errors import closed_pipe
+
         closed_pipe()
-
-
-def closed_pipe() -> None:
-    """End quietly after the reader closed standard output."""
-    # nothing more reaches the reader; the interpreter's own flush at exit must not fail
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    sys.exit(CLOSED_PIPE_EXIT)
 
 
 def _run() -> None:

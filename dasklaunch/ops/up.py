@@ -26,7 +26,6 @@ from ..domain.pools import Layout, PoolPlan, parse_pool, plan_pools
 from ..domain.settings import UpOptions
 from ..domain.units import check_device_size
 from ..errors import (
-    AlreadyUpError,
     DasklaunchError,
     InterfaceError,
     Interrupted,
@@ -34,14 +33,14 @@ from ..errors import (
     UsageError,
 )
 from ..launch.base import Launcher
-from ..launch.drain import NO_DRAIN_FILE
-from ..launch.factory import choose_backend, current_allocation, launcher_for, make_launcher
+from ..launch.factory import choose_backend, current_allocation, make_launcher
 from ..runtime import proc, schedfile, tls
 from ..runtime.record import ClusterRecord, Step
 from ..runtime.report import Reporter
 from ..runtime.state import JOB_CONFIG_DIR, StateDir, find_state_dir
 from ..runtime.tls import PROTOCOL_ARGS, WORKER_TLS_ARGS, TLSFiles
 from .common import interrupts_raise, step_name
+from .earlier_run import clear_stale, dry_run_refusal, refuse_orphaned_cluster
 from .hints import client_dashboard_env, connect_call, dashboard_hints, dashboard_problem
 from .readiness import Probe, wait_ready
 from .scaling import apply_scale_defaults
@@ -173,40 +172,6 @@ def check_interface_here(interface: str) -> None:
                              f"{socket.gethostname()}; interfaces here: {', '.join(names)}")
 
 
-def _clear_stale(state: StateDir, job_id: str, report: Reporter) -> None:
-    """Refuse a live cluster; otherwise remove what an earlier run left behind, saying so."""
-    try:
-        record = state.read_record()
-    except StateDirError as err:
-        record = None
-        damaged = state.path / f"state.json.damaged-{int(time.time())}"
-        os.replace(state.record_file, damaged)
-        report.warn(f"{err}; moved it to {damaged.name}")
-    info = schedfile.read(state.scheduler_file)
-    owner = record.job_id if record else None
-    if info is not None and schedfile.answers(info):
-        if owner in (None, job_id):
-            raise AlreadyUpError(f"already up: job {job_id} has a live scheduler at "
-                                 f"{info.address}; use status/restart-workers/down")
-        raise AlreadyUpError(f"state dir {state.path} is in use by job {owner} (live scheduler "
-                             f"at {info.address}); use another --state-dir")
-    if state.scheduler_file.exists():
-        why = "its scheduler is gone" if info else "it is unreadable"
-        if owner and owner != job_id:
-            why += f", it belongs to job {owner}"
-        state.remove(state.scheduler_file.name)
-        report.info(f"removed stale scheduler file {state.scheduler_file} ({why})")
-    # a `down` cut short (a requeued or preempted job's earlier run) must not keep the new
-    # cluster's workers from draining
-    state.remove(NO_DRAIN_FILE)
-    if record:
-        launcher = launcher_for(record)
-        for step in record.steps:
-            if launcher.running(step):
-                launcher.stop(step, hard=True)
-                report.info(f"stopped leftover {step.role} ({step.name}) of an earlier run")
-
-
 def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = False,
        report: Reporter | None = None, extra_env: dict[str, str] | None = None,
        explicit: set[str] | frozenset[str] | None = None, launcher: Launcher | None = None,
@@ -256,14 +221,17 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
         notes.append(f"--interface {opts.interface} is checked on the compute nodes when the "
                      f"steps start (it may not exist here, on {socket.gethostname()})")
     if dry_run:
-        _warn_dashboard(opts, report)
+        refused = dry_run_refusal(state, alloc.job_id)
+        if not refused:   # else the refusal is the one line the user gets
+            _warn_dashboard(opts, report)
         return {**_dry_run(launcher, state, alloc, sched, pools, layout, profile),
-                "sources": sources, "backend_version": backend_version, "notes": notes}
+                "sources": sources, "backend_version": backend_version, "notes": notes,
+                "refused": refused}
     if not state.exists():
-        _refuse_orphaned_cluster(state)
+        refuse_orphaned_cluster(state)
     state.create()
     with state.lock("up"), interrupts_raise():
-        _clear_stale(state, alloc.job_id, report)
+        clear_stale(state, alloc.job_id, report)
         client_env = client_dashboard_env(launcher.backend)
         if profile is not None:
             from ..profiles.dask_config import JOB_CONFIG_FILE, job_config_yaml
@@ -322,18 +290,6 @@ def _warn_dashboard(opts: UpOptions, report: Reporter) -> None:
     # after everything that can fail: an error stays one line
     if problem := dashboard_problem(opts):
         report.warn(problem)
-
-
-def _refuse_orphaned_cluster(state: StateDir) -> None:
-    """A cluster whose state dir was deleted under it must be stopped before a new one starts."""
-    recovered = state.recovered_record()
-    if recovered is None or recovered.status == "down":
-        return
-    launcher = launcher_for(recovered)
-    if any(launcher.running(step) for step in recovered.steps):
-        raise AlreadyUpError(f"the cluster of {state.path} still runs although that dir was "
-                             f"deleted; run `dasklaunch down` first")
-    state.forget_recovery_copy()
 
 
 def _dry_run(launcher: Launcher, state: StateDir, alloc: Allocation, sched: Step,
