@@ -517,9 +517,9 @@ def test_submit_without_sbatch(cli, monkeypatch, tmp_path):
 
 # ----------------------------------------------------------------------------------------- logs
 
-def log_step(log: Path) -> Step:
+def log_step(log: Path, pool: str = "workers") -> Step:
     return Step(role="workers", name=log.stem, placement="tasks", ntasks=1, nnodes=1,
-                command=[], log=str(log))
+                command=[], log=str(log), pool=pool)
 
 
 def fake_cluster(path: Path, pools: int = 2) -> StateDir:
@@ -531,7 +531,7 @@ def fake_cluster(path: Path, pools: int = 2) -> StateDir:
     for n in range(pools):
         log = state.logs / f"dl-workers{n}.log"
         log.write_text("".join(f"pool{n} line {i}\n" for i in range(3)))
-        record.pools.append(log_step(log))
+        record.pools.append(log_step(log, pool=f"pool{n}"))
     state.write_record(record)
     return state
 
@@ -541,13 +541,27 @@ def test_logs_all_scheduler_workers(cli, tmp_path):
     result = cli("logs", "--state-dir", str(state.path))
     assert result.exit_code == 0, result.stderr
     out = result.stdout
-    assert out.startswith(f"==> {state.logs / 'dl-sched-1.log'} <==\nsched line 0\n")
+    # headers say whose log it is: the scheduler's, or the pool's by its name
+    assert out.startswith(f"==> scheduler ({state.logs / 'dl-sched-1.log'}) <==\n"
+                          f"sched line 0\n")
+    assert f"==> pool pool1 ({state.logs / 'dl-workers1.log'}) <==\n" in out
     assert "pool1 line 2\n" in out and out.count("==>") == 3
     sched = cli("logs", "scheduler", "-n", "2", "--state-dir", str(state.path))
     assert sched.stdout == "sched line 3\nsched line 4\n"
     workers = cli("logs", "workers", "--lines", "1", "--state-dir", str(state.path))
     assert "pool0 line 2\n" in workers.stdout and "pool1 line 2\n" in workers.stdout
     assert "sched line" not in workers.stdout
+
+
+def test_logs_of_one_pool(cli, tmp_path):
+    state = fake_cluster(tmp_path / "state", pools=3)
+    one = cli("logs", "--pool", "pool1", "-n", "1", "--state-dir", str(state.path))
+    assert (one.exit_code, one.stdout) == (0, "pool1 line 2\n"), one.stderr
+    unknown = cli("logs", "--pool", "nope", "--state-dir", str(state.path))
+    assert unknown.exit_code == 2
+    assert "no pool 'nope' in this cluster (pools: pool0, pool1, pool2)" in unknown.stderr
+    sched = cli("logs", "scheduler", "--pool", "pool1", "--state-dir", str(state.path))
+    assert sched.exit_code == 2 and "not the scheduler's" in sched.stderr
 
 
 def test_logs_show_the_last_20_lines_unless_told_all(cli, tmp_path):
@@ -621,8 +635,9 @@ def test_logs_follow_until_ctrl_c(tmp_path):
         raise AssertionError(f"{text!r} never came; saw {seen}")
 
     try:
-        assert expect("pool1 line 2") == [f"==> {log0} <==\n", "pool0 line 2\n", "\n",
-                                          f"==> {log1} <==\n", "pool1 line 2\n"]
+        assert expect("pool1 line 2") == [f"==> pool pool0 ({log0}) <==\n", "pool0 line 2\n",
+                                          "\n", f"==> pool pool1 ({log1}) <==\n",
+                                          "pool1 line 2\n"]
         with open(log0, "a") as log:
             log.write("half a li")
             log.flush()
@@ -634,15 +649,16 @@ def test_logs_follow_until_ctrl_c(tmp_path):
                     other.write(f"marker {n}\n")
                 assert expect(f"marker {n}") == [f"marker {n}\n"]
             log.write("ne\n")
-        assert expect("half a line") == ["\n", f"==> {log0} <==\n", "half a line\n"]
+        assert expect("half a line") == ["\n", f"==> pool pool0 ({log0}) <==\n",
+                                         "half a line\n"]
         # restart-workers: the record names a new pool log, followed from its start
         record = state.read_record()
         new_log = state.logs / "dl-workers9.log"
         new_log.write_text("new pool 0\n")
-        record.pools = [log_step(new_log)]
+        record.pools = [log_step(new_log, pool="pool0")]
         state.write_record(record)
         seen = expect("new pool 0")
-        assert f"==> {new_log} <==\n" in seen
+        assert f"==> pool pool0 ({new_log}) <==\n" in seen
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=30)

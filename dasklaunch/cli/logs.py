@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from contextlib import suppress
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -44,20 +42,18 @@ def logs_command(
         "--lines", "-n", metavar="N|all", show_default=False,
         help="Print the last N lines of each log, or all of it with 'all' "
              f"[default: {DEFAULT_LINES}].")] = str(DEFAULT_LINES),
+    pool: Annotated[Optional[str], typer.Option(
+        "--pool", metavar="NAME", help="Only this worker pool's logs.")] = None,
     state_dir: StateDirOpt = None,
 ) -> None:
     """Show the scheduler and worker logs of this job (kept after `down`)."""
     if which not in LOG_KINDS:
         raise UsageError(f"logs takes scheduler, workers or all, not {which!r}")
+    if pool is not None and which == "scheduler":
+        raise UsageError("--pool shows a worker pool's logs, not the scheduler's")
     count = parse_lines(lines)
     from ..ops.logs import show_logs
 
-    try:
-        show_logs(state_dir, which, count, follow)
-    except BrokenPipeError:
-        # The reader (head, less) is gone: stop quietly, and keep Python's exit-time flush of
-        # stdout from failing on the closed pipe.
-        with suppress(OSError, ValueError, AttributeError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except KeyboardInterrupt:
-        pass  # the way to end --follow
+    # a reader that closes the pipe (head, less) is handled where every command's is
+    with suppress(KeyboardInterrupt):   # the way to end --follow
+        show_logs(state_dir, which, count, follow, pool)

@@ -12,6 +12,7 @@ from ..errors import StateDirError
 from ..runtime.record import ClusterRecord
 from ..runtime.state import StateDir, find_state_dir
 from .common import load_record
+from .restart import select_pools
 
 POLL_SECONDS = 0.25
 RECORD_POLL_SECONDS = 1.0
@@ -19,23 +20,40 @@ _BLOCK = 64 * 1024
 
 
 def show_logs(state_dir: Path | str | None, which: str, lines: int | None,
-              follow: bool) -> None:
+              follow: bool, pool: str | None = None) -> None:
+    """`which` is scheduler, workers or all; `pool` keeps only that pool's workers."""
     state = find_state_dir(state_dir)
     record = load_record(state)
+    if pool is not None:
+        select_pools(record, pool)   # an unknown pool is refused, naming the pools there are
+        which = "workers"
     if follow:
-        _follow(state, which, lines, record)
+        _follow(state, which, lines, record, pool)
     else:
-        _print_logs(log_files(record, which), lines)
+        _print_logs(log_files(record, which, pool), lines, log_labels(record))
 
 
-def log_files(record: ClusterRecord, which: str) -> list[Path]:
-    """The logs the state record names: the current scheduler's and the current pools'."""
+def log_files(record: ClusterRecord, which: str, pool: str | None = None) -> list[Path]:
+    """The logs the state record names: the current scheduler's and the current pools' (or
+    pool `pool`'s)."""
     files = []
     if which in ("scheduler", "all") and record.scheduler and record.scheduler.log:
         files.append(Path(record.scheduler.log))
     if which in ("workers", "all"):
-        files += [Path(pool.log) for pool in record.pools if pool.log]
+        files += [Path(step.log) for step in record.pools
+                  if step.log and pool in (None, step.pool)]
     return files
+
+
+def log_labels(record: ClusterRecord) -> dict[Path, str]:
+    """What a log's header says: whose log it is ("pool a", "scheduler"), then its file."""
+    labels = {}
+    if record.scheduler and record.scheduler.log:
+        labels[Path(record.scheduler.log)] = "scheduler"
+    for step in record.pools:
+        if step.log:
+            labels[Path(step.log)] = f"pool {step.pool}"
+    return labels
 
 
 def read_tail(path: Path, lines: int | None) -> tuple[bytes, int]:
@@ -61,15 +79,19 @@ def read_tail(path: Path, lines: int | None) -> tuple[bytes, int]:
 
 
 class _Printer:
-    """Writes log text to stdout, with tail's `==> FILE <==` header when the source changes."""
+    """Writes log text to stdout, with a tail-like `==> pool a (FILE) <==` header when the
+    source changes."""
 
-    def __init__(self, headers: bool):
+    def __init__(self, headers: bool, labels: dict[Path, str]):
         self.headers = headers
+        self.labels = labels
         self.last: Path | None = None
 
     def header(self, path: Path) -> None:
         if self.headers and path != self.last:
-            sys.stdout.write(("\n" if self.last is not None else "") + f"==> {path} <==\n")
+            label = self.labels.get(path)
+            title = f"{label} ({path})" if label else str(path)
+            sys.stdout.write(("\n" if self.last is not None else "") + f"==> {title} <==\n")
             self.last = path
 
     def emit(self, path: Path, data: bytes) -> None:
@@ -84,8 +106,8 @@ def _missing(path: Path) -> None:
     print(f"dasklaunch: {path}: no such log (yet)", file=sys.stderr)
 
 
-def _print_logs(files: list[Path], lines: int | None) -> None:
-    printer = _Printer(headers=len(files) > 1)
+def _print_logs(files: list[Path], lines: int | None, labels: dict[Path, str]) -> None:
+    printer = _Printer(headers=len(files) > 1, labels=labels)
     for path in files:
         try:
             data, _ = read_tail(path, lines)
@@ -99,12 +121,13 @@ def _print_logs(files: list[Path], lines: int | None) -> None:
     sys.stdout.flush()
 
 
-def _follow(state: StateDir, which: str, lines: int | None, record: ClusterRecord) -> None:
+def _follow(state: StateDir, which: str, lines: int | None, record: ClusterRecord,
+            pool: str | None) -> None:
     """Print the tails, then whatever is appended, until Ctrl-C. Only whole lines are printed,
     so lines from different logs never mix; a log that appears later (a new scheduler or pool
     after up or restart-workers) is printed from its start."""
-    files = log_files(record, which)
-    printer = _Printer(headers=which == "all" or len(files) > 1)
+    files = log_files(record, which, pool)
+    printer = _Printer(headers=which == "all" or len(files) > 1, labels=log_labels(record))
     offsets: dict[Path, int] = {}
     for path in files:
         try:
@@ -119,7 +142,9 @@ def _follow(state: StateDir, which: str, lines: int | None, record: ClusterRecor
         if time.monotonic() >= next_record:
             next_record = time.monotonic() + RECORD_POLL_SECONDS
             with suppress(StateDirError):
-                current = log_files(state.read_record_or_backup()[0] or record, which)
+                latest = state.read_record_or_backup()[0] or record
+                current = log_files(latest, which, pool)
+                printer.labels.update(log_labels(latest))
                 # a new log (restart-workers, a new up) gets a header even when alone
                 if current != files or len(current) > 1:
                     printer.headers = True
