@@ -161,7 +161,27 @@ def test_a_pool_without_nodes_takes_the_rest_and_host_lists_pick_nodes():
 def test_shared_nodes_share_their_memory():
     a, b = plan(alloc(nodes=1, tasks=1), "a:nodes=1,share=yes", "b:nodes=1,share=yes")
     alone = plan(alloc(nodes=1, tasks=1))[0]
-    assert int(a.plan.memory_limit) < int(alone.plan.memory_limit) // 2 + 1
+    # two pools on the node: each gets half of what one pool alone gets
+    assert abs(int(a.plan.memory_limit) - int(alone.plan.memory_limit) / 2) <= 1
+    assert a.plan.memory_limit == b.plan.memory_limit
+
+
+@pytest.mark.parametrize("pools", [1, 2, 3])
+@pytest.mark.parametrize("tasks", [1, 2, 4])
+def test_pools_sharing_a_node_subtract_the_scheduler_reserve_once(pools, tasks):
+    """The node's workers together get its fraction less one scheduler reserve, however many
+    pools share it (each pool took the whole reserve: two pools left 1 GiB unused)."""
+    from dasklaunch.domain.plan import DEFAULT_MEMORY_FRACTION, scheduler_reserve
+
+    mem = 8 * GiB
+    specs = [f"p{i}:nodes=1,share=yes,ntasks-per-node={tasks}" for i in range(pools)]
+    plans = plan(alloc(nodes=1, tasks=tasks, mem=mem), *specs)
+    total = sum(int(p.plan.memory_limit) * p.plan.ntasks * p.plan.nworkers for p in plans)
+    budget = int(mem * DEFAULT_MEMORY_FRACTION) - scheduler_reserve(mem)
+    # within the rounding of each pool's share and of each worker's floor division
+    assert budget - pools * tasks * 2 <= total <= budget + pools
+    if pools > 1:
+        assert f"(its share, {pools} pools on the node)" in plans[0].plan.memory_note
 
 
 @pytest.mark.parametrize("allocation, specs, message", [

@@ -39,10 +39,11 @@ class WorkerPlan:
 
 def plan_workers(alloc: Allocation, opts: UpOptions, *, memory_fraction: float | None = None,
                  profile_limit: int | None = None,
-                 memory_origin: str = "--memory-limit") -> WorkerPlan:
+                 memory_origin: str = "--memory-limit", sharing: int = 1) -> WorkerPlan:
     """The worker layout. `memory_fraction` / `profile_limit` are a profile's sizing hints;
     an explicit --memory-limit wins over both (`memory_origin` says where it came from, for
-    messages: the command line or jobqueue.yaml)."""
+    messages: the command line or jobqueue.yaml). `sharing` pools share these nodes: each
+    takes its share of the node's memory and of the scheduler's reserve."""
     if opts.nworkers < 1:
         raise UsageError(f"--nworkers must be at least 1, not {opts.nworkers}")
     if opts.nthreads is not None and opts.nthreads < 1:
@@ -61,7 +62,7 @@ def plan_workers(alloc: Allocation, opts: UpOptions, *, memory_fraction: float |
     nthreads = opts.nthreads or max(1, cpus_task // opts.nworkers)
     workers_node = tasks_node * opts.nworkers
     memory, note = _memory_per_worker(alloc, opts, workers_node, memory_fraction,
-                                      profile_limit, memory_origin)
+                                      profile_limit, memory_origin, sharing)
     return WorkerPlan(placement=placement, ntasks=ntasks, nnodes=alloc.nnodes,
                       nworkers=opts.nworkers, nthreads=nthreads, memory_limit=memory,
                       memory_note=note)
@@ -73,7 +74,7 @@ def scheduler_reserve(mem_per_node: int) -> int:
 
 def _memory_per_worker(alloc: Allocation, opts: UpOptions, workers_node: int,
                        memory_fraction: float | None, profile_limit: int | None,
-                       memory_origin: str) -> tuple[str, str]:
+                       memory_origin: str, sharing: int = 1) -> tuple[str, str]:
     """--memory-limit for each worker process, and the arithmetic behind it in words."""
     node = (f"{format_bytes(alloc.mem_per_node)} per node ({alloc.mem_source})"
             if alloc.mem_per_node else "unknown memory per node")
@@ -98,10 +99,12 @@ def _memory_per_worker(alloc: Allocation, opts: UpOptions, workers_node: int,
         return f"{share:.4g}", (f"unknown memory per node: each worker takes {fraction:g} / "
                                 f"{per_node} = {share:.4g} of its node's memory, as Dask "
                                 f"measures it there")
-    reserve = scheduler_reserve(alloc.mem_per_node)
+    # pools that share a node share the scheduler's reserve too: it is there once
+    reserve = scheduler_reserve(alloc.mem_per_node) // max(1, sharing)
+    shared = f" (its share, {sharing} pools on the node)" if sharing > 1 else ""
     limit = (int(alloc.mem_per_node * fraction) - reserve) // workers_node
-    return str(limit), (f"{node} x {fraction:g} - {format_bytes(reserve)} for the scheduler "
-                        f"/ {per_node} = {format_bytes(limit)} per worker")
+    return str(limit), (f"{node} x {fraction:g} - {format_bytes(reserve)} for the scheduler"
+                        f"{shared} / {per_node} = {format_bytes(limit)} per worker")
 
 
 def expected_workers(plan, opts: UpOptions) -> int:

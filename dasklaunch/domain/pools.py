@@ -180,7 +180,8 @@ def plan_pools(alloc: Allocation, opts: UpOptions, specs: tuple[PoolSpec, ...] =
         share = max(sharing[i] for i in indices)
         fraction = (memory_fraction or DEFAULT_MEMORY_FRACTION) / share
         plans.append(_plan_one(alloc, opts, spec, indices, fraction, profile_limit,
-                               memory_origin, dask_cuda_unusable, profile_rmm_pool_size))
+                               memory_origin, dask_cuda_unusable, profile_rmm_pool_size,
+                               share))
     cuda_options = [flag for flag, value in (("--rmm-pool-size", opts.rmm_pool_size),
                                              ("--device-memory-limit", opts.device_memory_limit),
                                              ("--enable-cudf-spill", opts.cudf_spill))
@@ -227,7 +228,7 @@ def _nodes_of(alloc: Allocation, spec: PoolSpec, taken: dict[int, str]) -> tuple
 
 def _plan_one(alloc: Allocation, opts: UpOptions, spec: PoolSpec, indices: tuple[int, ...],
               memory_fraction, profile_limit, memory_origin, dask_cuda_unusable: str | None,
-              profile_rmm_pool_size: str | None) -> PoolPlan:
+              profile_rmm_pool_size: str | None, sharing: int = 1) -> PoolPlan:
     gpus = min(alloc.gpus_on(i) for i in indices)
     per_worker = spec.gpus_per_worker
     if per_worker is None:
@@ -280,7 +281,7 @@ def _plan_one(alloc: Allocation, opts: UpOptions, spec: PoolSpec, indices: tuple
     plan = plan_workers(sub, pool_opts, memory_fraction=memory_fraction,
                         profile_limit=profile_limit,
                         memory_origin=memory_origin if not spec.memory_limit
-                        else f"pool {spec.name}")
+                        else f"pool {spec.name}", sharing=sharing)
     resources = spec.resources + ((("GPU", str(per_worker)),) if per_worker else ())
     return PoolPlan(spec=spec, node_indices=indices, plan=plan, gpus_per_worker=per_worker,
                     het_group=spec.het_group, resources=resources, gpu_tasks=spec.gpu_tasks,
