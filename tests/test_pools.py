@@ -186,6 +186,12 @@ def test_pools_sharing_a_node_subtract_the_scheduler_reserve_once(pools, tasks):
 
 @pytest.mark.parametrize("allocation, specs, message", [
     (alloc(gpus=2), ["gpu:gpus-per-worker=4"], "gpus-per-worker=4, but its nodes have 2 GPUs"),
+    # a pool named gpu on nodes without GPUs (salloc without --gpus-per-node), whatever else
+    # it says, is refused as gpus-per-worker=1 is; gpus-per-worker=0 asks for CPU workers
+    (alloc(), ["gpu:dask-cuda=no"], "a pool named gpu gets 1 GPU per worker, but its nodes "
+                                    "have none (ask Slurm for them: --gpus-per-node"),
+    (alloc(), ["gpu"], "a pool named gpu gets 1 GPU per worker, but its nodes have none"),
+    (alloc(), ["gpu:gpus-per-worker=1"], "gpus-per-worker=1, but its nodes have 0 GPUs"),
     (alloc(), ["big:nodes=5"], "nodes=5, but only 3 nodes of the allocation are free"),
     (alloc(), ["a:nodes=2", "b:nodes=2"], "nodes=2, but only 1 node of the allocation is free"),
     (alloc(), ["a:nodes=node[1-2]", "b:nodes=node2"], "pools a and b both want node2"),

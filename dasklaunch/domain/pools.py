@@ -231,6 +231,13 @@ def _plan_one(alloc: Allocation, opts: UpOptions, spec: PoolSpec, indices: tuple
               profile_rmm_pool_size: str | None, sharing: int = 1) -> PoolPlan:
     gpus = min(alloc.gpus_on(i) for i in indices)
     per_worker = spec.gpus_per_worker
+    if per_worker is None and NAMED_GPUS.get(spec.name) and not gpus:
+        # the name asks for GPUs: a `salloc` without --gpus-per-node must not quietly give
+        # CPU workers instead
+        raise UsageError(f"pool {spec.name}: a pool named {spec.name} gets "
+                         f"{plural(NAMED_GPUS[spec.name], 'GPU')} per worker, but its nodes "
+                         f"have none (ask Slurm for them: --gpus-per-node; or give "
+                         f"gpus-per-worker=0 for CPU workers)")
     if per_worker is None:
         per_worker = NAMED_GPUS.get(spec.name, 1) if gpus else 0
     if per_worker > gpus:
