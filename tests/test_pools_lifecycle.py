@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -84,8 +85,26 @@ def test_join_adds_workers_over_tls_and_down_stops_them(local_runner):
     rows = {row["pool"]: row for row in status["pools"]}
     assert status["workers"]["connected"] == status["workers"]["expected"] == 4
     assert rows["extra"]["connected"] == 1 and rows["mine"]["connected"] == 1
-    again = runner("join", "--pool", "extra")
-    assert again.returncode == 2 and "pool 'extra' exists already" in again.stderr
+    # joined workers are sized like up's (the first pool's), not with Dask's `auto` memory
+    workers = json.loads(runner("status", "--json", "--workers", check=True).stdout)
+    limits = {w["name"]: w["memory_limit"] for w in workers["worker_list"]}
+    ups = {v for k, v in limits.items() if k.startswith("workers-")}
+    assert len(ups) == 1 and limits["extra-" + socket.gethostname().split(".")[0] + "-join0"] \
+        in ups, limits
+    # a second join adds to the pool; a dask worker COMMAND is named into its pool and sized
+    # as it says
+    runner("join", "--pool", "extra", "--nthreads", "1", "--memory-limit", "1GiB", check=True)
+    runner("join", "--pool", "sized", "--", sys.executable, "-m", "distributed.cli.dask_worker",
+           "--nthreads", "1", "--memory-limit", "1GiB", "--host", "127.0.0.1", check=True)
+    status = json.loads(runner("status", "--json", "--workers", check=True).stdout)
+    rows = {row["pool"]: row for row in status["pools"]}
+    assert rows["extra"]["connected"] == rows["extra"]["expected"] == 2, rows
+    assert rows["sized"]["connected"] == rows["sized"]["expected"] == 1, rows
+    assert sorted(w["memory_limit"] for w in status["worker_list"]
+                  if w["name"].startswith(("extra-", "sized-"))) == sorted(
+        [2**30, 2**30, int(next(iter(ups)))])
+    bad = runner("join", "--pool", "extra", "--memory-limit", "1.5")
+    assert bad.returncode == 2 and "--memory-limit takes a fraction" in bad.stderr
     record = runner.record()
     runner("down", check=True)
     for step in record["pools"]:

@@ -23,9 +23,18 @@ def join_command(
     ctx: typer.Context,
     state_dir: StateDirOpt = None,
     pool: Annotated[str, typer.Option(
-        "--pool", metavar="NAME", help="The pool the workers are recorded as.")] = "joined",
+        "--pool", metavar="NAME", help="The pool the workers are recorded as: a new one, or "
+                                       "more workers for one that exists.")] = "joined",
     nworkers: Annotated[int, typer.Option(
         "--nworkers", metavar="N", help="Worker processes of the default `dask worker`.")] = 1,
+    nthreads: Annotated[Optional[int], typer.Option(
+        "--nthreads", metavar="N", help="Threads per worker of the default `dask worker` "
+                                        "[default: as the pool's workers, else as the first "
+                                        "pool's].")] = None,
+    memory_limit: Annotated[Optional[str], typer.Option(
+        "--memory-limit", metavar="SIZE|FRACTION|auto",
+        help="Memory limit per worker of the default `dask worker` [default: as the pool's "
+             "workers, else as the first pool's].")] = None,
     expect: Annotated[Optional[int], typer.Option(
         "--expect", metavar="N", help="Workers COMMAND starts, to wait for [default: "
                                      "--nworkers].")] = None,
@@ -42,7 +51,7 @@ def join_command(
     from ..ops.join import join
 
     result = join(state_dir, pool=pool, command=list(ctx.args), nworkers=nworkers,
-                  expect=expect, timeout=timeout)
+                  expect=expect, nthreads=nthreads, memory_limit=memory_limit, timeout=timeout)
     if as_json:
         _print_json(result)
     else:

@@ -27,7 +27,8 @@ DASK_CUDA_CHOICES = ("auto", "yes", "no")
 CUDA_KEYS = ("rmm-pool-size", "device-memory-limit", "cudf-spill")
 # Pools with these names default to this many GPUs per worker, whatever their nodes have.
 NAMED_GPUS = {"cpu": 0, "gpu": 1}
-_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+_IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+POOL_NAME = _IDENTIFIER   # also what status reads back from a worker name POOL-HOST-N
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def parse_pool(text: str) -> PoolSpec:
     """`gpu:nodes=2,gpus-per-worker=1,resources=BIGMEM:1+SSD:1,worker-arg=--lifetime=1h`."""
     name, _, rest = text.partition(":")
     name = name.strip()
-    if not _NAME.fullmatch(name):
+    if not POOL_NAME.fullmatch(name):
         raise UsageError(f"--pool {text!r}: a pool is NAME:KEY=VALUE,... with a NAME of "
                          f"letters, digits and _")
     values: dict = {}
@@ -107,7 +108,7 @@ def _resources(pool: str, value: str) -> tuple[tuple[str, str], ...]:
     pairs = []
     for item in value.split("+"):
         key, sep, amount = item.partition(":")
-        if not sep or not _NAME.fullmatch(key) or not re.fullmatch(r"[0-9.eE+-]+", amount):
+        if not sep or not _IDENTIFIER.fullmatch(key) or not re.fullmatch(r"[0-9.eE+-]+", amount):
             raise UsageError(f"--pool {pool}: resources are NAME:AMOUNT[+NAME:AMOUNT...], "
                              f"not {value!r}")
         pairs.append((key, amount))

@@ -30,6 +30,32 @@ def parse_bytes(text: str | int | float) -> int:
     return value
 
 
+def check_memory_limit(option: str, value: str) -> str:
+    """A worker's memory limit as Dask takes it: `auto`, a fraction of the node in (0, 1], or
+    a size; anything else is refused naming the option and what it takes."""
+    text = str(value).strip()
+    if text.lower() == "auto":
+        return "auto"
+    try:
+        fraction = float(text)
+    except ValueError:
+        fraction = None
+    if fraction is not None and "e" not in text.lower():
+        if 0 < fraction <= 1:
+            return text
+        if fraction != int(fraction) or fraction <= 1:
+            raise UsageError(f"{option} takes a fraction of the node's memory in (0, 1], a "
+                             f"size (12GiB) or auto, not {value!r}")
+    try:
+        size = parse_bytes(text)
+    except UsageError:
+        size = 0
+    if size <= 0:
+        raise UsageError(f"{option} takes a fraction of the node's memory in (0, 1], a size "
+                         f"(12GiB) or auto, not {value!r}")
+    return text
+
+
 def format_bytes(n: int) -> str:
     for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if n >= size:

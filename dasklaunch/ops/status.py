@@ -26,17 +26,24 @@ def status(state_dir: Path | str | None = None, *, workers: bool = False) -> dic
     found = summary or {}
     by_pool = found.get("by_pool") or {}
     pool_rows = []
-    for pool in record.pools:
-        running = launcher.running(pool)
-        mine = _pool_totals(by_pool, pool.pool, len(record.pools))
-        state_word = ("stopped" if pool.pool in record.stopped_pools and not running
-                      else "running" if running else "exited")
-        pool_rows.append({"name": pool.name, "pool": pool.pool, "state": state_word,
-                          "where": launcher.describe(pool), "ntasks": pool.ntasks,
-                          "expected": pool.workers, "connected": mine["connected"],
+    # one row per pool: a pool that `join` added to has several steps
+    steps_of: dict[str, list] = {}
+    for step in record.pools:
+        steps_of.setdefault(step.pool, []).append(step)
+    for name, steps in steps_of.items():
+        running = [launcher.running(step) for step in steps]
+        mine = _pool_totals(by_pool, name, len(steps_of))
+        state_word = ("stopped" if name in record.stopped_pools and not any(running)
+                      else "running" if any(running) else "exited")
+        pool_rows.append({"name": ",".join(s.name for s in steps), "pool": name,
+                          "state": state_word,
+                          "where": "; ".join(launcher.describe(s) for s in steps),
+                          "ntasks": sum(s.ntasks for s in steps),
+                          "expected": sum(s.workers for s in steps),
+                          "connected": mine["connected"],
                           "gpus": int(float(mine["resources"].get("GPU", 0))),
                           "resources": mine["resources"], "hosts": mine["hosts"],
-                          "log": pool.log})
+                          "log": steps[-1].log, "logs": [s.log for s in steps]})
     result = {
         "state_dir": str(state.path), "job_id": record.job_id, "backend": record.backend,
         "status": record.status, "stopped_at": record.stopped_at,
