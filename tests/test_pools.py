@@ -3,6 +3,8 @@ node launcher starts on a node."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from dasklaunch.domain.allocation import Allocation, from_slurm_env
@@ -120,6 +122,51 @@ def test_bad_pool_specs(text, message):
 
 
 # ---------------------------------------------------------------------------------- layouts
+
+@pytest.mark.parametrize("text, nodes, worker_args", [
+    # a Slurm host list, as `scontrol show hostnames` takes it, names a pool's nodes
+    ("gpu:nodes=nid[01,03]", "nid[01,03]", ()),
+    ("a:nodes=nid[01,03-05],login1,nthreads=2", "nid[01,03-05]", ()),
+    ("a:nodes=2,worker-arg='--resources=A=1,B=2'", "2", ("--resources=A=1,B=2",)),
+    ('a:worker-arg="--lifetime=1h",worker-arg=--lifetime-stagger=5m', None,
+     ("--lifetime=1h", "--lifetime-stagger=5m")),
+])
+def test_pool_text_keeps_host_lists_and_quoted_values_whole(text, nodes, worker_args):
+    if "login1" in text:
+        with pytest.raises(UsageError, match="'login1' is not KEY=VALUE"):
+            parse_pool(text)
+        return
+    spec = parse_pool(text)
+    assert (spec.nodes, spec.worker_args) == (nodes, worker_args)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a:nodes=0", "nodes takes a node count of 1 or more or a Slurm host list (node[1-3]), "
+                  "not '0'"),
+    ("a:nodes=-1", "not '-1'"),
+    ("a:nodes=nid[01", "unbalanced brackets"),
+    ("a:worker-arg='--x", "unbalanced quote"),
+])
+def test_pool_text_refusals(text, message):
+    with pytest.raises(UsageError, match=re.escape(message)):
+        parse_pool(text)
+
+
+def test_profile_pools_keep_host_lists_and_commas_whole():
+    from dasklaunch.profiles.hints import pool_specs
+
+    texts = pool_specs([{"name": "gpu", "nodes": "nid[01,03]",
+                         "worker-arg": ["--resources=A=1,B=2"]}])
+    spec = parse_pool(texts[0])
+    assert spec.nodes == "nid[01,03]" and spec.worker_args == ("--resources=A=1,B=2",)
+
+
+def test_a_host_list_pool_is_planned_on_those_nodes():
+    allocation = Allocation(job_id="9", nodes=("nid01", "nid02", "nid03"),
+                            tasks_per_node=(1, 1, 1), cpus_per_node=(4, 4, 4), mem_per_node=8 * GiB)
+    sel, rest = plan(allocation, "sel:nodes=nid[01,03]", "rest")
+    assert sel.node_indices == (0, 2) and rest.node_indices == (1,)
+
 
 def alloc(nodes=3, tasks=2, cpus=4, gpus=0, mem=8 * GiB):
     return Allocation(job_id="9", nodes=tuple(f"node{i}" for i in range(1, nodes + 1)),

@@ -62,21 +62,33 @@ def expand_nodelist(nodelist: str) -> list[str]:
 
 
 def _split_top_level(text: str) -> list[str]:
-    parts, depth, current = [], 0, []
+    try:
+        return split_top_level(text)
+    except ValueError:
+        raise UsageError(f"malformed Slurm node list: {text!r}") from None
+
+
+def split_top_level(text: str) -> list[str]:
+    """`text` split on the commas outside Slurm host-list brackets (`nid[01,03-05],login1`)
+    and outside quotes; ValueError for unbalanced brackets or quotes."""
+    parts, current, depth, quote = [], [], 0, ""
     for char in text:
-        if char == "[":
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "[":
             depth += 1
         elif char == "]":
             depth -= 1
-        if char == "," and depth == 0:
+        elif char == "," and depth == 0:
             parts.append("".join(current))
             current = []
-        else:
-            current.append(char)
-    if depth != 0:
-        raise UsageError(f"malformed Slurm node list: {text!r}")
-    if current:
-        parts.append("".join(current))
+            continue
+        current.append(char)
+    if quote or depth:
+        raise ValueError(f"unbalanced {'quote' if quote else 'brackets'}")
+    parts.append("".join(current))
     return [p for p in (part.strip() for part in parts) if p]
 
 

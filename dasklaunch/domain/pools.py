@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 
 from ..errors import UsageError
 from . import dask_cuda
-from .allocation import Allocation, expand_nodelist
+from .allocation import Allocation, expand_nodelist, split_top_level
 from .plan import DEFAULT_MEMORY_FRACTION, WorkerPlan, plan_workers
 from .settings import UpOptions
 from .units import check_device_size, plural
@@ -62,8 +62,9 @@ def parse_pool(text: str) -> PoolSpec:
                          f"letters, digits and _")
     values: dict = {}
     worker_args: list[str] = []
-    for item in filter(None, (part.strip() for part in rest.split(","))):
+    for item in split_items(name, rest):
         key, eq, value = item.partition("=")
+        value = unquote(value)
         if not eq or not value:
             raise UsageError(f"--pool {name}: {item!r} is not KEY=VALUE")
         if key not in KEYS:
@@ -89,6 +90,8 @@ def parse_pool(text: str) -> PoolSpec:
         elif key in ("rmm-pool-size", "device-memory-limit"):
             values[key.replace("-", "_")] = check_device_size(f"--pool {name}: {key}", value,
                                                               key == "device-memory-limit")
+        elif key == "nodes":
+            values["nodes"] = _nodes(name, value)
         elif key in ("het-group", "ntasks-per-node", "nworkers", "nthreads", "gpus-per-worker"):
             values[key.replace("-", "_")] = _count(name, key, value,
                                                    minimum=0 if key in ("het-group",
@@ -96,6 +99,35 @@ def parse_pool(text: str) -> PoolSpec:
         else:
             values[key.replace("-", "_")] = value
     return PoolSpec(name=name, worker_args=tuple(worker_args), **values)
+
+
+def _nodes(pool: str, value: str) -> str:
+    """nodes=: a count of 1 or more, or a Slurm host list (node[1-3],node7)."""
+    if re.fullmatch(r"[+-]?\d+", value.strip()):
+        if int(value) < 1:
+            raise UsageError(f"--pool {pool}: nodes takes a node count of 1 or more or a Slurm "
+                             f"host list (node[1-3]), not {value!r}")
+        return str(int(value))
+    if not re.fullmatch(r"[A-Za-z0-9_.\-\[\],]+", value):
+        raise UsageError(f"--pool {pool}: nodes takes a node count of 1 or more or a Slurm "
+                         f"host list (node[1-3]), not {value!r}")
+    return value
+
+
+def split_items(name: str, text: str) -> list[str]:
+    """KEY=VALUE items of a pool's text, split on the commas outside Slurm host-list brackets
+    (`nodes=nid[01,03-05]`) and outside quotes (`worker-arg='--resources=A=1,B=2'`)."""
+    try:
+        return split_top_level(text)
+    except ValueError as err:
+        raise UsageError(f"--pool {name}: {err} in {text!r}") from None
+
+
+def unquote(value: str) -> str:
+    """A value in matching quotes, without them."""
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
 
 
 def _count(pool: str, key: str, value: str, minimum: int) -> int:

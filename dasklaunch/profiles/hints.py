@@ -69,8 +69,9 @@ def pool_specs(value) -> tuple[str, ...]:
                 if key == "name":
                     continue
                 for one in (val if isinstance(val, list) else [val]):
-                    one = "yes" if one is True else "no" if one is False else one
-                    parts.append(f"{key}={one}")
+                    one = "yes" if one is True else "no" if one is False else str(one)
+                    # a comma inside a value (a host list, a worker-arg) stays in it
+                    parts.append(f"{key}={quote_item(one)}")
             text = f"{item['name']}:{','.join(parts)}"
         else:
             raise UsageError(f"dasklaunch.pools: {show_value(item)} is neither NAME:KEY=VALUE,... "
@@ -78,3 +79,11 @@ def pool_specs(value) -> tuple[str, ...]:
         parse_pool(text)
         texts.append(text)
     return tuple(texts)
+
+
+def quote_item(value: str) -> str:
+    """A pool value as --pool text keeps it whole: quoted when it holds a comma."""
+    if "," not in value:
+        return value
+    quote = '"' if '"' not in value else "'"
+    return f"{quote}{value}{quote}"
