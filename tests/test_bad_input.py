@@ -56,7 +56,7 @@ CASES = [
     (["up", "--local-tasks", "-2"], None, 2, "--local-tasks"),
     (["up", "--local-tasks", "2", "--wait-workers", "99"], None, 2, "--wait-workers 99"),
     (["up", "--wait-workers", "lots"], None, 2, "--wait-workers"),
-    (["up", "--memory-limit", "twelve"], None, 2, "not a memory size"),
+    (["up", "--memory-limit", "twelve"], None, 2, "--memory-limit takes a fraction"),
     (["up", "--memory-limit", "99TB"], None, 2, "exceeds"),
     (["up", "--timeout", "0"], None, 2, "--timeout"),
     (["up", "--timeout", "-5"], None, 2, "--timeout"),

@@ -46,7 +46,7 @@ CASES = {
         nodes="16", ntasks_per_node=8, time="02:00:00", partition="batch", account="proj123",
         qos="normal", constraint="haswell&ib", job_name="analysis",
         output="/scratch/me/%x-%j.out",
-        sbatch_args=("--mem=0", "--exclusive", "--mail-type=END,FAIL", "-w nid0001"),
+        mem="0", sbatch_args=("--exclusive", "--mail-type=END,FAIL", "-w nid0001"),
         walltime_margin=300, state_dir="/scratch/me/dl state"),
     "nasty": BatchSpec(
         command=("sh", "-c", f"echo {NASTY}; exit 3", NASTY, "$(touch /tmp/pwned)", "a\\b"),
@@ -446,7 +446,7 @@ def test_state_dir_given_to_up_is_used_by_every_step(cli, monkeypatch):
     (["--interfase", "ib0", "--", "x"], "did you mean --interface"),
     (["--nworkers", "0", "--", "x"], "--nworkers must be at least 1"),
     (["--nworkers", "two", "--", "x"], "'--nworkers'"),
-    (["--memory-limit", "twelve", "--", "x"], "not a memory size"),
+    (["--memory-limit", "twelve", "--", "x"], "--memory-limit takes a fraction"),
     (["--wait-workers", "many", "--", "x"], "--wait-workers"),
     (["--backend", "pbs", "--", "x"], "unknown backend"),
     (["--profile", "nosuch", "--", "x"], "unknown profile"),
@@ -456,6 +456,26 @@ def test_state_dir_given_to_up_is_used_by_every_step(cli, monkeypatch):
     (["--job-name", "a\nb", "--", "x"], "line break"),
     (["--sbatch-arg=--nodes=2", "--", "x"], "use --nodes"),
     (["--sbatch-arg", "exclusive", "--", "x"], "one sbatch option"),
+    # what `up` would refuse in the job is refused before the job is submitted, with up's
+    # own message (these were submitted, to fail in the queue)
+    (["--pool", "x:bogus=1", "--", "python", "x.py"], "--pool x: unknown key 'bogus'"),
+    (["--pool", "gpu:nodes=0", "--", "x"], "nodes takes a node count of 1 or more"),
+    (["--lifetime", "2x", "--", "x"], "--lifetime takes a duration"),
+    (["--port", "99999", "--", "x"], "--port takes a port in 0-65535"),
+    (["--nodes", "2", "--pool", "a:nodes=3", "--", "x"],
+     "pool a: nodes=3, but only 2 nodes of the allocation are free"),
+    (["--nodes", "1", "--pool", "a:nodes=nid[01,03]", "--", "x"],
+     "the pools name 2 nodes (nid01, nid03), but the job asks for 1 node (--nodes)"),
+    (["--gpus-per-node", "2", "--pool", "gpu:gpus-per-worker=4", "--", "x"],
+     "gpus-per-worker=4, but its nodes have 2 GPUs"),
+    (["--pool", "gpu", "--", "x"], "a pool named gpu gets 1 GPU per worker, but its nodes "
+                                   "have none"),
+    (["--ntasks-per-node", "2", "--wait-workers", "5", "--", "x"],
+     "--wait-workers 5 is more than the 2 workers"),
+    (["--gpus-per-node", "0", "--", "x"], "--gpus-per-node must be at least 1"),
+    (["--mem", "lots", "--", "x"], "--mem takes a size per node"),
+    (["--sbatch-arg=--mem=8G", "--", "x"], "use --mem instead"),
+    (["--sbatch-arg=--gpus-per-node=2", "--", "x"], "use --gpus-per-node instead"),
 ])
 def test_bad_input_is_exit_2_with_one_line(cli, args, needle):
     result = cli("batch", "--dry-run", *args)
@@ -828,3 +848,20 @@ def test_help_shows_the_command_form(cli):
     assert "-- COMMAND" in result.stdout
     text = textwrap.dedent(result.stdout)
     assert "--walltime-margin" in text and "--sbatch-arg" in text
+
+
+@pytest.mark.parametrize("args, lines", [
+    # a profile: `batch` resolves it as `up` does (it ended in "internal error: TypeError")
+    (["--profile", "conservative", "--", "echo", "hi"], ["--profile conservative"]),
+    # a pool on hosts named by a Slurm host list
+    (["--nodes", "2", "--pool", "a:nodes=nid[01,03]", "--", "x"], ["a:nodes=nid[01,03]"]),
+    # the request's shape, which batch plans on, in the script's directives
+    (["--nodes", "2", "--gpus-per-node", "2", "--cpus-per-task", "4", "--mem", "64G",
+      "--pool", "gpu:nodes=1", "--pool", "cpu:gpus-per-worker=0", "--", "x"],
+     ["#SBATCH --gpus-per-node=2", "#SBATCH --cpus-per-task=4", "#SBATCH --mem=64G"]),
+])
+def test_batch_plans_what_up_would_and_submits_it(cli, args, lines):
+    result = cli("batch", "--dry-run", *args)
+    assert result.exit_code == 0, result.stderr
+    for line in lines:
+        assert line in result.stdout, result.stdout

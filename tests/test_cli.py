@@ -42,11 +42,29 @@ def test_slurm_backend_outside_an_allocation(cli):
 @pytest.mark.parametrize("args, needle", [
     (["up", "--backend", "pbs"], "unknown backend"),
     (["up", "--nworkers", "0"], "--nworkers"),
-    (["up", "--memory-limit", "twelve"], "not a memory size"),
+    (["up", "--memory-limit", "twelve"], "--memory-limit takes a fraction"),
     (["up", "--no-nanny", "--nworkers", "2"], "--no-nanny"),
     (["up", "--wait-workers", "many"], "--wait-workers"),
     (["up", "--local-tasks", "-2"], "--local-tasks"),
     (["env", "--format", "xml"], "--format"),
+    # values Dask would take only when it starts (a traceback, a misleading failure or a
+    # silent change), refused up front in one line naming the option and its range
+    (["up", "--lifetime", "2x"], "--lifetime takes a duration above 0 such as 90s, 5m, 2h or "
+                                 "1d, not '2x'"),
+    (["up", "--lifetime", "1h", "--lifetime-stagger", "soon"], "--lifetime-stagger takes a "
+                                                               "duration"),
+    (["up", "--dashboard-address", "foo"], "--dashboard-address takes PORT, :PORT or HOST:PORT "
+                                           "with a port in 0-65535, not 'foo'"),
+    (["up", "--dashboard-address", ":99999"], "--dashboard-address takes PORT"),
+    (["up", "--port", "99999"], "--port takes a port in 0-65535 (0: a free one), not 99999"),
+    (["up", "--memory-limit", "1.5"], "--memory-limit takes a fraction of the node's memory "
+                                      "in (0, 1], a size (12GiB) or auto, not '1.5'"),
+    (["up", "--wait-workers", "-1"], "--wait-workers takes a number of workers (0 or more) or "
+                                     "all, not '-1'"),
+    (["up", "--pool", "gpu:nodes=0"], "--pool gpu: nodes takes a node count of 1 or more or a "
+                                      "Slurm host list (node[1-3]), not '0'"),
+    (["up", "--pool", "gpu:nodes=-1"], "not '-1'"),
+    (["up", "--drain-timeout", "-1"], "--drain-timeout takes seconds 0 or more, not -1"),
 ])
 def test_bad_input_is_exit_2_with_one_line(cli, args, needle):
     result = cli(*args)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shlex
 import sys
-from dataclasses import fields
 from typing import Annotated, Optional
 
 import typer
@@ -20,7 +19,17 @@ def batch_command(
     nodes: Annotated[Optional[str], typer.Option(
         help="Nodes for the job: N or MIN-MAX (sbatch --nodes).")] = None,
     ntasks_per_node: Annotated[Optional[int], typer.Option(
-        help="Slurm tasks per node; `up` starts one worker per task by default.")] = None,
+        metavar="N", help="Slurm tasks per node; `up` starts one worker per task by "
+                          "default.")] = None,
+    gpus_per_node: Annotated[Optional[int], typer.Option(
+        metavar="N", help="GPUs per node (sbatch --gpus-per-node); `up` starts one worker "
+                          "per GPU.")] = None,
+    cpus_per_task: Annotated[Optional[int], typer.Option(
+        metavar="N", help="CPUs per task (sbatch --cpus-per-task): each worker's threads.")
+    ] = None,
+    mem: Annotated[Optional[str], typer.Option(
+        metavar="SIZE", help="Memory per node (sbatch --mem: 8G, 8000M; 0: all of it); "
+                             "`up` sizes its workers within it.")] = None,
     time_limit: Annotated[Optional[str], typer.Option(
         "--time", help="Walltime: minutes, HH:MM:SS or D-HH:MM:SS (sbatch --time).")] = None,
     partition: Annotated[Optional[str], typer.Option(help="sbatch --partition.")] = None,
@@ -65,19 +74,23 @@ def batch_command(
     """
     from ..ops import batch
 
-    up_args, command, state_dir = split_up_args(ctx, list(ctx.args))
+    up_args, command, state_dir, opts, explicit = split_up_args(ctx, list(ctx.args))
     source = ctx.get_parameter_source("walltime_margin")
     if requeue_margin is not None and source is not None and source.name == "COMMANDLINE":
         raise UsageError("give --requeue-margin or --walltime-margin, not both")
     given = {"time": time_limit, "partition": partition, "account": account}
     spec = sbatch.BatchSpec(
         command=tuple(command), dasklaunch=batch.installed_command(), up_args=tuple(up_args),
-        nodes=nodes, ntasks_per_node=ntasks_per_node, qos=qos, constraint=constraint,
+        nodes=nodes, ntasks_per_node=ntasks_per_node, gpus_per_node=gpus_per_node,
+        cpus_per_task=cpus_per_task, mem=mem, qos=qos, constraint=constraint,
         job_name=job_name, output=output, sbatch_args=tuple(sbatch_arg or ()),
         walltime_margin=walltime_margin, requeue=requeue, requeue_margin=requeue_margin,
         state_dir=state_dir,
         **{**given, **batch.prologue_defaults(prologue), **batch.jobqueue_defaults(given)})
     text = sbatch.render(spec)
+    # up's own resolution, on the allocation this request describes: what up would refuse in
+    # the job is refused now, before the job waits in the queue
+    batch.check_up_options(opts, spec, explicit)
     if dry_run:
         sys.stdout.write(text)
         return
@@ -88,12 +101,13 @@ def batch_command(
           f"{shlex.quote(str(batch.job_state_dir(job_id, state_dir)))}", file=sys.stderr)
 
 
-def split_up_args(ctx: typer.Context, args: list[str]) -> tuple[list[str], list[str], str | None]:
-    """Split what batch did not parse into `up` options and COMMAND; check the options.
+def split_up_args(ctx: typer.Context, args: list[str]
+                  ) -> tuple[list[str], list[str], str | None, UpOptions, set[str]]:
+    """Split what batch did not parse into `up` options and COMMAND, parsed by `up`'s parser.
 
     The click parser drops `--`, so `up`'s own parser finds the boundary: with interspersed
     arguments off it stops at COMMAND's first word. Returns (up args, command, the state dir
-    when given as --state-dir)."""
+    when given as --state-dir, the up options, the names of those given)."""
     up_command = ctx.find_root().command.get_command(ctx, "up")
     try:
         up_ctx = up_command.make_context("up", list(args), allow_interspersed_args=False,
@@ -109,13 +123,12 @@ def split_up_args(ctx: typer.Context, args: list[str]) -> tuple[list[str], list[
         up_args.pop()
     if not command:
         raise UsageError("no command to run: dasklaunch batch [OPTIONS] -- COMMAND [ARGS]...")
-    from ..ops.batch import check_up_options
-
-    check_up_options(up_options(up_ctx.params))
     source = up_ctx.get_parameter_source("state_dir")
     given = source is not None and source.name == "COMMANDLINE"
     state_dir = str(up_ctx.params["state_dir"]) if given else None
-    return up_args, command, state_dir
+    from .cluster import explicit_options, up_options
+
+    return up_args, command, state_dir, up_options(up_ctx.params), explicit_options(up_ctx)
 
 
 def _parse_error(err: Exception, ctx: typer.Context, up_command) -> str:
@@ -130,12 +143,3 @@ def _parse_error(err: Exception, ctx: typer.Context, up_command) -> str:
     hint = f" (did you mean {' or '.join(close)}?)" if close else ""
     return (f"unknown option {name}{hint}; before --, give batch options and `dasklaunch up` "
             f"options")
-
-
-def up_options(params: dict) -> UpOptions:
-    """`up`'s parsed parameters as UpOptions (the repeatable options are lists there)."""
-    known = {f.name for f in fields(UpOptions)}
-    values = {key: value for key, value in params.items() if key in known}
-    values["worker_args"] = tuple(params.get("worker_arg") or ())
-    values["scheduler_args"] = tuple(params.get("scheduler_arg") or ())
-    return UpOptions(**values)

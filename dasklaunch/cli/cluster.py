@@ -18,6 +18,39 @@ app = typer.Typer()  # the commands below are registered on the root app by regi
 HOSTS_SHOWN = 16  # status lists this many hosts; --workers lists all, and every worker
 
 
+# `up`'s parameters whose name differs from UpOptions' field (the repeatable options are
+# named for one occurrence on the command line)
+PARAM_FIELDS = {"worker_arg": "worker_args", "scheduler_arg": "scheduler_args",
+                "pool": "pools", "enable_cudf_spill": "cudf_spill"}
+
+
+def up_options(params: dict):
+    """`up`'s parsed parameters as UpOptions: the one mapping from the command line, for `up`
+    and for the `up` options of `batch`."""
+    from dataclasses import fields
+
+    from ..domain.settings import UpOptions
+
+    known = {f.name for f in fields(UpOptions)}
+    values = {}
+    for name, value in params.items():
+        field_name = PARAM_FIELDS.get(name, name)
+        if field_name in known:
+            values[field_name] = tuple(value or ()) if isinstance(value, (list, tuple)) \
+                else value
+    return UpOptions(**values)
+
+
+def explicit_options(ctx) -> set[str]:
+    """The options of `up` (parsed into `ctx`) that were given, not defaulted: jobqueue.yaml
+    fills only the others."""
+    from ..profiles.jobqueue import SOURCES
+
+    return {name for name in SOURCES
+            if ctx.get_parameter_source(name if name != "worker_args" else "worker_arg")
+            .name not in ("DEFAULT", "DEFAULT_MAP")}
+
+
 def _print_json(data: dict) -> None:
     print(json.dumps(data, indent=2, sort_keys=True))
 
@@ -125,29 +158,10 @@ def up(
     as_json: JsonOpt = False,
 ) -> None:
     """Start the scheduler and the workers for this job, and wait until they are ready."""
-    from ..domain.settings import UpOptions
     from ..ops.up import up as run_up
 
-    opts = UpOptions(
-        backend=backend, interface=interface, scheduler_here=scheduler_here, per_node=per_node,
-        nthreads=nthreads, nworkers=nworkers, memory_limit=memory_limit,
-        local_directory=local_directory, death_timeout=death_timeout,
-        worker_args=tuple(worker_arg or ()), scheduler_args=tuple(scheduler_arg or ()),
-        dashboard_address=dashboard_address, port=port, nanny=nanny, wait_workers=wait_workers,
-        timeout=timeout, local_tasks=local_tasks, tls=tls, profile=profile, lifetime=lifetime,
-        lifetime_stagger=lifetime_stagger, start_method=start_method, pools=tuple(pool or ()),
-        drain_timeout=drain_timeout, rmm_pool_size=rmm_pool_size,
-        device_memory_limit=device_memory_limit, cudf_spill=enable_cudf_spill)
-    if lifetime_stagger and not lifetime:
-        from ..errors import UsageError
-
-        raise UsageError("--lifetime-stagger needs --lifetime")
-    from ..profiles.jobqueue import SOURCES
-
-    explicit = {name for name in SOURCES
-                if ctx.get_parameter_source(name if name != "worker_args" else "worker_arg")
-                .name not in ("DEFAULT", "DEFAULT_MAP")}
-    result = run_up(opts, state_dir=state_dir, dry_run=dry_run, explicit=explicit)
+    opts = up_options(ctx.params)
+    result = run_up(opts, state_dir=state_dir, dry_run=dry_run, explicit=explicit_options(ctx))
     if as_json:
         _print_json(result)
     elif dry_run:

@@ -42,6 +42,11 @@ OWN_OPTIONS = {
     "--signal": "--walltime-margin or --requeue-margin",
     "--requeue": "--requeue", "--no-requeue": "--requeue",
 }
+# The request's shape, which `batch` plans the cluster on before submitting: given through
+# --sbatch-arg the plan would not see them. jobqueue.yaml's job-extra-directives may carry them
+# (a site's defaults), as dask-jobqueue allows.
+REQUEST_OPTIONS = {"--gpus-per-node": "--gpus-per-node", "--cpus-per-task": "--cpus-per-task",
+                   "-c": "--cpus-per-task", "--mem": "--mem"}
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,9 @@ class BatchSpec:
     up_args: tuple[str, ...] = ()
     nodes: str | None = None
     ntasks_per_node: int | None = None
+    gpus_per_node: int | None = None
+    cpus_per_task: int | None = None
+    mem: str | None = None              # per node, as sbatch --mem takes it (8G, 8000M)
     time: str | None = None
     partition: str | None = None
     account: str | None = None
@@ -124,8 +132,13 @@ def _check(spec: BatchSpec) -> None:
         _sbatch_arg_line(arg, "jobqueue.yaml job-extra-directives")
     if spec.nodes is not None and not _NODES.fullmatch(spec.nodes):
         raise UsageError(f"--nodes takes a node count or a range MIN-MAX, not {spec.nodes!r}")
-    if spec.ntasks_per_node is not None and spec.ntasks_per_node < 1:
-        raise UsageError(f"--ntasks-per-node must be at least 1, not {spec.ntasks_per_node}")
+    for flag, count in (("--ntasks-per-node", spec.ntasks_per_node),
+                        ("--gpus-per-node", spec.gpus_per_node),
+                        ("--cpus-per-task", spec.cpus_per_task)):
+        if count is not None and count < 1:
+            raise UsageError(f"{flag} must be at least 1, not {count}")
+    if spec.mem is not None:
+        slurm_size(spec.mem)
     if spec.requeue_margin is not None and not spec.requeue:
         raise UsageError("--requeue-margin needs --requeue")
     if spec.requeue:
@@ -141,6 +154,20 @@ def _check(spec: BatchSpec) -> None:
         if limit is not None and margin >= limit:
             raise UsageError(f"{flag} {margin}s leaves no time before --time {spec.time} "
                              f"({limit}s) runs out; lower the margin")
+
+
+_SLURM_SIZE = re.compile(r"(\d+)([KMGT]?)", re.IGNORECASE)
+_SLURM_UNITS = {"": 2**20, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def slurm_size(text: str) -> int:
+    """sbatch --mem's value in bytes: a number of megabytes, or with a K, M, G or T suffix;
+    0 asks for all of each node's memory."""
+    match = _SLURM_SIZE.fullmatch(text.strip())
+    if not match:
+        raise UsageError(f"--mem takes a size per node as sbatch does (8G, 8000M, 8000; 0: "
+                         f"all of it), not {text!r}")
+    return int(match.group(1)) * _SLURM_UNITS[match.group(2).upper()]
 
 
 def _margin(spec: BatchSpec) -> tuple[str, int]:
@@ -163,7 +190,9 @@ def sbatch_quote(value: str) -> str:
 
 
 def _sbatch_arg_line(arg: str, where: str = "--sbatch-arg") -> str:
-    """One --sbatch-arg (`--mem=4G`, `--exclusive`, `-w node1`) as the text of an #SBATCH line."""
+    """One --sbatch-arg (`--exclusive`, `--mail-type=END`, `-w node1`) as the text of an
+    #SBATCH line."""
+    own = {**OWN_OPTIONS, **REQUEST_OPTIONS} if where == "--sbatch-arg" else OWN_OPTIONS
     if "\n" in arg or "\r" in arg:
         raise UsageError(f"{where} must not contain a line break: {arg!r}")
     if arg.startswith("--"):
@@ -175,8 +204,8 @@ def _sbatch_arg_line(arg: str, where: str = "--sbatch-arg") -> str:
         raise UsageError(f"{where} takes one sbatch option such as --mem=4G, not {arg!r}")
     if len(name) < 2 or not re.fullmatch(r"-[A-Za-z]|--[A-Za-z][A-Za-z0-9-]*", name):
         raise UsageError(f"{where} {arg!r}: write the option as --name=value")
-    if name in OWN_OPTIONS:
-        raise UsageError(f"{where} {arg!r}: use {OWN_OPTIONS[name]} instead")
+    if name in own:
+        raise UsageError(f"{where} {arg!r}: use {own[name]} instead")
     if sep == "" and value == "":
         return name
     return f"{name}{sep}{sbatch_quote(value)}"
@@ -190,6 +219,9 @@ def directives(spec: BatchSpec) -> list[str]:
         "--account": spec.account, "--constraint": spec.constraint, "--job-name": spec.job_name,
         "--nodes": spec.nodes,
         "--ntasks-per-node": None if spec.ntasks_per_node is None else str(spec.ntasks_per_node),
+        "--gpus-per-node": None if spec.gpus_per_node is None else str(spec.gpus_per_node),
+        "--cpus-per-task": None if spec.cpus_per_task is None else str(spec.cpus_per_task),
+        "--mem": spec.mem,
         "--output": spec.output, "--partition": spec.partition, "--qos": spec.qos,
         "--signal": f"B:{'USR1' if spec.requeue else 'TERM'}@{_margin(spec)[1]}",
         "--time": spec.time,

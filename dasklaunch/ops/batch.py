@@ -7,15 +7,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..domain.allocation import Allocation
-from ..domain.commands import check_passthrough_args
-from ..domain.plan import expected_workers, plan_workers
+from ..domain.sbatch import BatchSpec, slurm_size
 from ..domain.settings import UpOptions
-from ..errors import UsageError
 from ..launch.factory import choose_backend
 from ..runtime.state import default_state_dir
 from ..slurm import queue
-from .up import resolve_profile
+from .resolve import Resolution, requested_allocation, resolve
 
 
 def installed_command(python: str = sys.executable) -> tuple[str, ...]:
@@ -75,19 +72,17 @@ def _strings(value) -> tuple[str, ...]:
     return (str(value),) if isinstance(value, str) else tuple(str(v) for v in value)
 
 
-def check_up_options(opts: UpOptions) -> None:
-    """Apply `up`'s own rules that hold whatever allocation the job gets, before submitting."""
+def check_up_options(opts: UpOptions, spec: BatchSpec,
+                     explicit: set[str] | None = None) -> Resolution:
+    """`up`'s own resolution of the options the job will run with, on the allocation the
+    job's request describes, before anything is submitted: what `up` would refuse inside the
+    job is refused here, with `up`'s message."""
     choose_backend(opts.backend, environ={})
-    check_passthrough_args(opts)
-    if opts.local_tasks is not None and opts.local_tasks < 1:
-        raise UsageError(f"--local-tasks must be at least 1, not {opts.local_tasks}")
-    # Larger than any job and with no memory figure, so only allocation-independent rules
-    # (worker counts, memory syntax, the profile, --wait-workers) can fail here.
-    huge = 1 << 20
-    anywhere = Allocation(job_id="batch", nodes=("batch",), tasks_per_node=(huge,),
-                          cpus_per_node=(huge,))
-    opts, sizing, _ = resolve_profile(opts, anywhere)
-    expected_workers(plan_workers(anywhere, opts, **sizing), opts)
+    alloc = requested_allocation(
+        opts, nodes=spec.nodes, ntasks_per_node=spec.ntasks_per_node,
+        gpus_per_node=spec.gpus_per_node, cpus_per_task=spec.cpus_per_task,
+        mem_per_node=slurm_size(spec.mem) or None if spec.mem else None)
+    return resolve(opts, alloc, explicit)
 
 
 def submit(text: str, *, timeout: float = 60.0) -> str:

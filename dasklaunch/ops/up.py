@@ -8,7 +8,6 @@ import os
 import socket
 import time
 from contextlib import suppress
-from dataclasses import replace
 from pathlib import Path
 
 from ..domain import dask_cuda, render
@@ -16,21 +15,17 @@ from ..domain.allocation import Allocation
 from ..domain.commands import (
     WORKER_MODULE,
     WORKER_MODULE_VARIABLE,
-    check_passthrough_args,
     pool_command,
     scheduler_command,
 )
 from ..domain.env import job_env, worker_env
-from ..domain.plan import expected_workers
-from ..domain.pools import Layout, PoolPlan, parse_pool, plan_pools
+from ..domain.pools import Layout, PoolPlan
 from ..domain.settings import UpOptions
-from ..domain.units import check_device_size
 from ..errors import (
     DasklaunchError,
     InterfaceError,
     Interrupted,
     StateDirError,
-    UsageError,
 )
 from ..launch.base import Launcher
 from ..launch.factory import choose_backend, current_allocation, make_launcher
@@ -43,47 +38,13 @@ from .common import interrupts_raise, step_name
 from .earlier_run import clear_stale, dry_run_refusal, refuse_orphaned_cluster
 from .hints import client_dashboard_env, connect_call, dashboard_hints, dashboard_problem
 from .readiness import Probe, wait_ready
+from .resolve import check_options, pool_specs, resolve
 from .scaling import apply_scale_defaults
 from .scratch import node_local_directory
 
 
 def job_config_dir(state: StateDir) -> Path:
     return state.path / JOB_CONFIG_DIR
-
-
-def resolve_profile(opts: UpOptions, alloc: Allocation) -> tuple[UpOptions, dict, object]:
-    """Apply a profile's sizing hints under the explicit options. Returns the resolved
-    options, the plan keywords (memory fraction / limit) and the profile (or None)."""
-    if not opts.profile:
-        return replace(opts, per_node=bool(opts.per_node)), {}, None
-    from ..profiles.load import load_profile, profile_hints
-    from ..profiles.schema import validate_profile
-
-    profile = load_profile(opts.profile)
-    validate_profile(profile, alloc.mem_per_node)
-    hints = profile_hints(profile)
-    per_node = opts.per_node if opts.per_node is not None else hints["layout"] == "per-node"
-    sizing = {"memory_fraction": hints["memory_fraction"],
-              "profile_limit": hints["memory_limit"],
-              # no Dask reads it itself; dask-cuda pools get it unless --rmm-pool-size is given
-              "profile_rmm_pool_size": hints["rmm_pool_size"]}
-    # the profile's pools, unless --pool gave others
-    return replace(opts, per_node=per_node, pools=opts.pools or hints["pools"]), sizing, profile
-
-
-def dask_cuda_unusable() -> str | None:
-    """Why GPU pools cannot run `dask cuda worker` with the workers' Python (this one), read
-    from the package's metadata without importing it; None when they can."""
-    import importlib.metadata
-    import importlib.util
-
-    try:
-        version = importlib.metadata.version("dask-cuda")
-    except importlib.metadata.PackageNotFoundError:
-        version = None
-    if version is not None and importlib.util.find_spec("dask_cuda") is None:
-        version = None
-    return dask_cuda.unusable(version)
 
 
 def build_steps(opts: UpOptions, layout: Layout, alloc: Allocation, backend: str,
@@ -159,10 +120,6 @@ def step_cpus(pool: PoolPlan, alloc: Allocation) -> int:
     return max(1, min(wanted, cpus_node // max(1, tasks_node)))
 
 
-def pool_specs(opts: UpOptions, profile_pools: tuple[str, ...] = ()):
-    return tuple(parse_pool(text) for text in (opts.pools or profile_pools))
-
-
 def check_interface_here(interface: str) -> None:
     import psutil
 
@@ -182,38 +139,20 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
     section of the user's Dask config (None: do not consult it). `launcher` and `probe`
     replace the backend's (tests inject failures with them)."""
     report = report or Reporter()
-    sources: dict[str, str] = {}
-    if explicit is not None:
-        from ..profiles.jobqueue import apply_jobqueue_defaults
-
-        opts, sources = apply_jobqueue_defaults(opts, explicit)
-    if opts.timeout <= 0:
-        raise UsageError(f"--timeout must be > 0 seconds, not {opts.timeout:g}")
-    if opts.death_timeout <= 0:
-        raise UsageError(f"--death-timeout must be > 0 seconds, not {opts.death_timeout:g}")
-    check_passthrough_args(opts)
-    if opts.rmm_pool_size:
-        opts = replace(opts, rmm_pool_size=check_device_size("--rmm-pool-size",
-                                                             opts.rmm_pool_size))
-    if opts.device_memory_limit:
-        opts = replace(opts, device_memory_limit=check_device_size(
-            "--device-memory-limit", opts.device_memory_limit, limit=True))
+    check_options(opts)   # before the allocation is looked for: a bad value is the error
     backend = choose_backend(opts.backend)
     alloc = current_allocation(backend, opts.local_tasks)
     state = find_state_dir(state_dir, alloc.job_id)
-    opts, sizing, profile = resolve_profile(opts, alloc)
-    opts = node_local_directory(opts, pool_specs(opts), report)
-    memory_origin = sources.get("memory_limit", "command line")
-    layout = Layout(plan_pools(alloc, opts, pool_specs(opts), **sizing, memory_origin=(
-        "--memory-limit" if memory_origin in ("command line", "default") else memory_origin),
-        dask_cuda_unusable=dask_cuda_unusable()))
+    resolution = resolve(opts, alloc, explicit)
+    sources, profile, layout = resolution.sources, resolution.profile, resolution.layout
+    opts = node_local_directory(resolution.opts, pool_specs(resolution.opts), report)
     launcher = launcher or make_launcher(backend, alloc.job_id, alloc.nodes)
     backend_version = launcher.check_backend()
     opts, scale_env = apply_scale_defaults(opts, layout.expected_workers, profile, report)
     sched, pools = build_steps(opts, layout, alloc, launcher.backend, state,
                                {**scale_env, **(extra_env or {})})
     total = layout.expected_workers
-    wait_for = expected_workers(layout, opts)
+    wait_for = resolution.wait_for
     notes = []
     if opts.interface and sched.placement == "here":
         check_interface_here(opts.interface)
