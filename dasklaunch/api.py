@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from .domain.settings import UpOptions
+from .domain.settings import options_from
 from .errors import NotUpError, StateDirError
 from .ops.down import down as _down
 from .ops.hints import DASHBOARD_LINK_VARIABLE, DASK_DEFAULT_LINK
@@ -127,14 +127,14 @@ def cluster(state_dir: Path | str | None = None, *, quiet: bool = True,
             **options) -> Iterator:
     """Bring a cluster up for the duration of a `with` block and yield a connected Client.
 
-    Keyword arguments are `dasklaunch up` options (interface="ib0", per_node=True,
-    nthreads=..., memory_limit="12GiB", ...). The cluster is brought down on exit, also when
-    the block raises."""
-    if "pools" in options:
-        options["pools"] = tuple(options["pools"])
-    opts = UpOptions(**options)
+    Keyword arguments are `dasklaunch up`'s options, named as on its command line with `_`
+    for `-` (interface="ib0", per_node=True, nthreads=..., memory_limit="12GiB",
+    pool=["gpu:nodes=1"], worker_arg=[...]; `pools=` is taken for `pool=`). They are resolved
+    as `up`'s command line is, and an unknown one is refused with the closest name. The
+    cluster is brought down on exit, also when the block raises."""
+    opts, given = options_from(options)
     report = Reporter(quiet=quiet)
-    facts = _up(opts, state_dir=state_dir, report=report, explicit=set(options))
+    facts = _up(opts, state_dir=state_dir, report=report, explicit=given)
     try:
         client = connect(facts["state_dir"])
         try:

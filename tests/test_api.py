@@ -122,3 +122,27 @@ def test_a_failed_connect_leaves_no_client_for_the_garbage_collector(login_shell
     finally:
         gc.enable()
     assert not left, "a failed Client is left for the garbage collector"
+
+
+@pytest.mark.parametrize("keywords, message", [
+    ({"pol": ["a:nodes=1"]}, "unknown option 'pol'; did you mean pool?"),
+    ({"worker_argz": ["--x"]}, "did you mean worker_arg?"),
+    ({"pool": ["a"], "pools": ["b"]}, "'pools' given twice (as 'pools' too)"),
+])
+def test_cluster_keywords_are_up_options_and_a_misspelling_is_named(keywords, message,
+                                                                    login_shell):
+    """The API's keywords are the command line's (pool=, worker_arg=; pools= taken too): a
+    misspelled one is refused before anything starts, naming the closest."""
+    with pytest.raises(dasklaunch.errors.UsageError, match=message.replace("?", r"\?")
+                       .replace("(", r"\(").replace(")", r"\)")), dasklaunch.cluster(**keywords):
+        pass
+
+
+def test_cluster_keywords_map_as_the_command_line_does():
+    from dasklaunch.domain.settings import options_from
+
+    opts, given = options_from({"pool": ["a:nodes=1"], "worker_arg": "--lifetime=1h",
+                                "enable_cudf_spill": True})
+    assert opts.pools == ("a:nodes=1",) and opts.worker_args == ("--lifetime=1h",)
+    assert opts.cudf_spill and given == {"pools", "worker_args", "cudf_spill"}
+    assert options_from({"pools": ["a:nodes=1"]})[0].pools == ("a:nodes=1",)

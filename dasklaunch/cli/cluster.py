@@ -18,27 +18,16 @@ app = typer.Typer()  # the commands below are registered on the root app by regi
 HOSTS_SHOWN = 16  # status lists this many hosts; --workers lists all, and every worker
 
 
-# `up`'s parameters whose name differs from UpOptions' field (the repeatable options are
-# named for one occurrence on the command line)
-PARAM_FIELDS = {"worker_arg": "worker_args", "scheduler_arg": "scheduler_args",
-                "pool": "pools", "enable_cudf_spill": "cudf_spill"}
+# what `up`'s command takes that is not an option of the cluster
+COMMAND_ONLY = ("state_dir", "supervise", "walltime_margin", "dry_run", "as_json")
 
 
 def up_options(params: dict):
     """`up`'s parsed parameters as UpOptions: the one mapping from the command line, for `up`
-    and for the `up` options of `batch`."""
-    from dataclasses import fields
+    and for the `up` options of `batch` (the API's keywords go through the same one)."""
+    from ..domain.settings import options_from
 
-    from ..domain.settings import UpOptions
-
-    known = {f.name for f in fields(UpOptions)}
-    values = {}
-    for name, value in params.items():
-        field_name = PARAM_FIELDS.get(name, name)
-        if field_name in known:
-            values[field_name] = tuple(value or ()) if isinstance(value, (list, tuple)) \
-                else value
-    return UpOptions(**values)
+    return options_from({k: v for k, v in params.items() if k not in COMMAND_ONLY})[0]
 
 
 def explicit_options(ctx) -> set[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-BACKENDS = ("auto", "slurm", "local")
 # prefork: the node launcher imports distributed once and forks (launch/prefork.py); the others
 # are Dask's own multiprocessing methods, set for the nannies.
 START_METHODS = ("prefork", "spawn", "fork", "forkserver")
@@ -64,3 +63,35 @@ class UpOptions:
         if "extra_env" in values:
             values["extra_env"] = tuple(tuple(pair) for pair in values["extra_env"])
         return cls(**values)
+
+
+# The command line's names (and the API's, which are the same) where they differ from the
+# fields: a repeatable option is named for one occurrence, a flag for what it does.
+OPTION_ALIASES = {"worker_arg": "worker_args", "scheduler_arg": "scheduler_args",
+                  "pool": "pools", "enable_cudf_spill": "cudf_spill"}
+_TUPLES = ("worker_args", "scheduler_args", "pools")
+
+
+def options_from(values: dict) -> tuple[UpOptions, set[str]]:
+    """UpOptions from `up`'s option names (`pool=`, `worker_arg=`, as on the command line) or
+    the fields' (`pools=`), and the fields given. An unknown name is refused, with the closest
+    known one."""
+    from ..errors import UsageError
+
+    known = {f.name for f in fields(UpOptions)} - {"extra_env"}
+    converted: dict = {}
+    for name, value in values.items():
+        field_name = OPTION_ALIASES.get(name, name)
+        if field_name not in known:
+            import difflib
+
+            names = sorted(known | set(OPTION_ALIASES))
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise UsageError(f"unknown option {name!r}{hint}")
+        if field_name in converted:
+            raise UsageError(f"{name!r} given twice (as {field_name!r} too)")
+        if field_name in _TUPLES:
+            value = (value,) if isinstance(value, str) else tuple(value or ())
+        converted[field_name] = value
+    return UpOptions(**converted), set(converted)
