@@ -80,6 +80,7 @@ def options_from(values: dict) -> tuple[UpOptions, set[str]]:
 
     known = {f.name for f in fields(UpOptions)} - {"extra_env"}
     converted: dict = {}
+    named: dict[str, str] = {}
     for name, value in values.items():
         field_name = OPTION_ALIASES.get(name, name)
         if field_name not in known:
@@ -90,7 +91,8 @@ def options_from(values: dict) -> tuple[UpOptions, set[str]]:
             hint = f"; did you mean {close[0]}?" if close else ""
             raise UsageError(f"unknown option {name!r}{hint}")
         if field_name in converted:
-            raise UsageError(f"{name!r} given twice (as {field_name!r} too)")
+            raise UsageError(f"{named[field_name]}= and {name}= are the same option; give one")
+        named[field_name] = name
         if field_name in _TUPLES:
             value = (value,) if isinstance(value, str) else tuple(value or ())
         converted[field_name] = value
