@@ -2,14 +2,10 @@ import os
 
 import pytest
 
-from dasklaunch.domain.allocation import (
-    expand_counts,
-    expand_nodelist,
-    from_slurm_env,
-    local_allocation,
-)
+from dasklaunch.domain.allocation import expand_nodelist, local_allocation
 from dasklaunch.domain.node_memory import node_memory
 from dasklaunch.errors import NoAllocationError, UsageError
+from dasklaunch.slurm.environment import expand_counts, from_slurm_env
 
 
 @pytest.mark.parametrize("nodelist, hosts", [

@@ -13,7 +13,8 @@ from procs import STANDINS
 from dasklaunch.domain import dask_cuda
 from dasklaunch.domain.allocation import Allocation
 from dasklaunch.domain.commands import pool_command
-from dasklaunch.domain.pools import Layout, parse_pool, plan_pools
+from dasklaunch.domain.pool_spec import parse_pool
+from dasklaunch.domain.pools import Layout, plan_pools
 from dasklaunch.domain.settings import UpOptions
 from dasklaunch.domain.units import check_device_size
 from dasklaunch.errors import UsageError

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from dasklaunch.domain.allocation import Allocation, from_slurm_env
+from dasklaunch.domain.allocation import Allocation
 from dasklaunch.domain.gpus import (
     parse_nvidia_smi,
     parse_rocm_smi,
@@ -15,10 +15,12 @@ from dasklaunch.domain.gpus import (
     slurm_gpus_per_node,
     visible_gpus,
 )
-from dasklaunch.domain.pools import Layout, parse_pool, plan_pools
+from dasklaunch.domain.pool_spec import parse_pool
+from dasklaunch.domain.pools import Layout, plan_pools
 from dasklaunch.domain.settings import UpOptions
 from dasklaunch.errors import UsageError
 from dasklaunch.launch.node import gpu_workers, split_cpus
+from dasklaunch.slurm.environment import from_slurm_env
 
 GiB = 2**30
 

@@ -33,20 +33,20 @@ def run_python(code: str, timeout: float = 60) -> subprocess.CompletedProcess:
 def test_fork_refuses_a_process_with_a_second_thread():
     result = run_python("""
 import os, threading
-from dasklaunch.runtime import proc
-assert proc.thread_count() == 1
+from dasklaunch.runtime import forking
+assert forking.thread_count() == 1
 stop = threading.Event()
 thread = threading.Thread(target=stop.wait)
 thread.start()
 try:
-    proc.fork()
-except proc.ThreadedForkError as err:
+    forking.fork()
+except forking.ThreadedForkError as err:
     print("refused:", err)
 else:
     os._exit(3)  # the child too, if there was one: the test fails on the missing line
 stop.set()
 thread.join()
-pid = proc.fork()
+pid = forking.fork()
 if pid == 0:
     os._exit(7)
 print("forked:", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
@@ -61,9 +61,9 @@ def test_the_fork_server_forks_only_while_it_has_one_thread():
     result = run_python("""
 import multiprocessing, os, threading
 from dasklaunch.launch import prefork
-from dasklaunch.runtime import proc
+from dasklaunch.runtime import forking
 prefork.guard_forks(os.getpid())
-pid = proc.fork()                      # one thread: forks
+pid = forking.fork()                      # one thread: forks
 if pid == 0:
     os._exit(0)
 os.waitpid(pid, 0)
@@ -80,7 +80,7 @@ def test_workers_are_forked_by_a_one_thread_fork_server():
     result = run_python("""
 import multiprocessing, os, sys
 from dasklaunch.launch import prefork
-from dasklaunch.runtime import proc
+from dasklaunch.runtime import forking
 
 def child(queue):
     queue.put((os.getppid(), "distributed" in sys.modules))

@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from dasklaunch.domain.pools import parse_pool
+from dasklaunch.domain.pool_spec import parse_pool
 from dasklaunch.domain.scratch import dask_default, fs_type, parse_mounts, shared
 from dasklaunch.domain.settings import UpOptions
 from dasklaunch.ops.scratch import node_local_directory

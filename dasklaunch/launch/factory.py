@@ -7,12 +7,13 @@ import os
 import shutil
 from collections.abc import Sequence
 
-from ..domain.allocation import Allocation, from_slurm_env, local_allocation
+from ..domain.allocation import Allocation, local_allocation
 from ..domain.gpus import VENDOR_VARIABLES, parse_nvidia_smi, parse_rocm_smi, visible_gpus
 from ..errors import CommandError, NoAllocationError, UsageError
 from ..runtime import proc
 from ..runtime.record import ClusterRecord
 from ..slurm import queue
+from ..slurm.environment import from_slurm_env
 from .base import Launcher
 from .local import LocalLauncher
 from .slurm import SlurmLauncher

@@ -38,7 +38,7 @@ import socket
 import sys
 import traceback
 
-from ..runtime import proc
+from ..runtime import forking, proc
 from . import shield as shielding
 
 METHOD_VARIABLE = "DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD"
@@ -64,7 +64,7 @@ def why_not(tasks: list[Task]) -> str | None:
         for argv, _, _ in workers or ():
             if not shielding.own_dask_worker(argv):
                 return f"not this Python's dask worker: {proc.display(argv[:3])}"
-    if proc.thread_count() is None:
+    if forking.thread_count() is None:
         return "no /proc/self/task to count threads in"
     return None
 
@@ -97,8 +97,8 @@ def guard_forks(server: int) -> None:
     first that it has one thread, and end it otherwise (its nanny then starts a fresh fork
     server the standard way). Its children inherit the hook, which does nothing there."""
     def before_fork() -> None:
-        if os.getpid() == server and proc.thread_count() != 1:
-            say(f"fork server {server}: {proc.thread_count()} threads; ending it rather than "
+        if os.getpid() == server and forking.thread_count() != 1:
+            say(f"fork server {server}: {forking.thread_count()} threads; ending it rather than "
                 f"forking a worker from it")
             os._exit(70)
 
@@ -119,7 +119,7 @@ def start_fork_server() -> int:
     listener.listen()
     # every process that may ask for a fork holds alive_w; the server ends when all have closed it
     alive_r, alive_w = os.pipe()
-    pid = proc.fork()
+    pid = forking.fork()
     if pid == 0:
         os.close(alive_w)
         guard_forks(os.getpid())
@@ -169,7 +169,7 @@ def run_dask_worker(argv: list[str], extra: dict[str, str], cpus: list[int] | No
 def in_child(body, *args) -> int:
     """Fork; the child runs body(*args) with SIGTERM/SIGINT unblocked and ends with its exit
     code (body ends in SystemExit). Returns the child's pid in the parent."""
-    pid = proc.fork()
+    pid = forking.fork()
     if pid:
         return pid
     code = 1
@@ -180,7 +180,7 @@ def in_child(body, *args) -> int:
         code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
     except BaseException:  # noqa: BLE001 - a forked child must never return into its parent
         traceback.print_exc()
-    proc.end_forked_child(code)
+    forking.end_forked_child(code)
     return 0  # pragma: no cover
 
 
@@ -208,7 +208,7 @@ def fork_all(body, items: list[tuple], before_term=None, shield: bool = False) -
         # inherited by each child; this process's own handler is set in wait_forked
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     pids = [in_child(body, *item) for item in items]
-    return proc.wait_forked(pids, before_term, shielding.PASSED_ON if shield else signal.SIGTERM)
+    return forking.wait_forked(pids, before_term, shielding.PASSED_ON if shield else signal.SIGTERM)
 
 
 def run(tasks: list[Task], before_term=None, shield: bool = False) -> int | None:
@@ -226,7 +226,7 @@ def run(tasks: list[Task], before_term=None, shield: bool = False) -> int | None
     from distributed.cli import dask_worker  # noqa: F401 - the one import of distributed
 
     ensure_pre_spawn_environ()
-    threads = proc.thread_count()
+    threads = forking.thread_count()
     if threads != 1:
         loaded = [m for m in ("numpy", "torch", "cupy", "numba", "mkl") if m in sys.modules]
         say(f"not preforking: {threads} threads after importing distributed "

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..domain.commands import WORKER_MODULE, network_args, start_method_env
 from ..domain.env import job_env
-from ..domain.pools import POOL_NAME
+from ..domain.pool_spec import POOL_NAME
 from ..domain.units import check_memory_limit
 from ..errors import NotUpError, UsageError
 from ..launch.drain import flag_value

@@ -14,7 +14,8 @@ from ..domain import dask_cuda
 from ..domain.allocation import Allocation, expand_nodelist
 from ..domain.commands import check_passthrough_args
 from ..domain.plan import expected_workers
-from ..domain.pools import Layout, PoolSpec, parse_pool, plan_pools
+from ..domain.pool_spec import PoolSpec, parse_pool
+from ..domain.pools import Layout, plan_pools
 from ..domain.settings import UpOptions
 from ..domain.units import check_device_size, plural
 from ..domain.values import check_up_values

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
-from ..domain.pools import PoolSpec
+from ..domain.pool_spec import PoolSpec
 from ..domain.scratch import CANDIDATES, dask_default, local_choice, parse_mounts, shared
 from ..domain.settings import UpOptions
 from ..runtime.report import Reporter

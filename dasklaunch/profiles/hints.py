@@ -55,7 +55,7 @@ def percent_hint(value: Any) -> str:
 def pool_specs(value) -> tuple[str, ...]:
     """`dasklaunch: pools:` as --pool texts: a list of `NAME:KEY=VALUE,...` strings, or of
     mappings (`{name: gpu, nodes: 2, worker-arg: [--lifetime=1h]}`). Each is checked."""
-    from ..domain.pools import parse_pool
+    from ..domain.pool_spec import parse_pool
 
     if not isinstance(value, list):
         raise UsageError(f"dasklaunch.pools: expected a list of pools, not {show_value(value)}")
