@@ -17,13 +17,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from inprocess import InProcessLauncher
 from procs import _clean_env
 
 from dasklaunch.domain import sbatch
 from dasklaunch.domain.sbatch import BatchSpec
 from dasklaunch.domain.settings import UpOptions
 from dasklaunch.errors import UsageError
-from dasklaunch.launch.inprocess import InProcessLauncher
 from dasklaunch.ops.up import up
 from dasklaunch.runtime.record import ClusterRecord
 from dasklaunch.runtime.report import Reporter

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import dask
 import pytest
+from inprocess import InProcessLauncher
 
 from dasklaunch.domain.scale import BACKLOG_VARIABLE, CONNECT_VARIABLE, scale_defaults
 from dasklaunch.domain.settings import UpOptions
-from dasklaunch.launch.inprocess import InProcessLauncher
 from dasklaunch.ops.scaling import apply_scale_defaults
 from dasklaunch.ops.up import up
 from dasklaunch.profiles.load import Profile

@@ -5,10 +5,10 @@ process is started."""
 from __future__ import annotations
 
 import pytest
+from inprocess import InProcessLauncher
 
 from dasklaunch.domain.settings import UpOptions
 from dasklaunch.errors import CommandError, Interrupted, StartupError, StartupTimeout
-from dasklaunch.launch.inprocess import InProcessLauncher
 from dasklaunch.ops.up import up
 from dasklaunch.runtime.report import Reporter
 from dasklaunch.runtime.state import StateDir

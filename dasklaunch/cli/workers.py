@@ -96,21 +96,27 @@ def scale_out_command(
                                                     "cluster should have (0 cancels them).")],
     state_dir: StateDirOpt = None,
     cores: Annotated[Optional[int], typer.Option(
-        help="CPUs per job [default: per node of this allocation].")] = None,
+        metavar="N", help="CPUs per job [default: per node of this allocation].")] = None,
     memory: Annotated[Optional[str], typer.Option(
-        help="Memory per job, e.g. 16GiB [default: per node of this allocation].")] = None,
-    processes: Annotated[int, typer.Option(help="Worker processes per job.")] = 1,
+        metavar="SIZE", help="Memory per job, e.g. 16GiB [default: per node of this "
+                             "allocation].")] = None,
+    processes: Annotated[int, typer.Option(metavar="N", help="Worker processes per job.")] = 1,
     pool: Annotated[Optional[str], typer.Option(
         "--pool", metavar="NAME",
         help="Copy this pool's shape: its workers per node, threads, memory, GPUs and "
              "resources (--cores/--memory/--processes are then ignored).")] = None,
-    walltime: Annotated[Optional[str], typer.Option(help="Time limit per job.")] = None,
+    walltime: Annotated[Optional[str], typer.Option(
+        metavar="TIME", help="Time limit per job (HH:MM:SS).")] = None,
     keep: Annotated[bool, typer.Option(
         "--keep", help="Keep --jobs worker jobs for as long as the cluster is up: the "
                        "supervisor submits each one's replacement before its --walltime, then "
                        "drains it.")] = False,
     job_option: Annotated[Optional[list[str]], typer.Option(
-        "--job-option", help="Extra #SBATCH option, e.g. --qos=debug (repeatable).")] = None,
+        "--job-option", metavar="OPTION",
+        help="Extra #SBATCH option, e.g. --qos=debug (repeatable).")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the job scripts that would be submitted (and the jobs that "
+                          "would be cancelled); submit and cancel nothing.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Add (or remove) worker-only Slurm jobs whose workers join this job's scheduler.
@@ -120,9 +126,15 @@ def scale_out_command(
     from ..ops.scale_out import scale_out
 
     result = scale_out(state_dir, jobs, cores=cores, memory=memory, processes=processes,
-                       walltime=walltime, job_options=job_option or [], pool=pool, keep=keep)
+                       walltime=walltime, job_options=job_option or [], pool=pool, keep=keep,
+                       dry_run=dry_run)
     if as_json:
         _print_json(result)
+    elif dry_run:
+        for job_id in result["cancel"]:
+            print(f"# would cancel scale-out job {job_id}")
+        for script in result["scripts"]:
+            print(script.rstrip() + "\n")
     else:
         for job in result["jobs"]:
             print(f"job {job['job_id']} ({job['name']}): {job['state']}")

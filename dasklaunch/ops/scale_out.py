@@ -138,9 +138,12 @@ def worker_job_script(record: ClusterRecord, state: StateDir, *, name: str, core
 def scale_out(state_dir: Path | str | None, jobs: int, *, cores: int | None = None,
               memory: str | None = None, processes: int = 1, walltime: str | None = None,
               job_options: list[str] | None = None, pool: str | None = None,
-              keep: bool = False, report: Reporter | None = None) -> dict:
+              keep: bool = False, dry_run: bool = False,
+              report: Reporter | None = None) -> dict:
     """Have exactly `jobs` extra worker-only Slurm jobs feeding this job's scheduler; with
-    `keep`, for as long as the cluster is up (the supervisor replaces each before its end)."""
+    `keep`, for as long as the cluster is up (the supervisor replaces each before its end).
+    With `dry_run`, what would be cancelled and the scripts that would be submitted, with
+    nothing cancelled, written or submitted."""
     report = report or Reporter()
     if jobs < 0:
         raise UsageError(f"--jobs must be >= 0, not {jobs}")
@@ -158,20 +161,17 @@ def scale_out(state_dir: Path | str | None, jobs: int, *, cores: int | None = No
                              "backend")
         live = queue.job_states(j.job_id for j in record.scale_out)
         current = [j for j in record.scale_out if j.job_id in live]
+        if dry_run:
+            return _dry_run(record, state, current, jobs, cores=cores, memory=memory,
+                            processes=processes, walltime=walltime,
+                            job_options=job_options, pool=pool, keep=keep)
         if jobs < len(current):
             for extra in current[jobs:]:
                 queue.cancel(extra.job_id)
                 report.info(f"cancelled scale-out job {extra.job_id}")
             current = current[:jobs]
-        spec = {"cores": cores or min(record.allocation.get("cpus_per_node") or [1]),
-                "memory": (parse_bytes(memory) if memory
-                           else (record.allocation.get("mem_per_node") or 2**30)),
-                "processes": processes, "walltime": walltime,
-                "job_options": list(job_options or []), "pool": pool}
-        if pool:
-            pool_shape(record, pool)  # an unknown pool is refused before anything is submitted
-        if keep:
-            check_walltime(walltime, record.options.drain_timeout)
+        spec = job_spec(record, cores=cores, memory=memory, processes=processes,
+                        walltime=walltime, job_options=job_options, pool=pool, keep=keep)
         record.scale_out = current
         for _ in range(jobs - len(current)):
             current.append(submit_job(record, state, spec, report))
@@ -183,6 +183,36 @@ def scale_out(state_dir: Path | str | None, jobs: int, *, cores: int | None = No
     states = queue.job_states(j.job_id for j in current)
     return {"jobs": [{**j.to_dict(), "state": states.get(j.job_id, "GONE")} for j in current],
             "keep": record.scale_out_keep}
+
+
+def job_spec(record: ClusterRecord, *, cores: int | None, memory: str | None, processes: int,
+             walltime: str | None, job_options: list[str] | None, pool: str | None,
+             keep: bool) -> dict:
+    """What each new worker job is: scale_out's options, checked, defaults filled in."""
+    spec = {"cores": cores or min(record.allocation.get("cpus_per_node") or [1]),
+            "memory": (parse_bytes(memory) if memory
+                       else (record.allocation.get("mem_per_node") or 2**30)),
+            "processes": processes, "walltime": walltime,
+            "job_options": list(job_options or []), "pool": pool}
+    if pool:
+        pool_shape(record, pool)  # an unknown pool is refused before anything is submitted
+    if keep:
+        check_walltime(walltime, record.options.drain_timeout)
+    return spec
+
+
+def _dry_run(record: ClusterRecord, state: StateDir, current: list[ScaleOutJob], jobs: int,
+             **options) -> dict:
+    spec = job_spec(record, **options)
+    first = len(list(state.path.glob(f"dl-scale-{record.job_id}-*.sbatch"))) + 1
+    shape = pool_shape(record, spec["pool"]) if spec.get("pool") else None
+    scripts = [worker_job_script(record, state, name=f"dl-scale-{record.job_id}-{number}",
+                                 cores=spec["cores"], memory=spec["memory"],
+                                 processes=spec["processes"], walltime=spec["walltime"],
+                                 job_options=list(spec["job_options"]), shape=shape)
+               for number in range(first, first + max(0, jobs - len(current)))]
+    return {"dry_run": True, "cancel": [j.job_id for j in current[jobs:]],
+            "scripts": scripts, "jobs": [j.to_dict() for j in current[:jobs]], "keep": None}
 
 
 def submit_job(record: ClusterRecord, state: StateDir, spec: dict,

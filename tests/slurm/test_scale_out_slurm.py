@@ -11,6 +11,11 @@ def test_scale_out_adds_and_down_cancels_worker_jobs(slurm, tmp_path):
     result = slurm.salloc(f'''
 os.environ["HOME"] = "{home}"
 dl("up", "--interface", "lab0", "--profile", "seed")
+# a dry run shows the scripts and submits nothing
+dry = dl("scale-out", "--jobs", "2", "--cores", "1", "--memory", "300MB", "--dry-run")
+out["dry"] = dry.stdout
+out["dry_queue"] = sh("squeue", "--noheader", "--format=%i")
+out["dry_record"] = record()["scale_out"]
 out["scale"] = json.loads(dl("scale-out", "--jobs", "2", "--cores", "1", "--memory", "300MB",
                              "--json").stdout)
 for _ in range(120):
@@ -29,6 +34,9 @@ dl("down")
 ids = [j["job_id"] for j in out["scale"]["jobs"]]
 out["left"] = jobs_left(ids)
 ''', "-N1", "-n1", "--exclusive")
+    assert result["dry"].count("#!/usr/bin/env bash") == 2, result["dry"]
+    assert result["dry"].count("distributed.cli.dask_worker") == 2
+    assert result["dry_queue"].split() == [result["job_id"]] and result["dry_record"] == []
     status = result["status"]
     assert status["workers"]["connected"] == 3, status
     assert len(status["hosts"]) >= 2  # node1 is held exclusively, so the worker jobs land elsewhere

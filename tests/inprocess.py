@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import time
 
-from ..errors import CommandError
-from ..runtime.record import Step
-from ..runtime.schedfile import SchedulerInfo
-from .base import Launcher
+from dasklaunch.errors import CommandError
+from dasklaunch.launch.base import Launcher
+from dasklaunch.runtime.record import Step
+from dasklaunch.runtime.schedfile import SchedulerInfo
 
 STAGES = ("start", "readiness", "early-exit", "interrupt")
 
