@@ -52,3 +52,14 @@ def pool(nnodes: int, nodelist: str | None = None, het_group: int | None = None)
 ])
 def test_nodes_left(current, step, left):
     assert nodes_left(current, step) == left
+
+
+def test_a_het_job_lists_its_steps_under_each_component_id():
+    """`squeue --steps --jobs=17` leaves out component 1's steps (listed as 18.N): each
+    component's id is read from the job record."""
+    from dasklaunch.slurm.commands import parse_het_job_ids
+
+    record = HET_RECORD.replace("HetJobOffset=0", "HetJobOffset=0 HetJobIdSet=5-6")
+    assert parse_het_job_ids(record) == ["5", "6"]
+    assert parse_het_job_ids("JobId=9 HetJobIdSet=9,11-12 NodeList=a") == ["9", "11", "12"]
+    assert parse_het_job_ids(PLAIN_RECORD) == []

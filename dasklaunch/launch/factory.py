@@ -64,10 +64,12 @@ def local_gpus(env: dict[str, str]) -> tuple[str, ...]:
     return ()
 
 
-def make_launcher(backend: str, job_id: str, nodes: Sequence[str] = ()) -> Launcher:
-    """The launcher of `backend` for `job_id`; `nodes` are the allocation's, in order."""
+def make_launcher(backend: str, job_id: str, nodes: Sequence[str] = (),
+                  het: bool = False) -> Launcher:
+    """The launcher of `backend` for `job_id`; `nodes` are the allocation's, in order; `het`:
+    a heterogeneous job (its components' steps are listed under their own ids)."""
     if backend == "slurm":
-        return SlurmLauncher(job_id, first_node=nodes[0] if nodes else None)
+        return SlurmLauncher(job_id, first_node=nodes[0] if nodes else None, het=het)
     if backend == "local":
         return LocalLauncher(job_id)
     raise UsageError(f"unknown backend {backend!r}")
@@ -76,4 +78,5 @@ def make_launcher(backend: str, job_id: str, nodes: Sequence[str] = ()) -> Launc
 def launcher_for(record: ClusterRecord) -> Launcher:
     """The launcher that started (and so can watch and stop) the steps of `record`."""
     return make_launcher(record.backend, record.job_id,
-                         tuple(record.allocation.get("nodes") or ()))
+                         tuple(record.allocation.get("nodes") or ()),
+                         het=bool(record.allocation.get("het_groups")))

@@ -24,9 +24,18 @@ def guard_argv(job_id: str, command: list[str], python: str = sys.executable) ->
 class SlurmLauncher(Launcher):
     backend = "slurm"
 
-    def __init__(self, job_id: str, first_node: str | None = None):
+    def __init__(self, job_id: str, first_node: str | None = None, het: bool = False):
         super().__init__(job_id)
         self.first_node = first_node
+        self.het = het
+        self._step_jobs: str | None = None
+
+    def _steps(self) -> dict[str, str] | None:
+        """The job's live steps, those of every component of a heterogeneous job included."""
+        if self._step_jobs is None:
+            self._step_jobs = ",".join(queue.component_ids(self.job_id)) if self.het \
+                else self.job_id
+        return queue.steps(self._step_jobs)
 
     def argv(self, step: Step) -> list[str]:
         if step.placement == "here":
@@ -43,7 +52,7 @@ class SlurmLauncher(Launcher):
         if step.placement == "here":
             return None
         if step.step_id is None:
-            steps = queue.steps(self.job_id)
+            steps = self._steps()
             if steps:
                 step.step_id = steps.get(step.name)
         return step.step_id
@@ -55,7 +64,7 @@ class SlurmLauncher(Launcher):
         if step.placement == "here":
             return False
         # srun is gone (killed, or started from another host): ask Slurm about the step itself
-        steps = queue.steps(self.job_id)
+        steps = self._steps()
         return bool(steps) and step.name in steps
 
     def signal_graceful(self, step: Step) -> None:

@@ -146,7 +146,8 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
     resolution = resolve(opts, alloc, explicit)
     sources, profile, layout = resolution.sources, resolution.profile, resolution.layout
     opts = node_local_directory(resolution.opts, pool_specs(resolution.opts), report)
-    launcher = launcher or make_launcher(backend, alloc.job_id, alloc.nodes)
+    launcher = launcher or make_launcher(backend, alloc.job_id, alloc.nodes,
+                                         het=bool(alloc.het_groups))
     backend_version = launcher.check_backend()
     opts, scale_env = apply_scale_defaults(opts, layout.expected_workers, profile, report)
     sched, pools = build_steps(opts, layout, alloc, launcher.backend, state,

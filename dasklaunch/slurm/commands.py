@@ -186,6 +186,21 @@ def parse_job_id(output: str) -> str:
     return match.group(1)
 
 
+def parse_het_job_ids(job_record: str) -> list[str]:
+    """The job ids of every component of a heterogeneous job (`HetJobIdSet=17-18` in
+    `scontrol show job -o`): each component's steps are listed under its own id. Empty for a
+    job that is not heterogeneous."""
+    match = re.search(r"\bHetJobIdSet=([0-9,\-]+)", job_record)
+    if not match:
+        return []
+    ids: list[str] = []
+    for part in match.group(1).split(","):
+        first, _, last = part.partition("-")
+        if first.isdigit():
+            ids += [str(n) for n in range(int(first), int(last or first) + 1)]
+    return ids
+
+
 def parse_nodelist(job_record: str, het_group: int | None = None) -> str | None:
     """The NodeList of `scontrol show job -o`; None when the job has none (or it is gone).
 

@@ -40,8 +40,19 @@ def job_nodes(job_id: str, het_group: int | None = None) -> list[str] | None:
         return None
 
 
+def component_ids(job_id: str) -> list[str]:
+    """The ids under which the job's steps are listed: its own, or, for a heterogeneous job,
+    each component's (a step of component 1 of job 17 is 18.N). [job_id] when Slurm does not
+    answer."""
+    try:
+        return cmd.parse_het_job_ids(job_record(job_id)) or [job_id]
+    except CommandError:
+        return [job_id]
+
+
 def steps(job_id: str) -> dict[str, str] | None:
-    """{step name: JOB.STEP} of the job's live steps; None when Slurm does not answer."""
+    """{step name: JOB.STEP} of the live steps of job `job_id` (ids, comma-separated: each
+    component of a heterogeneous job); None when Slurm does not answer."""
     try:
         result = proc.run(cmd.squeue_steps_argv(job_id), timeout=20)
     except CommandError:
