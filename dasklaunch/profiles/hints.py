@@ -22,7 +22,7 @@ def check_hints(hints: Mapping, mem_per_node: int | None) -> None:
         if key not in HINT_KEYS:
             raise UsageError(unknown_key_message(path, key, HINT_KEYS, "dasklaunch's sizing hints"))
         if key == "pools":
-            pool_specs(value)
+            pool_texts(value)
         if key == "layout" and value not in LAYOUTS:
             raise UsageError(f"{path}: {show_value(value)} is not one of {', '.join(LAYOUTS)}")
         if key == "memory-fraction" and not (is_number(value) and 0 < value <= 1):
@@ -52,7 +52,7 @@ def percent_hint(value: Any) -> str:
     return ""
 
 
-def pool_specs(value) -> tuple[str, ...]:
+def pool_texts(value) -> tuple[str, ...]:
     """`dasklaunch: pools:` as --pool texts: a list of `NAME:KEY=VALUE,...` strings, or of
     mappings (`{name: gpu, nodes: 2, worker-arg: [--lifetime=1h]}`). Each is checked."""
     from ..domain.pool_spec import parse_pool
