@@ -10,7 +10,17 @@ from ..domain.units import format_bytes
 from ..errors import UsageError
 from .values import as_size, is_number, show_value
 
-HINT_KEYS = ("layout", "memory-fraction", "memory-limit", "pools")
+# `dasklaunch:` keys of a profile: what each says (the docs' profile reference is made from
+# this, beside the Dask keys of distributed's own schema)
+HINTS = {
+    "layout": "per-node (one threaded worker per node) or per-task (a worker per Slurm task); "
+              "--per-node/--per-task win over it",
+    "memory-fraction": "the share of a node's memory its workers get together, in (0, 1] "
+                       "(default 0.9), less the scheduler's reserve",
+    "memory-limit": "a size per worker instead of a fraction (12GiB); not with memory-fraction",
+    "pools": "worker pools, as --pool texts (NAME:KEY=VALUE,...) or mappings with a name",
+}
+HINT_KEYS = tuple(HINTS)
 
 
 LAYOUTS = ("per-node", "per-task")
