@@ -153,16 +153,16 @@ def up_result(**changes) -> dict:
 
 
 def test_up_ends_with_the_two_ways_to_connect(capsys):
-    from dasklaunch.cli.cluster import _print_up
+    from dasklaunch.cli.show import print_up
 
-    _print_up(up_result())
+    print_up(up_result())
     out = capsys.readouterr().out
     assert "ssh" not in out and "tunnel" not in out
     last = out.splitlines()[-3:]
     assert last[0] == 'connect    before starting Python:  . "$(dasklaunch env --path)"'
     assert last[1] == "           in a running Python:     client = dasklaunch.connect()"
     assert "Client(scheduler_file=...)" in last[2] and "TLS expects a ssl_context" in last[2]
-    _print_up(up_result(tunnel="ssh -N -L 8787:n1:8787 login1", connect="dasklaunch.connect("
+    print_up(up_result(tunnel="ssh -N -L 8787:n1:8787 login1", connect="dasklaunch.connect("
                                                                          "job=77)"))
     out = capsys.readouterr().out
     assert "tunnel     ssh -N -L 8787:n1:8787 login1\n" in out
