@@ -7,6 +7,12 @@ import re
 from pathlib import Path
 
 
+def command_names(help_text: str) -> list[str]:
+    """The commands a --help lists under `Commands:`."""
+    listing = help_text.split("\nCommands:\n", 1)[-1] if "\nCommands:\n" in help_text else ""
+    return re.findall(r"^  ([a-z][a-z-]+)\s", listing, re.M)
+
+
 def cli_reference() -> str:
     """Every command's --help, as the installed CLI prints it."""
     from typer.testing import CliRunner
@@ -15,7 +21,7 @@ def cli_reference() -> str:
 
     runner = CliRunner()
     top = runner.invoke(app, ["--help"], prog_name="dasklaunch", terminal_width=100)
-    names = re.findall(r"^  ([a-z][a-z-]+)\s", top.stdout, re.M)
+    names = command_names(top.stdout)
     parts = ["# Command reference\n", "Made from each command's `--help` when the docs are built."
              "\n", "```text", top.stdout.rstrip(), "```\n"]
     for name in names:
@@ -24,7 +30,7 @@ def cli_reference() -> str:
                                terminal_width=100)
         parts += [f"## dasklaunch {name}\n", "```text", result.stdout.rstrip(), "```\n"]
         if name == "profile":
-            for sub in re.findall(r"^  ([a-z][a-z-]+)\s", result.stdout, re.M):
+            for sub in command_names(result.stdout):
                 sub_help = runner.invoke(app, ["profile", sub, "--help"],
                                          prog_name="dasklaunch", terminal_width=100)
                 parts += [f"### dasklaunch profile {sub}\n", "```text",

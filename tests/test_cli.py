@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -245,3 +246,26 @@ def test_dry_run_without_local_tasks_fakes_one_task_per_cpu_here(cli, monkeypatc
     result = cli("up", "--dry-run")
     _, workers = _dry_run_argvs(result)
     assert "--ntasks=5" in workers and "5 workers" in result.stdout.splitlines()[0]
+
+
+def test_every_help_ends_with_the_docs_section_that_explains_it(cli):
+    """`--help` of every command names its section of the command reference, and that section
+    exists in the reference the docs build makes from the same help texts."""
+    import importlib.util
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("generate", root / "docs" / "generate.py")
+    generate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generate)
+    reference = generate.cli_reference()
+    headings = {"-".join(h.split()) for h in re.findall(r"^#+ (dasklaunch[a-z -]*)$", reference,
+                                                          re.M)}
+    top = cli("--help").stdout
+    assert top.rstrip().endswith("Documentation: docs/reference/cli.md")
+    names = generate.command_names(top)
+    assert "up" in names and "batch" in names
+    for name in names:
+        text = cli(name, "--help").stdout.rstrip()
+        anchor = text.rsplit("Documentation: docs/reference/cli.md#", 1)[-1]
+        assert anchor == f"dasklaunch-{name}" and anchor in headings, (name, text[-200:])

@@ -18,11 +18,16 @@ from .batch import batch_command
 from .logs import logs_command
 from .profile import profile_app
 
+# Where each command is explained: its page of the docs site, by path in the source tree until
+# the site is published (docs/reference/cli.md is made from these same help texts).
+DOCS_PAGE = "docs/reference/cli.md"
+
 
 class _Group(TyperGroup):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         _default_metavars(self)
+        _docs_epilogs(self, "dasklaunch")
 
     def main(self, args=None, prog_name=None, standalone_mode=True, **extra):
         """Click's own errors (an unknown option before any command, say) in the one style:
@@ -77,6 +82,16 @@ def _default_metavars(command) -> None:
         param.metavar = (param.name or "value").upper()
     for sub in getattr(command, "commands", {}).values():
         _default_metavars(sub)
+
+
+def _docs_epilogs(command, path: str) -> None:
+    """Each command's --help ends with the section of the docs that explains it."""
+    anchor = path.replace(" ", "-")
+    if not getattr(command, "epilog", None):
+        command.epilog = (f"Documentation: {DOCS_PAGE}" if path == "dasklaunch"
+                          else f"Documentation: {DOCS_PAGE}#{anchor}")
+    for name, sub in getattr(command, "commands", {}).items():
+        _docs_epilogs(sub, f"{path} {name}")
 
 
 def _debug(ctx) -> bool:
