@@ -48,17 +48,20 @@ def test_env_json():
         "DASKLAUNCH_STATE_DIR": "/s"}
 
 
-README = Path(__file__).parents[1] / "README.md"
+ROOT = Path(__file__).parents[1]
+# what a user reads: the README and the docs site's pages (not the references the build makes)
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def readme_shell_lines() -> list[str]:
-    """The lines of README's ```bash/```sh blocks."""
+    """The lines of the ```bash/```sh blocks of README and the docs pages."""
     lines, fence = [], None
-    for line in README.read_text().splitlines():
-        if line.startswith("```"):
-            fence = line[3:].strip() if fence is None else None
-        elif fence in ("bash", "sh", "shell", "console"):
-            lines.append(line)
+    for page in PAGES:
+        for line in page.read_text().splitlines():
+            if line.startswith("```"):
+                fence = line[3:].strip() if fence is None else None
+            elif fence in ("bash", "sh", "shell", "console"):
+                lines.append(line)
     return lines
 
 

@@ -98,7 +98,8 @@ def up(
     start_method: Annotated[Optional[str], typer.Option(
         metavar="prefork|spawn|fork|forkserver",
         help="How workers start: prefork (default: distributed imported once per launcher, "
-             "then forked, never from a threaded process; see README), or Dask's spawn, fork, "
+             "then forked, never from a threaded process; see docs/performance.md), or Dask's "
+             "spawn, fork, "
              "forkserver.")] = None,
     wait_workers: Annotated[str, typer.Option(
         metavar="N|all", help="Return when this many workers are connected, or 'all'.")] = "all",
