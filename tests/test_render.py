@@ -98,3 +98,54 @@ def test_readme_env_lines_work_in_every_shell(tmp_path, shell):
         assert out.returncode == 0 and not out.stderr, (line, out.stderr)
         assert out.stdout.splitlines() == ["/scratch/me/dl 123/scheduler.json",
                                            "tcp://10.0.0.1:8786", "it's"], line
+
+
+def _parse_only(argv: list[str]) -> None:
+    """Parse `dasklaunch ARGV` as the CLI would, down to the last subcommand, running nothing."""
+    import typer
+
+    from dasklaunch.cli.app import app
+
+    command, name, rest = typer.main.get_command(app), "dasklaunch", list(argv)
+    while hasattr(command, "get_command") and rest and not rest[0].startswith("-"):
+        name, rest = rest[0], rest[1:]
+        sub = command.get_command(None, name)
+        assert sub is not None, f"no command {name!r}"
+        command = sub
+    command.make_context(name, rest)
+
+
+def example_commands() -> list[str]:
+    """The `dasklaunch ...` lines of README's and the docs pages' shell blocks, comments off."""
+    import shlex
+
+    found = []
+    for line in readme_shell_lines():
+        if not line.startswith("dasklaunch ") or "$(" in line or line.rstrip().endswith("\\"):
+            continue
+        lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+        lexer.whitespace_split, lexer.commenters = True, "#"
+        words = []
+        for word in lexer:   # the command itself: up to a pipe, `&`, `;` or a redirection
+            if word and set(word) <= set("|&;<>"):
+                break
+            words.append(word)
+        found.append(shlex.join(words))
+    return found
+
+
+@pytest.mark.parametrize("example", example_commands())
+def test_every_documented_command_line_parses(example):
+    """Each `dasklaunch ...` example of README and the docs names commands and options the CLI
+    has, with values of the right type (parsed, not run)."""
+    import shlex
+
+    words = shlex.split(example)[1:]
+    if "--" in words:   # batch/join: what follows is the user's command
+        words = words[:words.index("--") + 1] + ["true"]
+    try:
+        _parse_only(words)
+    except Exception as err:  # noqa: BLE001 - click's usage errors, by shape (typer vendors click)
+        if type(err).__name__ == "Exit":
+            return
+        pytest.fail(f"{example}: {err}")
