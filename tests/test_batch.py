@@ -865,3 +865,20 @@ def test_batch_plans_what_up_would_and_submits_it(cli, args, lines):
     assert result.exit_code == 0, result.stderr
     for line in lines:
         assert line in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("command, mounts, tmpdir, warned", [
+    ("/tmp/venv/bin/dasklaunch", "/dev/vda / ext4 rw 0 0\n", None, "under /tmp"),
+    ("/scratch-local/me/venv/bin/dasklaunch", "/dev/vda / ext4 rw 0 0\n",
+     "/scratch-local/me", "under /scratch-local/me"),
+    ("/ram/venv/bin/python3", "tmpfs /ram tmpfs rw 0 0\n", None, "on tmpfs"),
+    ("/home/me/venv/bin/dasklaunch", "srv:/home /home nfs4 rw 0 0\n", None, None),
+    ("/home/me/venv/bin/dasklaunch", "/dev/vda / ext4 rw 0 0\n", None, None),
+])
+def test_batch_warns_about_a_dasklaunch_only_this_node_has(command, mounts, tmpdir, warned):
+    warning = batch_ops.node_local_install((command,), mounts_text=mounts,
+                                           environ={"TMPDIR": tmpdir} if tmpdir else {})
+    if warned is None:
+        assert warning is None
+    else:
+        assert f"the job runs {command}, which is {warned} here" in warning

@@ -94,6 +94,8 @@ def batch_command(
     if dry_run:
         sys.stdout.write(text)
         return
+    if warning := batch.node_local_install(spec.dasklaunch):
+        print(f"warning: {warning}", file=sys.stderr)
     job_id = batch.submit(text)
     print(job_id)
     print(f"submitted batch job {job_id}", file=sys.stderr)

@@ -67,3 +67,25 @@ def local_choice(environ: Mapping[str, str], mounts: list[tuple[str, str]],
         if path and exists(path) and shared(path, mounts) is None:
             return path
     return None
+
+
+# Directories that are node-local almost everywhere, whatever file system they are on.
+NODE_LOCAL_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run")  # noqa: S108
+NODE_LOCAL_TYPES = frozenset({"tmpfs", "ramfs"})
+
+
+def node_local_path(path: str, mounts: list[tuple[str, str]],
+                    environ: Mapping[str, str]) -> str | None:
+    """Why `path` is surely node-local (a compute node will not have it), or None: under
+    /tmp, /var/tmp, /dev/shm, /run or $TMPDIR, or on a tmpfs. Other local disks are not judged:
+    a workstation's home is local and may be what its own jobs use."""
+    path = os.path.normpath(path)
+    kind = fs_type(path, mounts)
+    if kind in NODE_LOCAL_TYPES:
+        return f"on {kind}"
+    tmpdir = environ.get("TMPDIR")
+    for where in (*NODE_LOCAL_DIRS, *([tmpdir] if tmpdir else [])):
+        where = os.path.normpath(where)
+        if path == where or path.startswith(where.rstrip("/") + "/"):
+            return f"under {where}"
+    return None

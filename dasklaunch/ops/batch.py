@@ -26,6 +26,25 @@ def installed_command(python: str = sys.executable) -> tuple[str, ...]:
     return (python, "-m", "dasklaunch")
 
 
+def node_local_install(command: tuple[str, ...], *, mounts_text: str | None = None,
+                       environ: dict[str, str] | None = None) -> str | None:
+    """A warning when the job would run a dasklaunch (or Python) that only this node has: the
+    compute nodes run the script's command by its absolute path."""
+    from ..domain.scratch import node_local_path, parse_mounts
+
+    if mounts_text is None:
+        try:
+            mounts_text = Path("/proc/mounts").read_text()
+        except OSError:
+            mounts_text = ""
+    why = node_local_path(command[0], parse_mounts(mounts_text),
+                          os.environ if environ is None else environ)
+    if why is None:
+        return None
+    return (f"the job runs {command[0]}, which is {why} here: the compute nodes will not have "
+            f"it; install dasklaunch into an environment on a file system they share")
+
+
 def prologue_defaults(given: list[str] | None) -> dict:
     """The prologue lines and where they came from: --prologue, else jobqueue.yaml's."""
     if given is not None:
