@@ -149,3 +149,35 @@ def test_every_documented_command_line_parses(example):
         if type(err).__name__ == "Exit":
             return
         pytest.fail(f"{example}: {err}")
+
+
+def python_blocks() -> list[str]:
+    """The ```python blocks of README and the docs pages."""
+    blocks, fence, current = [], None, []
+    for page in PAGES:
+        for line in page.read_text().splitlines():
+            if line.startswith("```"):
+                if fence is None:
+                    fence, current = line[3:].strip(), []
+                else:
+                    if fence == "python":
+                        blocks.append("\n".join(current))
+                    fence = None
+            elif fence is not None:
+                current.append(line)
+    return blocks
+
+
+@pytest.mark.parametrize("block", python_blocks())
+def test_every_documented_python_example_is_valid_and_uses_up_options(block):
+    """Each Python example parses, and its `dasklaunch.cluster(...)` keywords are options that
+    `up` takes, with values of the documented kind (resolved as the API resolves them)."""
+    import ast
+
+    from dasklaunch.domain.settings import options_from
+    from dasklaunch.ops.resolve import check_options
+
+    for node in ast.walk(ast.parse(block)):
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == "dasklaunch.cluster":
+            keywords = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
+            check_options(options_from(keywords)[0])
