@@ -269,3 +269,15 @@ def test_every_help_ends_with_the_docs_section_that_explains_it(cli):
         text = cli(name, "--help").stdout.rstrip()
         anchor = text.rsplit("Documentation: docs/reference/cli.md#", 1)[-1]
         assert anchor == f"dasklaunch-{name}" and anchor in headings, (name, text[-200:])
+
+
+def test_dry_run_says_which_options_a_profile_set(cli, tmp_path):
+    """Where each setting came from: given, from jobqueue.yaml, or from the profile."""
+    result = cli("up", "--dry-run", "--profile", "seed", "--nthreads", "2",
+                 "--state-dir", str(tmp_path / "s"))
+    assert result.exit_code == 0, result.stderr
+    assert "# per-node: from profile seed: layout=per-node\n" in result.stdout
+    assert "# nthreads: from command line\n" in result.stdout
+    given = cli("up", "--dry-run", "--profile", "seed", "--per-task",
+                "--state-dir", str(tmp_path / "s"))
+    assert "# per-node: from command line\n" in given.stdout

@@ -47,7 +47,8 @@ def resolve(opts: UpOptions, alloc: Allocation,
 
         opts, sources = apply_jobqueue_defaults(opts, explicit)
     opts = check_options(opts)
-    opts, sizing, profile = resolve_profile(opts, alloc)
+    opts, sizing, profile, from_profile = resolve_profile(opts, alloc)
+    sources.update(from_profile)
     memory_origin = sources.get("memory_limit", "command line")
     layout = Layout(plan_pools(
         alloc, opts, pool_specs(opts), **sizing,
@@ -72,11 +73,13 @@ def check_options(opts: UpOptions) -> UpOptions:
     return opts
 
 
-def resolve_profile(opts: UpOptions, alloc: Allocation) -> tuple[UpOptions, dict, object]:
+def resolve_profile(opts: UpOptions, alloc: Allocation
+                    ) -> tuple[UpOptions, dict, object, dict[str, str]]:
     """Apply a profile's sizing hints under the explicit options. Returns the resolved
-    options, the plan keywords (memory fraction / limit) and the profile (or None)."""
+    options, the plan keywords (memory fraction / limit), the profile (or None) and where the
+    options it set came from ("profile seed: layout=per-node")."""
     if not opts.profile:
-        return replace(opts, per_node=bool(opts.per_node)), {}, None
+        return replace(opts, per_node=bool(opts.per_node)), {}, None, {}
     from ..profiles.load import load_profile, profile_hints
     from ..profiles.schema import validate_profile
 
@@ -88,8 +91,14 @@ def resolve_profile(opts: UpOptions, alloc: Allocation) -> tuple[UpOptions, dict
               "profile_limit": hints["memory_limit"],
               # no Dask reads it itself; dask-cuda pools get it unless --rmm-pool-size is given
               "profile_rmm_pool_size": hints["rmm_pool_size"]}
+    origin = {}
+    if opts.per_node is None and hints["layout"]:
+        origin["per_node"] = f"profile {opts.profile}: layout={hints['layout']}"
+    if not opts.pools and hints["pools"]:
+        origin["pools"] = f"profile {opts.profile}: pools"
     # the profile's pools, unless --pool gave others
-    return replace(opts, per_node=per_node, pools=opts.pools or hints["pools"]), sizing, profile
+    return (replace(opts, per_node=per_node, pools=opts.pools or hints["pools"]), sizing,
+            profile, origin)
 
 
 def pool_specs(opts: UpOptions) -> tuple[PoolSpec, ...]:
