@@ -2,6 +2,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -181,3 +182,58 @@ def test_every_documented_python_example_is_valid_and_uses_up_options(block):
         if isinstance(node, ast.Call) and ast.unparse(node.func) == "dasklaunch.cluster":
             keywords = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
             check_options(options_from(keywords)[0])
+
+
+def shell_blocks(page: Path) -> list[list[str]]:
+    blocks, fence = [], None
+    for line in page.read_text().splitlines():
+        if line.startswith("```"):
+            fence = line[3:].strip() if fence is None else None
+            if fence in ("bash", "sh"):
+                blocks.append([])
+        elif fence in ("bash", "sh"):
+            blocks[-1].append(line)
+    return blocks
+
+
+ANALYSIS = '''\
+import os
+from distributed import Client
+client = Client(scheduler_file=os.environ["SCHEDULER_FILE"])
+print("RESULT", client.submit(sum, range(10)).result(timeout=60), flush=True)
+client.close()
+'''
+
+
+@pytest.mark.lifecycle
+def test_the_readme_tour_runs_on_the_local_backend(local_runner, tmp_path):
+    """README's tour inside an allocation, run as written on the local backend: without the
+    `salloc` line and the site's `--interface`, with `analysis.py` being README's own client
+    (`Client(scheduler_file=os.environ["SCHEDULER_FILE"])` after the env file is loaded)."""
+    import shlex
+
+    (tour,) = [b for b in shell_blocks(PAGES[0]) if b and b[0].startswith("salloc ")]
+    lines = []
+    for line in tour[1:]:
+        words = shlex.split(line, comments=True)
+        for flag in ("--interface", "-i"):
+            while flag in words:
+                del words[words.index(flag):words.index(flag) + 2]
+        lines.append(line.split("#", 1)[0] if "$(" in line else shlex.join(words))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, argv in (("dasklaunch", f"{sys.executable} -m dasklaunch"),
+                       ("python", sys.executable)):
+        (bin_dir / name).write_text(f'#!/bin/sh\nexec {argv} "$@"\n')
+        (bin_dir / name).chmod(0o755)
+    (tmp_path / "analysis.py").write_text(ANALYSIS)
+    env = dict(local_runner.env, PATH=f"{bin_dir}{os.pathsep}{local_runner.env['PATH']}")
+    script = "set -e\n" + "\n".join(lines) + "\n"
+    try:
+        out = subprocess.run(["sh", "-c", script], cwd=tmp_path, env=env, capture_output=True,
+                             text=True, timeout=400)
+    finally:
+        local_runner.seen.note()
+        local_runner("down")
+    assert out.returncode == 0, (script, out.stdout[-3000:], out.stderr[-3000:])
+    assert "RESULT 45" in out.stdout
