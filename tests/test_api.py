@@ -144,6 +144,10 @@ def test_cluster_keywords_map_as_the_command_line_does():
 
     opts, given = options_from({"pool": ["a:nodes=1"], "worker_arg": "--lifetime=1h",
                                 "enable_cudf_spill": True})
-    assert opts.pools == ("a:nodes=1",) and opts.worker_args == ("--lifetime=1h",)
+    from dasklaunch.domain.pool_spec import PoolSpec, parse_pool
+
+    # pools are parsed once, here at the boundary: text or PoolSpecs alike
+    assert opts.pools == (PoolSpec(name="a", nodes="1"),)
+    assert opts.worker_args == ("--lifetime=1h",)
     assert opts.cudf_spill and given == {"pools", "worker_args", "cudf_spill"}
-    assert options_from({"pools": ["a:nodes=1"]})[0].pools == ("a:nodes=1",)
+    assert options_from({"pools": [parse_pool("a:nodes=1")]})[0].pools == opts.pools

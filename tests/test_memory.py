@@ -327,8 +327,11 @@ def test_a_profile_may_describe_pools(tmp_path):
                     "    - {name: gpu, nodes: 2, "
                     "worker-arg: [--lifetime=1h, --lifetime-stagger=5m]}\n")
     hints = load.profile_hints(load.load_profile(str(path)))
-    assert hints["pools"] == ("cpu:nodes=1",
-                              "gpu:nodes=2,worker-arg=--lifetime=1h,worker-arg=--lifetime-stagger=5m")
+    from dasklaunch.domain.pool_spec import parse_pool
+
+    # a mapping becomes the PoolSpec its --pool text would (never text itself)
+    assert hints["pools"] == (parse_pool("cpu:nodes=1"), parse_pool(
+        "gpu:nodes=2,worker-arg=--lifetime=1h,worker-arg=--lifetime-stagger=5m"))
     path.write_text("dasklaunch:\n  pools:\n    - gpu:nodez=2\n")
     with pytest.raises(UsageError, match="unknown key 'nodez'"):
         load.profile_hints(load.load_profile(str(path)))

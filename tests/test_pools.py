@@ -155,11 +155,10 @@ def test_pool_text_refusals(text, message):
 
 
 def test_profile_pools_keep_host_lists_and_commas_whole():
-    from dasklaunch.profiles.hints import pool_texts
+    from dasklaunch.profiles.hints import profile_pools
 
-    texts = pool_texts([{"name": "gpu", "nodes": "nid[01,03]",
-                         "worker-arg": ["--resources=A=1,B=2"]}])
-    spec = parse_pool(texts[0])
+    (spec,) = profile_pools([{"name": "gpu", "nodes": "nid[01,03]",
+                              "worker-arg": ["--resources=A=1,B=2"]}])
     assert spec.nodes == "nid[01,03]" and spec.worker_args == ("--resources=A=1,B=2",)
 
 

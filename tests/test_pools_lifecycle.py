@@ -136,3 +136,22 @@ def test_a_worker_started_by_hand_joins_with_env_worker(local_runner, tmp_path):
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(timeout=30)
         runner("down", check=True)
+
+
+def test_a_cluster_whose_record_holds_pool_text_keeps_working(local_runner):
+    """A cluster started before pools were stored structured (its record holds their --pool
+    text): status, restart-workers --pool and down read it in the middle of the job."""
+    runner = local_runner
+    runner("up", *FAST, "--pool", "a:nodes=1,share=yes,ntasks-per-node=1",
+           "--pool", "b:nodes=1,share=yes,ntasks-per-node=1", check=True)
+    path = runner.state_dir / "state.json"
+    record = json.loads(path.read_text())
+    record["options"]["pools"] = ["a:nodes=1,share=yes,ntasks-per-node=1",
+                                  "b:nodes=1,share=yes,ntasks-per-node=1"]
+    path.write_text(json.dumps(record))
+    status = json.loads(runner("status", "--json", check=True).stdout)
+    assert sorted(row["pool"] for row in status["pools"]) == ["a", "b"]
+    runner("restart-workers", "--pool", "a", check=True)
+    status = json.loads(runner("status", "--json", check=True).stdout)
+    assert status["workers"]["connected"] == 2
+    runner("down", check=True)

@@ -95,3 +95,20 @@ def test_a_record_written_by_dasklaunch_0_1_still_loads(tmp_path):
     # written back, it keeps the same keys (tools that read state.json keep working)
     state.write_record(record)
     assert set(json.loads(old)) <= set(json.loads(state.record_file.read_text()))
+
+
+def test_options_keep_pools_structured_and_read_the_text_older_records_hold():
+    """The record stores pools as PoolSpecs (dicts); a record written before holds their
+    --pool text, which is parsed as it is read."""
+    import json
+
+    from dasklaunch.domain.pool_spec import parse_pool
+    from dasklaunch.domain.settings import UpOptions
+
+    opts = UpOptions(pools=(parse_pool("gpu:nodes=nid[01,03],resources=GPU:1,worker-arg=--x"),))
+    data = json.loads(json.dumps(opts.to_dict()))
+    assert data["pools"][0]["nodes"] == "nid[01,03]" and data["pools"][0]["resources"] == [
+        ["GPU", "1"]]
+    assert UpOptions.from_dict(data) == opts
+    older = dict(data, pools=["gpu:nodes=nid[01,03],resources=GPU:1,worker-arg=--x"])
+    assert UpOptions.from_dict(older) == opts

@@ -5,7 +5,7 @@ inside a Slurm host list (`nodes=nid[01,03]`) or quotes stay in their value."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 
 from ..errors import UsageError
 from .allocation import split_top_level
@@ -46,6 +46,13 @@ class PoolSpec:
     device_memory_limit: str | None = None
     cudf_spill: bool | None = None
 
+    def to_dict(self) -> dict:
+        """As the record keeps it (JSON): every field, tuples as lists."""
+        data = asdict(self)
+        data["resources"] = [list(pair) for pair in self.resources]
+        data["worker_args"] = list(self.worker_args)
+        return data
+
 
 def parse_pool(text: str) -> PoolSpec:
     """`gpu:nodes=2,gpus-per-worker=1,resources=BIGMEM:1+SSD:1,worker-arg=--lifetime=1h`."""
@@ -54,13 +61,22 @@ def parse_pool(text: str) -> PoolSpec:
     if not POOL_NAME.fullmatch(name):
         raise UsageError(f"--pool {text!r}: a pool is NAME:KEY=VALUE,... with a NAME of "
                          f"letters, digits and _")
-    values: dict = {}
-    worker_args: list[str] = []
+    items = []
     for item in split_items(name, rest):
         key, eq, value = item.partition("=")
         value = unquote(value)
         if not eq or not value:
             raise UsageError(f"--pool {name}: {item!r} is not KEY=VALUE")
+        items.append((key, value))
+    return pool_from_items(name, items)
+
+
+def pool_from_items(name: str, items: list[tuple[str, str]]) -> PoolSpec:
+    """A pool from its name and (KEY, VALUE) items, each checked: what `--pool` text and a
+    profile's pool mapping both become."""
+    values: dict = {}
+    worker_args: list[str] = []
+    for key, value in items:
         if key not in KEYS:
             import difflib
 
@@ -93,6 +109,20 @@ def parse_pool(text: str) -> PoolSpec:
         else:
             values[key.replace("-", "_")] = value
     return PoolSpec(name=name, worker_args=tuple(worker_args), **values)
+
+
+def pool_spec(item: PoolSpec | str | dict) -> PoolSpec:
+    """A pool as it comes: parsed `--pool` text, a PoolSpec, or the record's dict of one (a
+    record written before pools were stored structured holds their text)."""
+    if isinstance(item, PoolSpec):
+        return item
+    if isinstance(item, str):
+        return parse_pool(item)
+    known = {f.name for f in fields(PoolSpec)}
+    data = {k: v for k, v in item.items() if k in known}
+    data["resources"] = tuple(tuple(pair) for pair in data.get("resources", ()))
+    data["worker_args"] = tuple(data.get("worker_args", ()))
+    return PoolSpec(**data)
 
 
 def _nodes(pool: str, value: str) -> str:

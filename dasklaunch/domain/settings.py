@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+from .pool_spec import PoolSpec, pool_spec
+
 # prefork: the node launcher imports distributed once and forks (launch/prefork.py); the others
 # are Dask's own multiprocessing methods, set for the nannies.
 START_METHODS = ("prefork", "spawn", "fork", "forkserver")
@@ -37,7 +39,7 @@ class UpOptions:
     lifetime: str | None = None          # rotate workers: dask worker --lifetime ...
     lifetime_stagger: str | None = None
     start_method: str | None = None      # START_METHODS; None: DEFAULT_START_METHOD
-    pools: tuple[str, ...] = ()          # --pool specs (NAME:KEY=VALUE,...); none: the default
+    pools: tuple[PoolSpec, ...] = ()     # parsed where given (--pool text, a profile, the API)
     drain_timeout: float = DEFAULT_DRAIN_TIMEOUT  # 0: workers end without handing over results
     # dask-cuda pools: RMM pool and device memory limit (fractions of a GPU's memory, or sizes)
     rmm_pool_size: str | None = None
@@ -49,7 +51,7 @@ class UpOptions:
         data = asdict(self)
         data["worker_args"] = list(self.worker_args)
         data["scheduler_args"] = list(self.scheduler_args)
-        data["pools"] = list(self.pools)
+        data["pools"] = [pool.to_dict() for pool in self.pools]
         data["extra_env"] = [list(pair) for pair in self.extra_env]
         return data
 
@@ -57,9 +59,11 @@ class UpOptions:
     def from_dict(cls, data: dict) -> UpOptions:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        for key in ("worker_args", "scheduler_args", "pools"):
+        for key in ("worker_args", "scheduler_args"):
             if key in values:
                 values[key] = tuple(values[key])
+        if "pools" in values:   # dicts; text in a record written before pools were structured
+            values["pools"] = tuple(pool_spec(item) for item in values["pools"])
         if "extra_env" in values:
             values["extra_env"] = tuple(tuple(pair) for pair in values["extra_env"])
         return cls(**values)
@@ -95,5 +99,7 @@ def options_from(values: dict) -> tuple[UpOptions, set[str]]:
         named[field_name] = name
         if field_name in _TUPLES:
             value = (value,) if isinstance(value, str) else tuple(value or ())
+        if field_name == "pools":   # parsed here, once: --pool text, or PoolSpecs given
+            value = tuple(pool_spec(item) for item in value)
         converted[field_name] = value
     return UpOptions(**converted), set(converted)

@@ -14,7 +14,7 @@ from ..domain import dask_cuda
 from ..domain.allocation import Allocation, expand_nodelist
 from ..domain.commands import check_passthrough_args
 from ..domain.plan import expected_workers
-from ..domain.pool_spec import PoolSpec, parse_pool
+from ..domain.pool_spec import PoolSpec
 from ..domain.pools import Layout, plan_pools
 from ..domain.settings import UpOptions
 from ..domain.units import check_device_size, plural
@@ -102,7 +102,7 @@ def resolve_profile(opts: UpOptions, alloc: Allocation
 
 
 def pool_specs(opts: UpOptions) -> tuple[PoolSpec, ...]:
-    return tuple(parse_pool(text) for text in opts.pools)
+    return opts.pools
 
 
 def dask_cuda_unusable() -> str | None:
@@ -134,8 +134,7 @@ def requested_allocation(opts: UpOptions, *, nodes: str | None, ntasks_per_node:
     request leaves open are unbounded, so only what is refused on any node is refused."""
     count = int((nodes or "1").split("-")[0])
     named: list[str] = []
-    for text in opts.pools:
-        spec = parse_pool(text)
+    for spec in opts.pools:
         if spec.nodes and not spec.nodes.isdigit():
             named += [h for h in expand_nodelist(spec.nodes) if h not in named]
     if len(named) > count:

@@ -32,7 +32,7 @@ def check_hints(hints: Mapping, mem_per_node: int | None) -> None:
         if key not in HINT_KEYS:
             raise UsageError(unknown_key_message(path, key, HINT_KEYS, "dasklaunch's sizing hints"))
         if key == "pools":
-            pool_texts(value)
+            profile_pools(value)
         if key == "layout" and value not in LAYOUTS:
             raise UsageError(f"{path}: {show_value(value)} is not one of {', '.join(LAYOUTS)}")
         if key == "memory-fraction" and not (is_number(value) and 0 < value <= 1):
@@ -62,38 +62,28 @@ def percent_hint(value: Any) -> str:
     return ""
 
 
-def pool_texts(value) -> tuple[str, ...]:
-    """`dasklaunch: pools:` as --pool texts: a list of `NAME:KEY=VALUE,...` strings, or of
-    mappings (`{name: gpu, nodes: 2, worker-arg: [--lifetime=1h]}`). Each is checked."""
-    from ..domain.pool_spec import parse_pool
+def profile_pools(value) -> tuple:
+    """`dasklaunch: pools:` as PoolSpecs: a list of `NAME:KEY=VALUE,...` strings, or of
+    mappings (`{name: gpu, nodes: 2, worker-arg: [--lifetime=1h]}`), each key checked as
+    `--pool` checks it."""
+    from ..domain.pool_spec import parse_pool, pool_from_items
 
     if not isinstance(value, list):
         raise UsageError(f"dasklaunch.pools: expected a list of pools, not {show_value(value)}")
-    texts = []
+    specs = []
     for item in value:
         if isinstance(item, str):
-            text = item
+            specs.append(parse_pool(item))
         elif isinstance(item, dict) and isinstance(item.get("name"), str):
-            parts = []
+            items = []
             for key, val in item.items():
                 if key == "name":
                     continue
                 for one in (val if isinstance(val, list) else [val]):
-                    one = "yes" if one is True else "no" if one is False else str(one)
-                    # a comma inside a value (a host list, a worker-arg) stays in it
-                    parts.append(f"{key}={quote_item(one)}")
-            text = f"{item['name']}:{','.join(parts)}"
+                    items.append((key, "yes" if one is True else "no" if one is False
+                                  else str(one)))
+            specs.append(pool_from_items(item["name"], items))
         else:
             raise UsageError(f"dasklaunch.pools: {show_value(item)} is neither NAME:KEY=VALUE,... "
                              f"nor a mapping with a name")
-        parse_pool(text)
-        texts.append(text)
-    return tuple(texts)
-
-
-def quote_item(value: str) -> str:
-    """A pool value as --pool text keeps it whole: quoted when it holds a comma."""
-    if "," not in value:
-        return value
-    quote = '"' if '"' not in value else "'"
-    return f"{quote}{value}{quote}"
+    return tuple(specs)

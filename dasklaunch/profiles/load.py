@@ -33,7 +33,7 @@ import yaml
 from ..domain.resources import data_dir
 from ..domain.units import check_device_size
 from ..errors import UsageError
-from .hints import HINT_KEYS, check_hints, pool_texts
+from .hints import HINT_KEYS, check_hints, profile_pools
 from .values import as_size, canonical_key, kind_of, lookup, show_value
 
 PROFILE_KEYS = ("description", "why", "dasklaunch", "distributed")
@@ -243,7 +243,7 @@ def profile_hints(profile: Profile) -> dict:
     return {"layout": hints.get("layout"),
             "rmm_pool_size": None if pool_size is None
             else check_device_size(RMM_POOL_SIZE, pool_size),
-            "pools": pool_texts(hints["pools"]) if "pools" in hints else (),
+            "pools": profile_pools(hints["pools"]) if "pools" in hints else (),
             "memory_fraction": float(fraction) if fraction is not None else None,
             "memory_limit": as_size("dasklaunch.memory-limit", limit) if limit is not None
             else None}
