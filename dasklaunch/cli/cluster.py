@@ -32,11 +32,13 @@ def up_options(params: dict):
 def explicit_options(ctx) -> set[str]:
     """The options of `up` (parsed into `ctx`) that were given, not defaulted: jobqueue.yaml
     fills only the others."""
+    from ..domain.settings import OPTION_ALIASES
     from ..profiles.jobqueue import SOURCES
 
+    param = {field_name: name for name, field_name in OPTION_ALIASES.items()}
     return {name for name in SOURCES
-            if ctx.get_parameter_source(name if name != "worker_args" else "worker_arg")
-            .name not in ("DEFAULT", "DEFAULT_MAP")}
+            if ctx.get_parameter_source(param.get(name, name)).name
+            not in ("DEFAULT", "DEFAULT_MAP")}
 
 
 def _print_json(data: dict) -> None:
@@ -99,8 +101,7 @@ def up(
         metavar="prefork|spawn|fork|forkserver",
         help="How workers start: prefork (default: distributed imported once per launcher, "
              "then forked, never from a threaded process; see docs/performance.md), or Dask's "
-             "spawn, fork, "
-             "forkserver.")] = None,
+             "spawn, fork, forkserver.")] = None,
     wait_workers: Annotated[str, typer.Option(
         metavar="N|all", help="Return when this many workers are connected, or 'all'.")] = "all",
     timeout: Annotated[float, typer.Option(

@@ -100,7 +100,8 @@ def check_up_options(opts: UpOptions, spec: BatchSpec,
     alloc = requested_allocation(
         opts, nodes=spec.nodes, ntasks_per_node=spec.ntasks_per_node,
         gpus_per_node=spec.gpus_per_node, cpus_per_task=spec.cpus_per_task,
-        mem_per_node=slurm_size(spec.mem) or None if spec.mem else None)
+        # --mem=0 asks for each node's whole memory, which is not known here
+        mem_per_node=(slurm_size(spec.mem) or None) if spec.mem else None)
     return resolve(opts, alloc, explicit)
 
 

@@ -14,7 +14,6 @@ from ..domain import dask_cuda
 from ..domain.allocation import Allocation, expand_nodelist
 from ..domain.commands import check_passthrough_args
 from ..domain.plan import expected_workers
-from ..domain.pool_spec import PoolSpec
 from ..domain.pools import Layout, plan_pools
 from ..domain.settings import UpOptions
 from ..domain.units import check_device_size, plural
@@ -29,12 +28,9 @@ class Resolution:
 
     opts: UpOptions
     layout: Layout
+    wait_for: int                       # workers `up` waits for (--wait-workers, else all)
     profile: object | None = None
     sources: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def wait_for(self) -> int:
-        return expected_workers(self.layout, self.opts)
 
 
 def resolve(opts: UpOptions, alloc: Allocation,
@@ -51,13 +47,13 @@ def resolve(opts: UpOptions, alloc: Allocation,
     sources.update(from_profile)
     memory_origin = sources.get("memory_limit", "command line")
     layout = Layout(plan_pools(
-        alloc, opts, pool_specs(opts), **sizing,
+        alloc, opts, opts.pools, **sizing,
         memory_origin=("--memory-limit" if memory_origin in ("command line", "default")
                        else memory_origin),
         dask_cuda_unusable=dask_cuda_unusable()))
-    resolution = Resolution(opts=opts, layout=layout, profile=profile, sources=sources)
-    resolution.wait_for  # noqa: B018 - refuses a --wait-workers above what the layout starts
-    return resolution
+    # refuses a --wait-workers above what the layout starts
+    return Resolution(opts=opts, layout=layout, wait_for=expected_workers(layout, opts),
+                      profile=profile, sources=sources)
 
 
 def check_options(opts: UpOptions) -> UpOptions:
@@ -99,10 +95,6 @@ def resolve_profile(opts: UpOptions, alloc: Allocation
     # the profile's pools, unless --pool gave others
     return (replace(opts, per_node=per_node, pools=opts.pools or hints["pools"]), sizing,
             profile, origin)
-
-
-def pool_specs(opts: UpOptions) -> tuple[PoolSpec, ...]:
-    return opts.pools
 
 
 def dask_cuda_unusable() -> str | None:

@@ -38,7 +38,7 @@ from .common import interrupts_raise, step_name
 from .earlier_run import clear_stale, dry_run_refusal, refuse_orphaned_cluster
 from .hints import client_dashboard_env, connect_call, dashboard_hints, dashboard_problem
 from .readiness import Probe, wait_ready
-from .resolve import check_options, pool_specs, resolve
+from .resolve import check_options, resolve
 from .scaling import apply_scale_defaults
 from .scratch import node_local_directory
 
@@ -145,7 +145,7 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
     state = find_state_dir(state_dir, alloc.job_id)
     resolution = resolve(opts, alloc, explicit)
     sources, profile, layout = resolution.sources, resolution.profile, resolution.layout
-    opts = node_local_directory(resolution.opts, pool_specs(resolution.opts), report)
+    opts = node_local_directory(resolution.opts, resolution.opts.pools, report)
     launcher = launcher or make_launcher(backend, alloc.job_id, alloc.nodes,
                                          het=bool(alloc.het_groups))
     backend_version = launcher.check_backend()
