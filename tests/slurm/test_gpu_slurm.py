@@ -15,7 +15,8 @@ from dasklaunch import connect
 def look(client):
     info = client.scheduler_info()["workers"]
     seen = client.run(lambda: (socket.gethostname(), os.environ.get("CUDA_VISIBLE_DEVICES")))
-    return {info[a]["name"]: [*seen[a], info[a].get("resources", {})] for a in info}
+    # a worker that leaves (or joins) between the two calls is in one answer only: skip it
+    return {info[a]["name"]: [*seen[a], info[a].get("resources", {})] for a in info if a in seen}
 '''
 
 
