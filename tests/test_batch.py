@@ -209,6 +209,10 @@ def test_parse_job_id_rejects(out):
     ({"sbatch_args": ("mem=4G",)}, "one sbatch option"),
     ({"sbatch_args": ("--mem 4G",)}, "--name=value"),
     ({"sbatch_args": ("--comment=a\nb",)}, "line break"),
+    # Slurm 26.05 refuses --gres=gpu with --gpus-per-node; earlier ones keep one of the two
+    ({"gpus_per_node": 2, "sbatch_args": ("--gres=gpu:2",)}, "both ask for GPUs"),
+    ({"gpus_per_node": 1, "sbatch_args": ("--gres=shard:1,gpu:a100:1",)}, "both ask for GPUs"),
+    ({"gpus_per_node": 1, "extra_directives": ("--gres=gpu:1",)}, "job-extra-directives"),
 ])
 def test_bad_specs(changes, needle):
     spec = BatchSpec(**{"command": ("true",), "dasklaunch": VENV, **changes})
@@ -882,3 +886,9 @@ def test_batch_warns_about_a_dasklaunch_only_this_node_has(command, mounts, tmpd
         assert warning is None
     else:
         assert f"the job runs {command}, which is {warned} here" in warning
+
+
+def test_a_gres_that_is_not_a_gpu_goes_with_gpus_per_node():
+    spec = BatchSpec(command=("true",), dasklaunch=VENV, gpus_per_node=2,
+                     sbatch_args=("--gres=nvme:1", "--gres-flags=enforce-binding"))
+    assert "#SBATCH --gres=nvme:1" in batch.render(spec)

@@ -139,6 +139,15 @@ def _check(spec: BatchSpec) -> None:
             raise UsageError(f"{flag} must be at least 1, not {count}")
     if spec.mem is not None:
         slurm_size(spec.mem)
+    if spec.gpus_per_node is not None:
+        for where, args in (("--sbatch-arg", spec.sbatch_args),
+                            ("jobqueue.yaml job-extra-directives", spec.extra_directives)):
+            for arg in args:
+                if _GPU_GRES.match(arg):
+                    # two requests for the same GPUs: Slurm 26.05 refuses the pair outright,
+                    # earlier versions keep one of them without saying which
+                    raise UsageError(f"--gpus-per-node {spec.gpus_per_node} and {where} {arg!r} "
+                                     f"both ask for GPUs: give one of them")
     if spec.requeue_margin is not None and not spec.requeue:
         raise UsageError("--requeue-margin needs --requeue")
     if spec.requeue:
@@ -156,6 +165,7 @@ def _check(spec: BatchSpec) -> None:
                              f"({limit}s) runs out; lower the margin")
 
 
+_GPU_GRES = re.compile(r"--gres[= ](?:[^ ]*,)?gpu\b")
 _SLURM_SIZE = re.compile(r"(\d+)([KMGT]?)", re.IGNORECASE)
 _SLURM_UNITS = {"": 2**20, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 

@@ -119,13 +119,22 @@ def start_fork_server() -> int:
     listener.listen()
     # every process that may ask for a fork holds alive_w; the server ends when all have closed it
     alive_r, alive_w = os.pipe()
+    # Python 3.14's fork server authenticates each request with a key it reads from a pipe at its
+    # start (the client asserts it has one); earlier ones take no key
+    authkey = os.urandom(32) if hasattr(server, "_forkserver_authkey") else None
+    key_args = {}
+    if authkey is not None:
+        key_r, key_w = os.pipe()
+        os.write(key_w, authkey)   # 32 bytes: never blocks on a pipe
+        os.close(key_w)
+        key_args = {"authkey_r": key_r}
     pid = forking.fork()
     if pid == 0:
         os.close(alive_w)
         guard_forks(os.getpid())
         code = 0
         try:
-            forkserver.main(listener.detach(), alive_r, [])
+            forkserver.main(listener.detach(), alive_r, [], **key_args)
         except SystemExit:
             pass
         except BaseException:  # noqa: BLE001 - report, then end this process whatever it was
@@ -134,6 +143,9 @@ def start_fork_server() -> int:
         os._exit(code)
     listener.close()
     os.close(alive_r)
+    if authkey is not None:
+        os.close(key_args["authkey_r"])
+        server._forkserver_authkey = authkey  # noqa: SLF001
     server._forkserver_address = address  # noqa: SLF001
     server._forkserver_alive_fd = alive_w  # noqa: SLF001
     server._forkserver_pid = pid  # noqa: SLF001

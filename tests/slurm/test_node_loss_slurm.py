@@ -55,3 +55,33 @@ dl("down")
     assert result["status"]["workers"]["connected"] == result["status"]["workers"]["expected"]
     assert result["hosts_after_restart"] == ["node1", "node2"]
     assert result["compute_after_restart"] == 45
+
+
+def test_a_failed_task_leaves_its_pool_siblings_running(slurm):
+    """One task of a pool's step exits non-zero (its nanny process ends with 3). Slurm 26.05
+    sends the remaining tasks of such a step SIGTERM (then SIGKILL after KillWait) where the step
+    kills on a bad exit; a pool's step must not (`--kill-on-bad-exit=0`), on every version: the
+    other nodes' workers stay, and `restart-workers` brings the pool back whole."""
+    result = slurm.salloc('''
+from dasklaunch import connect
+dl("up", "--interface", "lab0")
+with connect() as client:
+    hosts = client.run(socket.gethostname)
+    victim = [addr for addr, host in hosts.items() if host == "node3"][0]
+    import threading
+    # the nanny process (the task's own) ends with 3 just after it answers
+    client.run(lambda: threading.Timer(0.3, os._exit, (3,)).start(), workers=[victim], nanny=True)
+    for _ in range(60):
+        time.sleep(0.5)
+        if victim not in client.scheduler_info()["workers"]:
+            break
+    time.sleep(6)    # past KillWait (2 s) and the SIGTERM 26.05 would have sent
+    out["hosts_after"] = sorted(client.run(socket.gethostname).values())
+    out["status"] = json.loads(dl("status", "--json").stdout)
+    out["restart"] = dl("restart-workers").stderr
+    out["hosts_restarted"] = sorted(client.run(socket.gethostname).values())
+dl("down")
+''', "-N3")
+    assert result["hosts_after"] == ["node1", "node2"]
+    assert result["status"]["workers"]["connected"] == 2
+    assert result["hosts_restarted"] == ["node1", "node2", "node3"], result["restart"]
