@@ -130,7 +130,10 @@ def test_dry_run_inside_an_allocation_shows_srun(cli, monkeypatch):
     sched, workers = data["commands"]
     assert sched.startswith("srun --jobid=77 --job-name=dl-sched-")
     assert "--nodelist=nid0001" in sched and "--interface ib0" in sched
-    assert "--nodes=2 --ntasks=8" in workers and "--nthreads 2" in workers
+    # 8 workers, 4 per node: one task per node whose launcher starts the node's 4 (one import
+    # of distributed per node, not per worker), holding the 4 tasks' CPUs
+    assert "--nodes=2 --ntasks=2 --ntasks-per-node=1 --cpus-per-task=8" in workers
+    assert "--workers-per-task 4" in workers and "--nthreads 2" in workers
     usable = int(16000 * 2**20 * 0.9) - int(16000 * 2**20 * 0.05)
     assert f"--memory-limit {usable // 4}" in workers
 

@@ -269,3 +269,44 @@ def test_gpu_workers_on_a_node():
     assert [w[0][-1] for w in workers] == ["gpu-node2-gpuGPU-a-GPU-b", "gpu-node2-gpuGPU-c-GPU-d"]
     assert [w[1]["CUDA_VISIBLE_DEVICES"] for w in workers] == ["GPU-a,GPU-b", "GPU-c,GPU-d"]
     assert [w[2] for w in workers] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+
+
+# --- a CPU pool with several tasks per node: one launcher per node starts the node's workers
+
+def _folded(allocation, *specs, local=False, **opts):
+    from dasklaunch.domain.commands import workers_per_task
+
+    options = UpOptions(**opts)
+    return [workers_per_task(options, pool, tuple(allocation.tasks_per_node[i]
+                                                  for i in pool.node_indices), local=local)
+            for pool in plan(allocation, *specs, **opts)]
+
+
+@pytest.mark.parametrize("allocation, specs, opts, local, per_task", [
+    (alloc(tasks=2), (), {}, False, 2),
+    (alloc(tasks=4, cpus=8), (), {"nthreads": 1}, False, 4),
+    (alloc(tasks=1), (), {}, False, 1),                                   # one per node already
+    (alloc(tasks=2), (), {}, True, 1),                                    # local: forked already
+    (alloc(tasks=2), (), {"start_method": "spawn"}, False, 1),            # each task imports
+    (alloc(tasks=2), (), {"start_method": "forkserver"}, False, 1),
+    (alloc(tasks=2), (), {"nanny": False}, False, 1),
+    (alloc(tasks=2), (), {"per_node": True}, False, 1),                   # one worker per node
+    (alloc(tasks=2, gpus=2), (), {}, False, 1),                           # GPU pools: their own
+    (alloc(tasks=1), ("a:ntasks-per-node=3",), {}, False, 3),
+    (Allocation(job_id="1", nodes=("n1", "n2"), tasks_per_node=(2, 1), cpus_per_node=(4, 4)),
+     (), {}, False, 1),                                                   # uneven: per task
+])
+def test_which_pools_run_one_launcher_per_node(allocation, specs, opts, local, per_task):
+    assert _folded(allocation, *specs, local=local, **opts) == [per_task]
+
+
+def test_a_node_launcher_names_and_pins_the_workers_of_its_nodes_tasks(monkeypatch):
+    from dasklaunch.launch.node import node_workers
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5})
+    env = {"SLURMD_NODENAME": "node2", "SLURM_LOCALID": "0"}
+    workers = node_workers("a", 0, ["dask", "worker"], env, workers_per_task=3)
+    assert [argv[-1] for argv, _, _ in workers] == ["a-node2-0", "a-node2-1", "a-node2-2"]
+    assert [cpus for _, _, cpus in workers] == [[0, 1], [2, 3], [4, 5]]
+    (single,) = node_workers("a", 0, ["dask", "worker"], env)
+    assert single[0][-1] == "a-node2-0" and single[2] is None

@@ -133,9 +133,29 @@ def worker_command(opts: UpOptions, plan: WorkerPlan, scheduler_file: str, *, lo
 NODE_LAUNCHER = "dasklaunch.launch.node"
 
 
+def workers_per_task(opts: UpOptions, pool: PoolPlan, tasks_per_node: tuple[int, ...],
+                     *, local: bool) -> int:
+    """K > 1: the pool's step runs one task per node, whose launcher starts the K workers the
+    node's K tasks would have run (same names, CPUs, memory), importing distributed once per
+    node instead of once per task: the time to ready at several workers per node is mostly
+    those imports (docs/performance.md). Only where the launcher forks its workers (prefork)
+    and for plain CPU workers on nodes with as many tasks each; 1 otherwise. The local backend's
+    tasks are forked from one launcher already."""
+    if local or pool.plan.placement != "tasks" or pool.gpus_per_worker or pool.gpu_tasks:
+        return 1
+    if pool.cuda_args is not None or not opts.nanny or start_method(opts) != "prefork":
+        return 1
+    if pool.spec.ntasks_per_node is not None:
+        tasks_per_node = (pool.spec.ntasks_per_node,)
+    if len(set(tasks_per_node)) != 1 or pool.plan.ntasks != tasks_per_node[0] * pool.plan.nnodes:
+        return 1
+    return tasks_per_node[0]
+
+
 def pool_command(opts: UpOptions, pool: PoolPlan, scheduler_file: str, *, local: bool,
                  tls_args: list[str] | tuple[str, ...] = (),
-                 python: str = sys.executable, module: str = WORKER_MODULE) -> list[str]:
+                 python: str = sys.executable, module: str = WORKER_MODULE,
+                 per_task: int = 1) -> list[str]:
     """What each task of a pool's step runs: the node launcher (which names the workers
     POOL-HOST-N, pins GPU workers to their GPUs and, with prefork, forks them), then `dask
     worker` with the pool's shape. A GPU pool's task starts one `dask worker` per GPU (or per
@@ -160,8 +180,9 @@ def pool_command(opts: UpOptions, pool: PoolPlan, scheduler_file: str, *, local:
         argv = dask_cuda.worker_command(argv, (*method_args, *pool.cuda_args))
     # gpu-tasks: each task is one worker, on its share of the GPUs it sees
     gpu_tasks = ["--gpu-tasks"] if pool.gpu_tasks else []
+    folded = ["--workers-per-task", str(per_task)] if per_task > 1 else []
     return [python, "-m", NODE_LAUNCHER, "--pool", spec.name,
-            "--gpus-per-worker", str(pool.gpus_per_worker), *gpu_tasks, *prefork,
+            "--gpus-per-worker", str(pool.gpus_per_worker), *gpu_tasks, *prefork, *folded,
             *drain_args(opts), "--", *argv]
 
 

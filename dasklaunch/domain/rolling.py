@@ -4,7 +4,7 @@ and which walltimes leave room for it. Pure arithmetic; ops/rolling.py acts on i
 from __future__ import annotations
 
 from ..errors import UsageError
-from .sbatch import slurm_time_seconds
+from .units import slurm_time_seconds
 
 # Seconds between the end of a worker job's drain and its walltime: for the workers to exit.
 WALLTIME_MARGIN_SECONDS = 10

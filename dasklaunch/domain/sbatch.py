@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from ..errors import UsageError
 from .resources import template
+from .units import slurm_time_seconds
 
 DEFAULT_JOB_NAME = "dasklaunch"
 DEFAULT_MARGIN = 60
@@ -86,31 +87,6 @@ class BatchSpec:
 # ----------------------------------------------------------------------------------- validation
 
 _NODES = re.compile(r"[1-9][0-9]*(-[1-9][0-9]*)?")
-_TIME = re.compile(r"(?:(?P<days>\d+)-(?P<dh>\d+)(?::(?P<dm>\d+)(?::(?P<ds>\d+))?)?"
-                   r"|(?P<a>\d+)(?::(?P<b>\d+)(?::(?P<c>\d+))?)?)")
-
-
-def slurm_time_seconds(text: str) -> int | None:
-    """Seconds in a Slurm time limit; None for an unlimited one. UsageError if malformed.
-
-    Slurm reads "M", "M:S", "H:M:S", "D-H", "D-H:M" and "D-H:M:S"; 0 means no limit."""
-    value = text.strip()
-    if value.lower() in ("unlimited", "infinite"):
-        return None
-    match = _TIME.fullmatch(value)
-    if not match:
-        raise UsageError(f"--time {text!r} is not a Slurm time limit (minutes, MM:SS, HH:MM:SS, "
-                         f"D-HH, D-HH:MM or D-HH:MM:SS)")
-    if match["days"] is not None:
-        days, hours, minutes, seconds = (int(match[k] or 0) for k in ("days", "dh", "dm", "ds"))
-    else:
-        given = [int(match[k]) for k in ("a", "b", "c") if match[k] is not None]
-        days = 0
-        hours, minutes, seconds = {1: (0, given[0], 0), 2: (0, *given), 3: tuple(given)}[len(given)]
-    total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
-    return total or None
-
-
 def _check(spec: BatchSpec) -> None:
     if not spec.command:
         raise UsageError("no command to run: dasklaunch batch [OPTIONS] -- COMMAND [ARGS]...")
@@ -139,15 +115,12 @@ def _check(spec: BatchSpec) -> None:
             raise UsageError(f"{flag} must be at least 1, not {count}")
     if spec.mem is not None:
         slurm_size(spec.mem)
-    if spec.gpus_per_node is not None:
-        for where, args in (("--sbatch-arg", spec.sbatch_args),
-                            ("jobqueue.yaml job-extra-directives", spec.extra_directives)):
-            for arg in args:
-                if _GPU_GRES.match(arg):
-                    # two requests for the same GPUs: Slurm 26.05 refuses the pair outright,
-                    # earlier versions keep one of them without saying which
-                    raise UsageError(f"--gpus-per-node {spec.gpus_per_node} and {where} {arg!r} "
-                                     f"both ask for GPUs: give one of them")
+    # two requests for the same GPUs: Slurm 26.05 refuses the pair, earlier ones keep one
+    gres = [(w, a) for w, args in (("--sbatch-arg", spec.sbatch_args), ("jobqueue.yaml "
+             "job-extra-directives", spec.extra_directives)) for a in args if _GPU_GRES.match(a)]
+    if spec.gpus_per_node is not None and gres:
+        raise UsageError(f"--gpus-per-node {spec.gpus_per_node} and {gres[0][0]} {gres[0][1]!r} "
+                         f"both ask for GPUs: give one of them")
     if spec.requeue_margin is not None and not spec.requeue:
         raise UsageError("--requeue-margin needs --requeue")
     if spec.requeue:

@@ -103,3 +103,28 @@ def check_device_size(what: str, value: str, limit: bool = False) -> str:
         raise UsageError(f"{what}: {text} is {plural(size, 'byte')}, not a fraction of the "
                          f"GPU's memory in (0, 1] or a size such as 40GB")
     return text
+
+
+_TIME = re.compile(r"(?:(?P<days>\d+)-(?P<dh>\d+)(?::(?P<dm>\d+)(?::(?P<ds>\d+))?)?"
+                   r"|(?P<a>\d+)(?::(?P<b>\d+)(?::(?P<c>\d+))?)?)")
+
+
+def slurm_time_seconds(text: str) -> int | None:
+    """Seconds in a Slurm time limit; None for an unlimited one. UsageError if malformed.
+
+    Slurm reads "M", "M:S", "H:M:S", "D-H", "D-H:M" and "D-H:M:S"; 0 means no limit."""
+    value = text.strip()
+    if value.lower() in ("unlimited", "infinite"):
+        return None
+    match = _TIME.fullmatch(value)
+    if not match:
+        raise UsageError(f"--time {text!r} is not a Slurm time limit (minutes, MM:SS, HH:MM:SS, "
+                         f"D-HH, D-HH:MM or D-HH:MM:SS)")
+    if match["days"] is not None:
+        days, hours, minutes, seconds = (int(match[k] or 0) for k in ("days", "dh", "dm", "ds"))
+    else:
+        given = [int(match[k]) for k in ("a", "b", "c") if match[k] is not None]
+        days = 0
+        hours, minutes, seconds = {1: (0, given[0], 0), 2: (0, *given), 3: tuple(given)}[len(given)]
+    total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    return total or None

@@ -5,7 +5,9 @@ them without a second import of distributed.
         [--drain-timeout SECONDS] -- dask worker ...
 
 Its workers: with no GPUs to pin (G = 0, or none visible), one `dask worker --name POOL-HOST-N`
-(N: the task's SLURM_LOCALID). With G > 0, one worker per G of the GPUs it sees (all of the
+(N: the task's SLURM_LOCALID); with --workers-per-task K, K of them (N = 0..K-1), each on its
+slice of the task's CPUs: one task per node standing in for K tasks, with one import of
+distributed instead of K. With G > 0, one worker per G of the GPUs it sees (all of the
 node's, one task per node; or the task's own with gpu-tasks=yes), each seeing only its own
 through the vendor's variable, with its share of the task's CPUs, named POOL-HOST-gpuTOKEN. The
 worker command may be `dask cuda worker` (dask-cuda pools): shown one GPU, it starts one worker.
@@ -77,6 +79,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     # it does not (no per-task binding), the task takes its SLURM_LOCALID-th share
     parser.add_argument("--gpu-tasks", action="store_true")
     parser.add_argument("--prefork", action="store_true")
+    parser.add_argument("--workers-per-task", type=int, default=1)
     parser.add_argument("--drain-timeout", type=float, default=0.0)
     # no drain while this file exists (`down` stopping every worker); default: the one beside
     # the workers' scheduler file
@@ -167,11 +170,13 @@ def task_workers(args: argparse.Namespace,
                  env: dict[str, str]) -> list[prefork.NodeWorker] | None:
     if args.keep_name:
         return [(args.command, {}, None)]
-    return node_workers(args.pool, args.gpus_per_worker, args.command, env, args.gpu_tasks)
+    return node_workers(args.pool, args.gpus_per_worker, args.command, env, args.gpu_tasks,
+                        args.workers_per_task)
 
 
 def node_workers(pool: str, gpus_per_worker: int, command: list[str],
-                 env: dict[str, str], gpu_tasks: bool = False) -> list[prefork.NodeWorker] | None:
+                 env: dict[str, str], gpu_tasks: bool = False,
+                 workers_per_task: int = 1) -> list[prefork.NodeWorker] | None:
     """The `dask worker` processes of this task; None (said why) when it has too few GPUs, or
     GPUs dask-cuda cannot use."""
     host = host_name(env)
@@ -191,10 +196,15 @@ def node_workers(pool: str, gpus_per_worker: int, command: list[str],
                   f"per worker but this task sees {len(gpus.tokens) if gpus else 0}",
                   file=sys.stderr, flush=True)
             return None
-        name = f"{pool}-{host}-{env.get('SLURM_LOCALID', '0')}"
         hidden = visible_gpus(env)
         # a CPU-only pool on a node with GPUs: its workers must not use them
         extra = hidden.variables(()) if hidden is not None else {}
+        if workers_per_task > 1:
+            # the names and CPU shares the node's K tasks would have had
+            slices = split_cpus(sorted(os.sched_getaffinity(0)), workers_per_task)
+            return [([*command, "--name", f"{pool}-{host}-{index}"], dict(extra), cpus)
+                    for index, cpus in enumerate(slices)]
+        name = f"{pool}-{host}-{env.get('SLURM_LOCALID', '0')}"
         return [([*command, "--name", name], extra, None)]
     return gpu_workers(pool, host, gpus, gpus_per_worker, command,
                        sorted(os.sched_getaffinity(0)))

@@ -17,6 +17,7 @@ from ..domain.commands import (
     WORKER_MODULE_VARIABLE,
     pool_command,
     scheduler_command,
+    workers_per_task,
 )
 from ..domain.env import job_env, worker_env
 from ..domain.pools import Layout, PoolPlan
@@ -89,11 +90,14 @@ def pool_step(opts: UpOptions, pool: PoolPlan, alloc: Allocation, local: bool, s
         env.update(dask_cuda.worker_env([*tls_args, *opts.worker_args, *pool.spec.worker_args]))
     hosts = tuple(alloc.nodes[i] for i in pool.node_indices)
     all_nodes = hosts == alloc.nodes
-    return Step(role="workers", name=name, placement=pool.plan.placement,
-                ntasks=pool.plan.ntasks, nnodes=pool.plan.nnodes,
+    per_task = workers_per_task(opts, pool, tuple(alloc.tasks_per_node[i]
+                                                  for i in pool.node_indices), local=local)
+    return Step(role="workers", name=name,
+                placement="per-node" if per_task > 1 else pool.plan.placement,
+                ntasks=pool.plan.ntasks // per_task, nnodes=pool.plan.nnodes,
                 command=pool_command(opts, pool, sfile, local=local, tls_args=tls_args,
                                      module=os.environ.get(WORKER_MODULE_VARIABLE) or
-                                     WORKER_MODULE),
+                                     WORKER_MODULE, per_task=per_task),
                 log=str(state.logs / f"{name}.log"), env=env, pool=pool.name,
                 expected=pool.expected_workers,
                 nodelist=None if (local or all_nodes or pool.het_group is not None)
@@ -102,7 +106,7 @@ def pool_step(opts: UpOptions, pool: PoolPlan, alloc: Allocation, local: bool, s
                 gpus_per_node=0 if local or pool.gpu_tasks
                 else pool.gpus_per_worker * pool.plan.nworkers,
                 gpus_per_task=pool.gpus_per_worker if pool.gpu_tasks else 0,
-                cpus_per_task=None if local else step_cpus(pool, alloc))
+                cpus_per_task=None if local else per_task * step_cpus(pool, alloc))
 
 
 def step_cpus(pool: PoolPlan, alloc: Allocation) -> int:

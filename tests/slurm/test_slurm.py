@@ -65,12 +65,21 @@ out["status"] = json.loads(dl("status", "--json").stdout)
 from dasklaunch import connect
 with connect() as client:
     out["nthreads"] = client.nthreads()
+    out["names"] = sorted(w["name"] for w in client.scheduler_info()["workers"].values())
+    out["pids"] = sorted(client.run(os.getpid).values())
+out["ntasks"] = record()["pools"][0]["ntasks"]
 dl("down")
 ''', "-N3", "--ntasks-per-node=2")
     status = result["status"]
     assert status["workers"]["expected"] == status["workers"]["connected"] == workers
     assert set(result["nthreads"].values()) == {threads}
     assert len(status["hosts"]) == 3
+    assert len(set(result["pids"])) == workers      # a process each
+    if layout == "per-task":
+        # one task per node (one import of distributed), starting the workers of the node's 2
+        # tasks under the names those tasks would have given them
+        assert result["ntasks"] == 3
+        assert result["names"] == sorted(f"workers-{n}-{i}" for n in NODES for i in (0, 1))
     # DefMemPerNode=2000M, read from the job record (salloc exports no memory variable): 90%
     # of it, less 5% for the scheduler, shared by the node's workers
     per_node_workers = workers // 3
