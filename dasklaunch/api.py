@@ -17,8 +17,8 @@ from pathlib import Path
 
 from .domain.settings import options_from
 from .errors import NotUpError, StateDirError
+from .ops.dashboard_hints import DASHBOARD_LINK_VARIABLE, DASK_DEFAULT_LINK
 from .ops.down import down as _down
-from .ops.hints import DASHBOARD_LINK_VARIABLE, DASK_DEFAULT_LINK
 from .ops.up import up as _up
 from .runtime import schedfile
 from .runtime.report import Reporter

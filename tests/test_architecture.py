@@ -129,6 +129,17 @@ def test_no_module_over_300_lines():
     assert {name: n for name, n in sizes.items() if n > 300} == {}
 
 
+def test_module_names_say_their_role_once():
+    """No two modules share a name across packages (`hints` and `hints`, `env` and `env`): a
+    name is enough to find a module, in a traceback, a log or a review."""
+    seen: dict[str, list[str]] = {}
+    for name in modules():
+        last = name.rsplit(".", 1)[-1]
+        if name.count(".") > 1 and last != "__main__":
+            seen.setdefault(last, []).append(name)
+    assert {k: v for k, v in seen.items() if len(v) > 1} == {}
+
+
 def test_slurm_commands_are_named_only_under_slurm():
     found = []
     for name, path in modules().items():

@@ -279,7 +279,7 @@ OPTS = UpOptions(backend="local", local_tasks=2, tls=False, timeout=5)
 def test_up_in_the_next_run_of_the_same_job_treats_the_old_cluster_as_stale(tmp_path):
     """What a run killed before its `down` finished leaves: the record says up, a scheduler
     file names a scheduler that is gone, and the no-drain mark of the cut-short `down`."""
-    from dasklaunch.launch.drain import NO_DRAIN_FILE
+    from dasklaunch.launch.node_drain import NO_DRAIN_FILE
 
     state = StateDir(tmp_path / "state")
     first = InProcessLauncher()

@@ -12,7 +12,7 @@ import pytest
 from procs import outside_any_job
 
 from dasklaunch.domain.settings import UpOptions
-from dasklaunch.ops import hints
+from dasklaunch.ops import dashboard_hints as hints
 from dasklaunch.runtime.record import ClusterRecord
 from dasklaunch.runtime.schedfile import SchedulerInfo
 from dasklaunch.runtime.state import StateDir

@@ -12,11 +12,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from dasklaunch.domain.commands import drain_args
+from dasklaunch.domain.dask_argv import drain_args
 from dasklaunch.domain.settings import UpOptions
 from dasklaunch.errors import UsageError
-from dasklaunch.launch import drain as node_drain
-from dasklaunch.launch import node
+from dasklaunch.launch import node, node_drain
 from dasklaunch.ops.status import drain_line
 from dasklaunch.runtime import drain, proc
 

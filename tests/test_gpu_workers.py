@@ -12,7 +12,7 @@ from procs import STANDINS
 
 from dasklaunch.domain import dask_cuda
 from dasklaunch.domain.allocation import Allocation
-from dasklaunch.domain.commands import pool_command
+from dasklaunch.domain.dask_argv import pool_command
 from dasklaunch.domain.pool_spec import parse_pool
 from dasklaunch.domain.pools import Layout, plan_pools
 from dasklaunch.domain.settings import UpOptions

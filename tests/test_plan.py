@@ -1,7 +1,7 @@
 import pytest
 
 from dasklaunch.domain.allocation import Allocation
-from dasklaunch.domain.commands import scheduler_command, worker_command
+from dasklaunch.domain.dask_argv import scheduler_command, worker_command
 from dasklaunch.domain.plan import expected_workers, plan_workers
 from dasklaunch.domain.settings import UpOptions
 from dasklaunch.domain.units import parse_bytes
@@ -119,7 +119,7 @@ def test_options_round_trip_through_the_record():
 
 
 def test_start_method_env():
-    from dasklaunch.domain.commands import (
+    from dasklaunch.domain.dask_argv import (
         PRE_SPAWN_ENVIRON,
         START_METHOD_VARIABLE,
         start_method_env,

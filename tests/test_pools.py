@@ -274,7 +274,7 @@ def test_gpu_workers_on_a_node():
 # --- a CPU pool with several tasks per node: one launcher per node starts the node's workers
 
 def _folded(allocation, *specs, local=False, **opts):
-    from dasklaunch.domain.commands import workers_per_task
+    from dasklaunch.domain.dask_argv import workers_per_task
 
     options = UpOptions(**opts)
     return [workers_per_task(options, pool, tuple(allocation.tasks_per_node[i]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from dasklaunch.domain.allocation import Allocation
-from dasklaunch.domain.commands import PRE_SPAWN_ENVIRON, pool_command
+from dasklaunch.domain.dask_argv import PRE_SPAWN_ENVIRON, pool_command
 from dasklaunch.domain.pools import plan_pools
 from dasklaunch.domain.settings import UpOptions
 from dasklaunch.launch import node

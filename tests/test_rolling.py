@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from dasklaunch.domain.rolling import check_walltime, lead_seconds
+from dasklaunch.domain.rolling_times import check_walltime, lead_seconds
 from dasklaunch.domain.settings import UpOptions
 from dasklaunch.errors import UsageError
 from dasklaunch.ops import rolling

@@ -10,7 +10,7 @@ import pytest
 from dasklaunch.domain.pool_spec import parse_pool
 from dasklaunch.domain.scratch import dask_default, fs_type, parse_mounts, shared
 from dasklaunch.domain.settings import UpOptions
-from dasklaunch.ops.scratch import node_local_directory
+from dasklaunch.ops.local_directory import node_local_directory
 from dasklaunch.runtime.report import Reporter
 
 MOUNTS = """\

@@ -14,9 +14,9 @@ from typer.core import TyperGroup
 
 from ..errors import DasklaunchError, closed_pipe, print_error
 from . import cluster, workers
-from .batch import batch_command
-from .logs import logs_command
 from .profile import profile_app
+from .submit import batch_command
+from .tail import logs_command
 
 # Where each command is explained: its page of the docs site, by path in the source tree until
 # the site is published (docs/reference/cli.md is made from these same help texts).

@@ -21,7 +21,7 @@ passes SIGTERM/SIGINT on to its workers once and exits when all have exited.
 
 With --drain-timeout T > 0 it stays its workers' parent (it neither becomes nor runs `dask
 worker` itself) and, on the first SIGTERM, asks the scheduler to retire them before it passes
-the signal on: the results they hold move to workers that stay (launch/drain.py). Its `dask
+the signal on: the results they hold move to workers that stay (launch/node_drain.py). Its `dask
 worker` processes leave SIGTERM to it and get SIGINT after the drain (launch/shield.py), since
 under srun Slurm's SIGTERM reaches every process of the step at once.
 """
@@ -37,7 +37,8 @@ from dataclasses import replace
 from ..domain import dask_cuda
 from ..domain.gpus import VisibleGPUs, visible_gpus
 from ..runtime import proc
-from . import drain, prefork
+from . import node_drain as drain
+from . import prefork
 from . import shield as shielding
 
 

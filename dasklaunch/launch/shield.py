@@ -28,7 +28,7 @@ import signal
 import sys
 
 from ..domain import dask_cuda
-from ..domain.commands import WORKER_MODULE
+from ..domain.dask_argv import WORKER_MODULE
 
 # What the launcher passes on, after draining, to a worker that ignores SIGTERM.
 PASSED_ON = signal.SIGINT

@@ -52,7 +52,7 @@ def stop_grace(record: ClusterRecord) -> float:
 def nothing_stays(state: StateDir):
     """While every worker of the cluster is being stopped: no drain (no worker would stay to
     take the results), so the stop takes no longer than it did."""
-    from ..launch.drain import NO_DRAIN_FILE
+    from ..launch.node_drain import NO_DRAIN_FILE
 
     state.write_text(NO_DRAIN_FILE, "every worker is being stopped\n")
     try:

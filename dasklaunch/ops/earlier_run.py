@@ -8,8 +8,8 @@ import time
 from contextlib import suppress
 
 from ..errors import AlreadyUpError, StateDirError
-from ..launch.drain import NO_DRAIN_FILE
 from ..launch.factory import launcher_for
+from ..launch.node_drain import NO_DRAIN_FILE
 from ..runtime import schedfile
 from ..runtime.report import Reporter
 from ..runtime.state import StateDir

@@ -10,13 +10,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ..domain.commands import WORKER_MODULE, network_args, start_method_env
-from ..domain.env import job_env
+from ..domain.dask_argv import WORKER_MODULE, network_args, start_method_env
 from ..domain.pool_spec import POOL_NAME
+from ..domain.step_env import job_env
 from ..domain.units import check_memory_limit
 from ..errors import NotUpError, UsageError
-from ..launch.drain import flag_value
 from ..launch.factory import launcher_for
+from ..launch.node_drain import flag_value
 from ..runtime import proc, schedfile
 from ..runtime.record import Step
 from ..runtime.report import Reporter

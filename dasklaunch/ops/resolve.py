@@ -12,12 +12,12 @@ from dataclasses import dataclass, field, replace
 
 from ..domain import dask_cuda
 from ..domain.allocation import Allocation, expand_nodelist
-from ..domain.commands import check_passthrough_args
+from ..domain.dask_argv import check_passthrough_args
+from ..domain.option_checks import check_up_values
 from ..domain.plan import expected_workers
 from ..domain.pools import Layout, plan_pools
 from ..domain.settings import UpOptions
 from ..domain.units import check_device_size, plural
-from ..domain.values import check_up_values
 from ..errors import UsageError
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 
-from ..domain.rolling import START_ALLOWANCE_SECONDS, lead_seconds
+from ..domain.rolling_times import START_ALLOWANCE_SECONDS, lead_seconds
 from ..runtime.record import ClusterRecord, ScaleOutJob
 from ..runtime.report import Reporter
 from ..runtime.state import StateDir

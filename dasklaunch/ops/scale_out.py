@@ -14,13 +14,13 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..domain.commands import NODE_LAUNCHER, drain_args, start_method
-from ..domain.env import worker_env
-from ..domain.rolling import WALLTIME_MARGIN_SECONDS, check_walltime
+from ..domain.dask_argv import NODE_LAUNCHER, drain_args, start_method
+from ..domain.rolling_times import WALLTIME_MARGIN_SECONDS, check_walltime
 from ..domain.settings import UpOptions
+from ..domain.step_env import worker_env
 from ..domain.units import format_bytes, parse_bytes, plural
 from ..errors import NotUpError, UsageError
-from ..launch.drain import NO_DRAIN_FILE
+from ..launch.node_drain import NO_DRAIN_FILE
 from ..profiles.jobqueue import job_script_prologue
 from ..runtime.record import ClusterRecord, ScaleOutJob
 from ..runtime.report import Reporter

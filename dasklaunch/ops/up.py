@@ -12,16 +12,16 @@ from pathlib import Path
 
 from ..domain import dask_cuda, render
 from ..domain.allocation import Allocation
-from ..domain.commands import (
+from ..domain.dask_argv import (
     WORKER_MODULE,
     WORKER_MODULE_VARIABLE,
     pool_command,
     scheduler_command,
     workers_per_task,
 )
-from ..domain.env import job_env, worker_env
 from ..domain.pools import Layout, PoolPlan
 from ..domain.settings import UpOptions
+from ..domain.step_env import job_env, worker_env
 from ..errors import (
     DasklaunchError,
     InterfaceError,
@@ -36,12 +36,12 @@ from ..runtime.report import Reporter
 from ..runtime.state import JOB_CONFIG_DIR, StateDir, find_state_dir
 from ..runtime.tls import PROTOCOL_ARGS, WORKER_TLS_ARGS, TLSFiles
 from .common import interrupts_raise, step_name
+from .dashboard_hints import client_dashboard_env, connect_call, dashboard_hints, dashboard_problem
 from .earlier_run import clear_stale, dry_run_refusal, refuse_orphaned_cluster
-from .hints import client_dashboard_env, connect_call, dashboard_hints, dashboard_problem
+from .local_directory import node_local_directory
 from .readiness import Probe, wait_ready
 from .resolve import check_options, resolve
 from .scaling import apply_scale_defaults
-from .scratch import node_local_directory
 
 
 def job_config_dir(state: StateDir) -> Path:

@@ -60,7 +60,7 @@ def _release(version: str) -> tuple[int, ...]:
 def dashboard_problem(opts: UpOptions, python: str = sys.executable) -> str | None:
     """One line saying why the scheduler will not serve the dashboard, or None.
 
-    The scheduler runs `python` (this interpreter: see domain/commands.py), so what this
+    The scheduler runs `python` (this interpreter: see domain/dask_argv.py), so what this
     Python can import is what the scheduler can."""
     if "--no-dashboard" in opts.scheduler_args:
         return None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from .commands import start_method_env
+from .dask_argv import start_method_env
 from .settings import UpOptions
 
 
