@@ -67,8 +67,11 @@ with connect() as client:
     out["nthreads"] = client.nthreads()
     out["names"] = sorted(w["name"] for w in client.scheduler_info()["workers"].values())
     out["pids"] = sorted(client.run(os.getpid).values())
+    out["restart"] = dl("restart-workers").stderr
+    out["names_after"] = sorted(w["name"] for w in client.scheduler_info()["workers"].values())
 out["ntasks"] = record()["pools"][0]["ntasks"]
-dl("down")
+out["down"] = dl("down").stderr
+out["steps"] = steps()
 ''', "-N3", "--ntasks-per-node=2")
     status = result["status"]
     assert status["workers"]["expected"] == status["workers"]["connected"] == workers
@@ -80,6 +83,9 @@ dl("down")
         # tasks under the names those tasks would have given them
         assert result["ntasks"] == 3
         assert result["names"] == sorted(f"workers-{n}-{i}" for n in NODES for i in (0, 1))
+    # the pool drains and comes back whole under the same names, and ends without a kill
+    assert result["names_after"] == result["names"], result["restart"]
+    assert "killed" not in result["down"] and not [s for s in result["steps"] if "dl-" in s]
     # DefMemPerNode=2000M, read from the job record (salloc exports no memory variable): 90%
     # of it, less 5% for the scheduler, shared by the node's workers
     per_node_workers = workers // 3
