@@ -295,6 +295,9 @@ def _folded(allocation, *specs, local=False, **opts):
     (alloc(tasks=1), ("a:ntasks-per-node=3",), {}, False, 3),
     (Allocation(job_id="1", nodes=("n1", "n2"), tasks_per_node=(2, 1), cpus_per_node=(4, 4)),
      (), {}, False, 1),                                                   # uneven: per task
+    (alloc(tasks=2), (), {"per_node": False}, False, 1),                  # --per-task given
+    (alloc(tasks=2), (), {"memory_limit": "auto"}, False, 1),   # Dask's auto: per import's CPUs
+    (alloc(tasks=2), (), {"drain_timeout": 0}, False, 1),       # no shield: two SIGTERMs each
 ])
 def test_which_pools_run_one_launcher_per_node(allocation, specs, opts, local, per_task):
     assert _folded(allocation, *specs, local=local, **opts) == [per_task]
@@ -304,9 +307,26 @@ def test_a_node_launcher_names_and_pins_the_workers_of_its_nodes_tasks(monkeypat
     from dasklaunch.launch.node import node_workers
 
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5})
+    monkeypatch.setattr("dasklaunch.launch.node.by_core", sorted)
     env = {"SLURMD_NODENAME": "node2", "SLURM_LOCALID": "0"}
     workers = node_workers("a", 0, ["dask", "worker"], env, workers_per_task=3)
     assert [argv[-1] for argv, _, _ in workers] == ["a-node2-0", "a-node2-1", "a-node2-2"]
     assert [cpus for _, _, cpus in workers] == [[0, 1], [2, 3], [4, 5]]
     (single,) = node_workers("a", 0, ["dask", "worker"], env)
     assert single[0][-1] == "a-node2-0" and single[2] is None
+
+
+def test_a_node_launcher_slices_whole_cores_and_keeps_sockets_apart(tmp_path):
+    """Hyperthread siblings numbered k and k + 4, two sockets numbered alternately: the slices
+    of a folded task hold whole cores of one socket, as Slurm's task binding would."""
+    from dasklaunch.launch.node import by_core
+
+    for cpu in range(8):
+        core = cpu % 4
+        topology = tmp_path / f"cpu{cpu}" / "topology"
+        topology.mkdir(parents=True)
+        (topology / "physical_package_id").write_text(f"{core % 2}\n")
+        (topology / "core_id").write_text(f"{core}\n")
+    ordered = by_core(set(range(8)), str(tmp_path))
+    assert split_cpus(ordered, 2) == [[0, 4, 2, 6], [1, 5, 3, 7]]
+    assert by_core({3, 1, 2}, str(tmp_path / "missing")) == [1, 2, 3]

@@ -140,10 +140,17 @@ def workers_per_task(opts: UpOptions, pool: PoolPlan, tasks_per_node: tuple[int,
     node instead of once per task: the time to ready at several workers per node is mostly
     those imports (docs/performance.md). Only where the launcher forks its workers (prefork)
     and for plain CPU workers on nodes with as many tasks each; 1 otherwise. The local backend's
-    tasks are forked from one launcher already."""
+    tasks are forked from one launcher already. Never with an explicit --per-task; nor with
+    --memory-limit auto (Dask would divide the node by the CPUs the launcher saw when it
+    imported distributed: all K tasks'), nor --drain-timeout 0 (without the drain's shield,
+    Slurm's SIGTERM and the launcher's own would both reach each worker)."""
     if local or pool.plan.placement != "tasks" or pool.gpus_per_worker or pool.gpu_tasks:
         return 1
     if pool.cuda_args is not None or not opts.nanny or start_method(opts) != "prefork":
+        return 1
+    if opts.per_node is False or opts.drain_timeout <= 0:
+        return 1
+    if pool.plan.memory_limit.lower() == "auto":
         return 1
     if pool.spec.ntasks_per_node is not None:
         tasks_per_node = (pool.spec.ntasks_per_node,)

@@ -61,6 +61,19 @@ def split_cpus(cpus: list[int], parts: int) -> list[list[int]]:
     return out
 
 
+def by_core(cpus, topology: str = "/sys/devices/system/cpu") -> list[int]:
+    """`cpus` ordered by socket, then core, so that contiguous slices of the list hold whole
+    cores (hyperthread siblings are often numbered k and k + the core count); by number where
+    the kernel does not say."""
+    def place(cpu: int) -> tuple[int, int, int]:
+        try:
+            return tuple(int(open(f"{topology}/cpu{cpu}/topology/{name}").read())
+                         for name in ("physical_package_id", "core_id")) + (cpu,)
+        except (OSError, ValueError):
+            return (0, cpu, cpu)
+    return sorted(cpus, key=place)
+
+
 def gpu_workers(pool: str, host: str, gpus: VisibleGPUs, per_worker: int,
                 command: list[str], cpus: list[int]) -> list[tuple[list[str], dict, list[int]]]:
     """(argv, environment additions, CPUs) of each GPU worker on this node."""
@@ -201,8 +214,9 @@ def node_workers(pool: str, gpus_per_worker: int, command: list[str],
         # a CPU-only pool on a node with GPUs: its workers must not use them
         extra = hidden.variables(()) if hidden is not None else {}
         if workers_per_task > 1:
-            # the names and CPU shares the node's K tasks would have had
-            slices = split_cpus(sorted(os.sched_getaffinity(0)), workers_per_task)
+            # the names and CPU shares the node's K tasks would have had: whole cores, a
+            # socket's together, as Slurm binds tasks
+            slices = split_cpus(by_core(os.sched_getaffinity(0)), workers_per_task)
             return [([*command, "--name", f"{pool}-{host}-{index}"], dict(extra), cpus)
                     for index, cpus in enumerate(slices)]
         name = f"{pool}-{host}-{env.get('SLURM_LOCALID', '0')}"

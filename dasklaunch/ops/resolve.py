@@ -75,14 +75,17 @@ def resolve_profile(opts: UpOptions, alloc: Allocation
     options, the plan keywords (memory fraction / limit), the profile (or None) and where the
     options it set came from ("profile seed: layout=per-node")."""
     if not opts.profile:
-        return replace(opts, per_node=bool(opts.per_node)), {}, None, {}
+        # per_node stays None unless given: --per-task given is not the default (dask_argv.
+        # workers_per_task folds a pool's tasks only by default)
+        return opts, {}, None, {}
     from ..profiles.load import load_profile, profile_hints
     from ..profiles.schema import validate_profile
 
     profile = load_profile(opts.profile)
     validate_profile(profile, alloc.mem_per_node)
     hints = profile_hints(profile)
-    per_node = opts.per_node if opts.per_node is not None else hints["layout"] == "per-node"
+    per_node = opts.per_node if opts.per_node is not None else \
+        {"per-node": True, "per-task": False}.get(hints["layout"])
     sizing = {"memory_fraction": hints["memory_fraction"],
               "profile_limit": hints["memory_limit"],
               # no Dask reads it itself; dask-cuda pools get it unless --rmm-pool-size is given
