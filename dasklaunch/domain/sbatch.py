@@ -115,12 +115,14 @@ def _check(spec: BatchSpec) -> None:
             raise UsageError(f"{flag} must be at least 1, not {count}")
     if spec.mem is not None:
         slurm_size(spec.mem)
-    # two requests for the same GPUs: Slurm 26.05 refuses the pair, earlier ones keep one
-    gres = [(w, a) for w, args in (("--sbatch-arg", spec.sbatch_args), ("jobqueue.yaml "
-             "job-extra-directives", spec.extra_directives)) for a in args if _GPU_GRES.match(a)]
-    if spec.gpus_per_node is not None and gres:
-        raise UsageError(f"--gpus-per-node {spec.gpus_per_node} and {gres[0][0]} {gres[0][1]!r} "
-                         f"both ask for GPUs: give one of them")
+    if spec.gpus_per_node is not None:
+        # two requests for the same GPUs: Slurm 26.05 refuses the pair, earlier ones keep one
+        sources = {"--sbatch-arg": spec.sbatch_args,
+                   "jobqueue.yaml job-extra-directives": spec.extra_directives}
+        for where, args in sources.items():
+            if arg := next(filter(_GPU_GRES.match, args), None):
+                raise UsageError(f"--gpus-per-node {spec.gpus_per_node} and {where} {arg!r} "
+                                 f"both ask for GPUs: give one of them")
     if spec.requeue_margin is not None and not spec.requeue:
         raise UsageError("--requeue-margin needs --requeue")
     if spec.requeue:

@@ -37,8 +37,7 @@ def fs_type(path: str, mounts: list[tuple[str, str]]) -> str | None:
     path = os.path.normpath(path)
     best, kind = -1, None
     for point, fstype in mounts:
-        inside = path == point or path.startswith(point.rstrip("/") + "/")
-        if inside and len(point) >= best:
+        if _under(path, point) and len(point) >= best:
             best, kind = len(point), fstype
     return kind
 
@@ -86,6 +85,11 @@ def node_local_path(path: str, mounts: list[tuple[str, str]],
     tmpdir = environ.get("TMPDIR")
     for where in (*NODE_LOCAL_DIRS, *([tmpdir] if tmpdir else [])):
         where = os.path.normpath(where)
-        if path == where or path.startswith(where.rstrip("/") + "/"):
+        if _under(path, where):
             return f"under {where}"
     return None
+
+
+def _under(path: str, root: str) -> bool:
+    """`path` is `root` or lies below it (both normalised)."""
+    return path == root or path.startswith(root.rstrip("/") + "/")

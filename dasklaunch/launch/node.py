@@ -33,6 +33,7 @@ import os
 import socket
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 from ..domain import dask_cuda
 from ..domain.gpus import VisibleGPUs, visible_gpus
@@ -67,7 +68,7 @@ def by_core(cpus, topology: str = "/sys/devices/system/cpu") -> list[int]:
     the kernel does not say."""
     def place(cpu: int) -> tuple[int, int, int]:
         try:
-            return tuple(int(open(f"{topology}/cpu{cpu}/topology/{name}").read())
+            return tuple(int(Path(f"{topology}/cpu{cpu}/topology/{name}").read_text())
                          for name in ("physical_package_id", "core_id")) + (cpu,)
         except (OSError, ValueError):
             return (0, cpu, cpu)

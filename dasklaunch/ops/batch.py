@@ -30,14 +30,10 @@ def node_local_install(command: tuple[str, ...], *, mounts_text: str | None = No
                        environ: dict[str, str] | None = None) -> str | None:
     """A warning when the job would run a dasklaunch (or Python) that only this node has: the
     compute nodes run the script's command by its absolute path."""
-    from ..domain.scratch import node_local_path, parse_mounts
+    from ..domain.scratch import node_local_path
+    from .local_directory import node_mounts
 
-    if mounts_text is None:
-        try:
-            mounts_text = Path("/proc/mounts").read_text()
-        except OSError:
-            mounts_text = ""
-    why = node_local_path(command[0], parse_mounts(mounts_text),
+    why = node_local_path(command[0], node_mounts(mounts_text) or [],
                           os.environ if environ is None else environ)
     if why is None:
         return None

@@ -20,17 +20,25 @@ from ..domain.settings import UpOptions
 from ..runtime.report import Reporter
 
 
+def node_mounts(mounts_text: str | None = None) -> list[tuple[str, str]] | None:
+    """(mount point, type) of this node's file systems: `mounts_text` (tests), else
+    /proc/mounts; None where there is none to read (not Linux)."""
+    if mounts_text is None:
+        try:
+            mounts_text = Path("/proc/mounts").read_text()
+        except OSError:
+            return None
+    return parse_mounts(mounts_text)
+
+
 def node_local_directory(opts: UpOptions, specs: tuple[PoolSpec, ...], report: Reporter, *,
                          environ: Mapping[str, str] | None = None,
                          mounts_text: str | None = None,
                          exists: Callable[[str], bool] = os.path.isdir) -> UpOptions:
     env = os.environ if environ is None else environ
-    if mounts_text is None:
-        try:
-            mounts_text = Path("/proc/mounts").read_text()
-        except OSError:
-            return opts  # not Linux: nothing to judge by
-    mounts = parse_mounts(mounts_text)
+    mounts = node_mounts(mounts_text)
+    if mounts is None:
+        return opts  # not Linux: nothing to judge by
     given = [("--local-directory", opts.local_directory)] if opts.local_directory else []
     given += [(f"--worker-arg {arg}", arg.partition("=")[2]) for arg in opts.worker_args
               if arg.startswith("--local-directory=")]
