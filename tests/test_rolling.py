@@ -73,7 +73,8 @@ def test_replacement_before_the_end_then_the_old_one_drains_once_it_is_in(monkey
     # nothing more to do; then the old job ends and is forgotten
     assert rolling.keep_rolling(None, record, 3, Reporter(), now=NOW + 14) == []
     del queue.jobs["7"]
-    rolling.keep_rolling(None, record, 3, Reporter(), now=NOW + 40)
+    assert rolling.keep_rolling(None, record, 3, Reporter(), now=NOW + 40) == [
+        "worker job 7 has left the queue"]
     assert [j.job_id for j in record.scale_out] == ["101"] and queue.submitted == 1
 
 
@@ -92,7 +93,7 @@ def test_a_kept_job_that_ended_is_replaced_and_nothing_happens_when_slurm_is_sil
     queue.install(monkeypatch)
     record = cluster(ScaleOutJob("7", "a"))
     assert rolling.keep_rolling(None, record, 2, Reporter(), now=NOW) == [
-        "submitted worker job 101 (keeping 1)"]
+        "worker job 7 has left the queue", "submitted worker job 101 (keeping 1)"]
     monkeypatch.setattr(rolling.queue, "jobs", lambda ids: None)
     assert rolling.keep_rolling(None, record, 2, Reporter(), now=NOW) == []
     record.scale_out_keep = None

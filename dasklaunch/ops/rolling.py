@@ -33,7 +33,9 @@ def keep_rolling(state: StateDir, record: ClusterRecord, connected: int, report:
     if infos is None:
         return []  # Slurm does not answer: change nothing
     live = [j for j in record.scale_out if j.job_id in infos]
-    done = []
+    # said, so the record that forgets them is written: `status` lists live jobs only
+    done = [f"worker job {j.job_id} has left the queue" for j in record.scale_out
+            if j.job_id not in infos]
     by_id = {j.job_id: j for j in live}
     # the workers expected now: the job's own pools and every kept job that is not draining
     expected = record.expected_workers + sum(j.processes for j in live

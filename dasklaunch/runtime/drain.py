@@ -57,14 +57,17 @@ def held_keys(targets: list) -> set:
     return {ts.key for ws in targets for ts in ws.has_what}
 
 
-def kept_elsewhere(tasks: dict, keys: set, leaving: set[str]) -> int:
-    """How many of `keys` some worker outside `leaving` holds in memory."""
-    kept = 0
+def key_fates(tasks: dict, keys: set, leaving: set[str]) -> tuple[int, int]:
+    """Of `keys`: how many some worker outside `leaving` holds in memory, and how many the
+    scheduler let go meanwhile (the client released them: nobody needs them, nothing is lost)."""
+    kept = released = 0
     for key in keys:
         ts = tasks.get(key)
-        if ts is not None and any(ws.address not in leaving for ws in ts.who_has or ()):
+        if ts is None or getattr(ts, "state", None) in ("released", "forgotten"):
+            released += 1
+        elif any(ws.address not in leaving for ws in ts.who_has or ()):
             kept += 1
-    return kept
+    return kept, released
 
 
 def describe(event: dict) -> str:
@@ -72,6 +75,8 @@ def describe(event: dict) -> str:
         return f"drain of {', '.join(event['names']) or 'no workers'}: none of them is connected"
     text = (f"drained {plural(len(event['workers']), 'worker')} ({', '.join(event['names'])}): "
             f"{event['keys_moved']} of {event['keys']} keys moved in {event['seconds']:.2f} s")
+    if event.get("keys_released"):
+        text += f", {event['keys_released']} released by their client meanwhile"
     if event["keys_lost"]:
         text += f", {event['keys_lost']} lost ({event['why']})"
     return text
@@ -101,13 +106,14 @@ async def drain(scheduler, log: DrainLog, names: list[str], timeout: float,
                                          remove=False, stimulus_id=stimulus), timeout)
         except asyncio.TimeoutError:
             why = f"drain timeout of {timeout:g} s"
-    moved = kept_elsewhere(scheduler.tasks, keys, leaving)
-    if not why and moved < len(keys):
+    moved, released = key_fates(scheduler.tasks, keys, leaving)
+    lost = len(keys) - moved - released
+    if not why and lost:
         why = "no worker could take them"
     event = {"time": time.time(), "reason": reason, "names": sorted(str(n) for n in names),
              "workers": sorted(leaving), "keys": len(keys), "keys_moved": moved,
-             "keys_lost": len(keys) - moved, "seconds": round(time.monotonic() - start, 3),
-             "why": why}
+             "keys_released": released, "keys_lost": lost,
+             "seconds": round(time.monotonic() - start, 3), "why": why if lost else ""}
     if targets:
         log.add(event)
     logger.info("dasklaunch: %s", describe(event))
