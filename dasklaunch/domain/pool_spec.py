@@ -71,6 +71,45 @@ def parse_pool(text: str) -> PoolSpec:
     return pool_from_items(name, items)
 
 
+def pool_text(spec: PoolSpec) -> str:
+    """The `--pool` text that parse_pool reads back as `spec`: NAME:KEY=VALUE,... with only the
+    fields that differ from their defaults. UsageError for a value the text cannot carry."""
+    items = []
+    for f in fields(PoolSpec)[1:]:
+        value = getattr(spec, f.name)
+        if value == f.default:
+            continue
+        key = "worker-arg" if f.name == "worker_args" else f.name.replace("_", "-")
+        if f.name == "worker_args":
+            items += [_item(spec.name, key, arg) for arg in value]
+        elif f.name == "resources":
+            text = "+".join(f"{res}:{amount}" for res, amount in value)
+            if _resources(spec.name, text) != tuple(value):
+                raise UsageError(f"pool {spec.name}: resources {value!r} cannot be written "
+                                 f"as NAME:AMOUNT[+NAME:AMOUNT...]")
+            items.append(_item(spec.name, key, text))
+        elif isinstance(value, bool):
+            items.append(f"{key}={'yes' if value else 'no'}")
+        else:
+            items.append(_item(spec.name, key, str(value)))
+    return f"{spec.name}:{','.join(items)}" if items else spec.name
+
+
+def _item(pool: str, key: str, value: str) -> str:
+    """KEY=VALUE as split_items and unquote read it back: quoted when the value holds a comma,
+    a quote, a bracket or spaces at its end."""
+    for text in (value, f"'{value}'", f'"{value}"'):
+        item = f"{key}={text}"
+        try:
+            whole = split_top_level(item) == [item]
+        except ValueError:
+            continue
+        if whole and value and unquote(text) == value:
+            return item
+    raise UsageError(f"pool {pool}: {key} {value!r} cannot be written in --pool text (empty, "
+                     f"or holding both ' and \" where it needs quotes)")
+
+
 def pool_from_items(name: str, items: list[tuple[str, str]]) -> PoolSpec:
     """A pool from its name and (KEY, VALUE) items, each checked: what `--pool` text and a
     profile's pool mapping both become."""
