@@ -1,11 +1,11 @@
 """dasklaunch: a Slurm-native launcher and lifecycle manager for Dask clusters.
 
-`connect()` and `cluster()` are imported lazily so that `import dasklaunch` (and the CLI)
+`connect()`, `cluster()` and `Cluster` are imported lazily so that `import dasklaunch` (and the CLI)
 stays fast and never imports distributed.
 """
 
 __version__ = "0.2.0"
-__all__ = ["connect", "cluster", "security_for", "__version__"]
+__all__ = ["Cluster", "connect", "cluster", "security_for", "__version__"]
 
 
 def __getattr__(name: str):
@@ -13,4 +13,8 @@ def __getattr__(name: str):
         from . import api
 
         return getattr(api, name)
+    if name == "Cluster":
+        from .deploy.notebook import Cluster
+
+        return Cluster
     raise AttributeError(f"module 'dasklaunch' has no attribute {name!r}")

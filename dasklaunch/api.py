@@ -17,30 +17,12 @@ from pathlib import Path
 
 from .domain.settings import options_from
 from .errors import NotUpError, StateDirError
-from .ops.dashboard_hints import DASHBOARD_LINK_VARIABLE, DASK_DEFAULT_LINK
+from .ops.client_access import security_for, use_recorded_dashboard_link
 from .ops.down import down as _down
 from .ops.up import up as _up
 from .runtime import schedfile
 from .runtime.report import Reporter
 from .runtime.state import StateDir, find_state_dir
-from .runtime.tls import TLSFiles
-
-
-def security_for(state_dir: Path | str | None = None):
-    """The `distributed.Security` a client of this job needs (None for a --no-tls cluster)."""
-    state = find_state_dir(state_dir)
-    info = schedfile.read(state.scheduler_file)
-    files = TLSFiles.in_state_dir(state)
-    if info is not None and not info.address.startswith("tls://"):
-        return None
-    if not files.exists():
-        raise NotUpError(f"this cluster requires TLS but its client certificate is missing "
-                         f"from {files.ca.parent}; only the job's owner can connect (source "
-                         f"the job's env file: . {state.env_file})")
-    from distributed.security import Security
-
-    return Security(tls_ca_file=str(files.ca), tls_client_cert=str(files.client_cert),
-                    tls_client_key=str(files.client_key), require_encryption=True)
 
 
 def job_state_dir(state_dir: Path | str | None = None, job: str | int | None = None) -> StateDir:
@@ -71,7 +53,7 @@ def connect(state_dir: Path | str | None = None, timeout: float | str = 30, *,
         whose = f"the cluster of job {job}" if job is not None else "the cluster"
         raise NotUpError(f"no scheduler file in {state.path}: {whose} is not up "
                          f"(run `dasklaunch up`)")
-    _use_recorded_dashboard_link(state)
+    use_recorded_dashboard_link(state)
     return new_client(scheduler_file=str(state.scheduler_file), security=security_for(state.path),
                       timeout=timeout, **client_kwargs)
 
@@ -107,19 +89,6 @@ def _drop_tracebacks(err: BaseException) -> None:
         seen.add(id(link))
         link.__traceback__ = None
         pending += [link.__cause__, link.__context__]
-
-
-def _use_recorded_dashboard_link(state: StateDir) -> None:
-    """The dashboard link `up` chose for its clients (a JupyterHub's proxy), as the env file
-    gives it to a sourcing shell, unless this Python already has a link of its own."""
-    with suppress(StateDirError):
-        record = state.read_record()
-        link = record.client_env.get(DASHBOARD_LINK_VARIABLE) if record else None
-        if link:
-            import dask.config
-
-            if dask.config.get("distributed.dashboard.link") == DASK_DEFAULT_LINK:
-                dask.config.set({"distributed.dashboard.link": link})
 
 
 @contextmanager

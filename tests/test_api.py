@@ -82,7 +82,7 @@ def test_connect_uses_the_dashboard_link_up_chose(tmp_path):
     import dask
     import distributed  # noqa: F401  (its config defaults, as in connect())
 
-    from dasklaunch.api import _use_recorded_dashboard_link
+    from dasklaunch.ops.client_access import use_recorded_dashboard_link
 
     state = StateDir(tmp_path / "state")
     state.create()
@@ -92,10 +92,10 @@ def test_connect_uses_the_dashboard_link_up_chose(tmp_path):
     default = "{scheme}://{host}:{port}/status"
     # the outer set() puts the default back on exit, whatever connect set meanwhile
     with dask.config.set({"distributed.dashboard.link": default}):
-        _use_recorded_dashboard_link(state)
+        use_recorded_dashboard_link(state)
         assert dask.config.get("distributed.dashboard.link") == link
     with dask.config.set({"distributed.dashboard.link": "mine/{port}"}):
-        _use_recorded_dashboard_link(state)  # a link of the user's own stays
+        use_recorded_dashboard_link(state)  # a link of the user's own stays
         assert dask.config.get("distributed.dashboard.link") == "mine/{port}"
     assert dask.config.get("distributed.dashboard.link") == default
 

@@ -81,7 +81,7 @@ def test_the_cycle_finder_finds_a_cycle():
 
 # The layers, top to bottom (README, Architecture): a module imports only from its own layer or
 # the layers below it. slurm and profiles are peers that do not import each other.
-LAYERS = [("cli",), ("api",), ("ops",), ("launch",), ("slurm", "profiles"),
+LAYERS = [("cli",), ("api",), ("deploy",), ("ops",), ("launch",), ("slurm", "profiles"),
           ("runtime",), ("domain",), ("errors",)]
 RANK = {layer: rank for rank, names in enumerate(LAYERS) for layer in names}
 

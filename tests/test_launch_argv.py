@@ -73,9 +73,14 @@ def test_parse_version_without_a_version_is_an_error():
 
 def test_squeue_jobs_is_one_call_for_many_jobs():
     assert squeue_jobs_argv(["7", "8"]) == ["squeue", "--noheader", "--jobs=7,8",
-                                            "--format=%i %T %e"]
+                                            "--format=%i %T %e %r"]
     jobs = parse_jobs("7 RUNNING 2026-12-01T05:00:00\n8 PENDING N/A\n")
     assert jobs["7"].state == "RUNNING"
     assert jobs["7"].end_time == datetime.datetime(2026, 12, 1, 5).timestamp()  # local time
     assert jobs["8"].end_time is None and not jobs["8"].ended
     assert parse_jobs("9 COMPLETED N/A\n")["9"].ended
+    # the reason comes last, whole: Slurm's may hold spaces
+    waiting = parse_jobs("10 PENDING N/A ReqNodeNotAvail, UnavailableNodes:node3\n"
+                         "11 RUNNING N/A None\n")
+    assert waiting["10"].reason == "ReqNodeNotAvail, UnavailableNodes:node3"
+    assert waiting["11"].reason == "" and jobs["7"].reason == ""

@@ -11,6 +11,7 @@ import os
 import shlex
 import signal
 import sys
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -32,17 +33,24 @@ from .common import load_record
 
 
 def _import_dask_jobqueue():
+    if "dask_jobqueue.slurm" in sys.modules:
+        return sys.modules["dask_jobqueue"]
     import dask.config
 
     previous = signal.getsignal(signal.SIGINT)
-    ensure_file = dask.config.ensure_file
+    ensure_file, set_handler = dask.config.ensure_file, signal.signal
     dask.config.ensure_file = lambda *args, **kwargs: None  # no ~/.config/dask/jobqueue.yaml
+    if threading.current_thread() is not threading.main_thread():
+        # its runner sets a SIGINT handler on import, which only the main thread may (the
+        # notebook cluster submits from a worker thread); it is undone below anyway
+        signal.signal = lambda *args: None
     try:
         import dask_jobqueue
         import dask_jobqueue.slurm  # noqa: F401 - SLURMJob lives here
     finally:
-        dask.config.ensure_file = ensure_file
-        signal.signal(signal.SIGINT, previous)
+        dask.config.ensure_file, signal.signal = ensure_file, set_handler
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, previous)
     return dask_jobqueue
 
 
@@ -243,3 +251,22 @@ def cancel_all(record: ClusterRecord, report: Reporter) -> list[str]:
     for job_id in live:
         report.info(f"cancelled scale-out job {job_id}")
     return live
+
+
+def cancel_jobs(state_dir: Path | str | None, job_ids: list[str],
+                report: Reporter | None = None) -> list[str]:
+    """Cancel these scale-out jobs of the cluster (a scale-down that chose them: their workers
+    drain on the SIGTERM, as any cancelled worker job's do) and forget them; the ids that were
+    this cluster's."""
+    report = report or Reporter()
+    state = find_state_dir(state_dir)
+    with state.lock("scale-down"):
+        record = load_record(state, report)
+        chosen = [j for j in record.scale_out if j.job_id in set(job_ids)]
+        if chosen:
+            queue.cancel(*(j.job_id for j in chosen))
+            record.scale_out = [j for j in record.scale_out if j not in chosen]
+            state.write_record(record)
+    for job in chosen:
+        report.info(f"cancelled scale-out job {job.job_id}")
+    return [j.job_id for j in chosen]

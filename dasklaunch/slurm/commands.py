@@ -1,7 +1,7 @@
 """Pure argv builders and output parsers for srun, scancel, squeue, sbatch and scontrol.
 
 Nothing here runs a process: `slurm.queue` runs these command lines, and tests check them
-against exact lists. One format per question: `%i %j` for a job's steps, `%i %T %e` for jobs
+against exact lists. One format per question: `%i %j` for a job's steps, `%i %T %e %r` for jobs
 (id, state, end time), so every caller reads squeue's answer through one parser.
 """
 
@@ -19,7 +19,7 @@ from ..errors import CommandError
 # `srun --overlap`, which Slurm 20.11 introduced (and made necessary).
 OLDEST_SUPPORTED = (20, 11)
 
-JOB_FORMAT = "%i %T %e"
+JOB_FORMAT = "%i %T %e %r"  # the reason last: it may hold spaces
 STEP_FORMAT = "%i %j"
 
 # States in which a job no longer runs anything (squeue shows them briefly, then forgets it).
@@ -99,12 +99,20 @@ def squeue_jobs_argv(job_ids: Iterable[str]) -> list[str]:
     return ["squeue", "--noheader", f"--jobs={','.join(job_ids)}", f"--format={JOB_FORMAT}"]
 
 
-def scancel_argv(*ids: str, signal: str | None = None) -> list[str]:
-    """scancel of jobs or steps (JOB.STEP); with `signal`, only that signal is sent."""
+def scancel_argv(*ids: str, signal: str | None = None, batch_shell: bool = False) -> list[str]:
+    """scancel of jobs or steps (JOB.STEP); with `signal`, only that signal is sent; with
+    `batch_shell`, only to the job's batch shell (what --signal=B:SIG@TIME does)."""
     argv = ["scancel"]
     if signal:
         argv.append(f"--signal={signal}")
+    if batch_shell:
+        argv.append("--batch")
     return argv + list(ids)
+
+
+def squeue_ping_argv() -> list[str]:
+    """The cheapest question slurmctld answers: this user's jobs, ids only."""
+    return ["squeue", "--noheader", "--me", "--format=%i"]
 
 
 def worker_job_step_argv(cpus: int) -> list[str]:
@@ -145,6 +153,7 @@ def parse_steps(output: str) -> dict[str, str]:
 class JobInfo:
     state: str
     end_time: float | None      # epoch seconds; None when unlimited or unknown
+    reason: str = ""            # why it waits (Resources, Priority, QOSMaxJobsPerUserLimit)
 
     @property
     def ended(self) -> bool:
@@ -159,13 +168,15 @@ def parse_end_time(text: str) -> float | None:
 
 
 def parse_jobs(output: str) -> dict[str, JobInfo]:
-    """`squeue -o '%i %T %e'` lines -> {job id: JobInfo}."""
+    """`squeue -o '%i %T %e %r'` lines -> {job id: JobInfo}."""
     jobs = {}
     for line in output.splitlines():
-        parts = line.split()
+        parts = line.split(maxsplit=3)
         if len(parts) >= 2:
             end = parse_end_time(parts[2]) if len(parts) > 2 else None
-            jobs[parts[0]] = JobInfo(state=parts[1], end_time=end)
+            reason = parts[3].strip() if len(parts) > 3 else ""
+            jobs[parts[0]] = JobInfo(state=parts[1], end_time=end,
+                                     reason="" if reason == "None" else reason)
     return jobs
 
 

@@ -75,6 +75,14 @@ def jobs(job_ids: Iterable[str]) -> dict[str, JobInfo] | None:
     return cmd.parse_jobs(result.stdout)
 
 
+def reachable() -> bool:
+    """Whether slurmctld answers (squeue works) from here."""
+    try:
+        return proc.run(cmd.squeue_ping_argv(), check=False, timeout=20).returncode == 0
+    except CommandError:
+        return False
+
+
 def job_states(job_ids: Iterable[str]) -> dict[str, str]:
     """{job id: state} for the jobs Slurm still lists ({} when it does not answer)."""
     return {job: info.state for job, info in (jobs(job_ids) or {}).items()}
@@ -95,11 +103,12 @@ def end_time(job_id: str) -> float | None:
     return info.end_time if info else None
 
 
-def cancel(*ids: str, signal: str | None = None) -> int:
+def cancel(*ids: str, signal: str | None = None, batch_shell: bool = False) -> int:
     """scancel; its exit code, never raised: scancel --signal may exit 225 although the signal
     was delivered (a race with a fast exit), so callers check the job or step itself."""
+    argv = cmd.scancel_argv(*ids, signal=signal, batch_shell=batch_shell)
     try:
-        return proc.run(cmd.scancel_argv(*ids, signal=signal), check=False, timeout=20).returncode
+        return proc.run(argv, check=False, timeout=20).returncode
     except CommandError:
         return 1
 

@@ -502,7 +502,8 @@ def scancel(argv: list[str]) -> int:
 # ---------------------------------------------------------------------------------------- squeue
 
 JOB_FIELDS = {"i": lambda job: job.id, "j": lambda job: job.name, "T": lambda job: job.state,
-              "e": lambda job: job.end_time}
+              "e": lambda job: job.end_time,
+              "r": lambda job: "None" if job.state == "RUNNING" else "Resources"}
 STEP_FIELDS = {"i": lambda step: step["id"], "j": lambda step: step["name"]}
 
 

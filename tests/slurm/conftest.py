@@ -76,6 +76,14 @@ class Slurm:
                            sys.executable, str(script)], timeout=timeout + 30, env=env)
         return self._result(result)
 
+    def login(self, body: str, timeout: float = 240, name: str = "login.py") -> dict:
+        """Run a driver as a user on a login node would: outside any allocation. PYTHONPATH:
+        the jobs it submits (which inherit its environment) run this checkout."""
+        script = self.driver(body, name)
+        result = self.run(["timeout", str(int(timeout)), sys.executable, str(script)],
+                          timeout=timeout + 30, env={"PYTHONPATH": str(Path(__file__).parents[2])})
+        return self._result(result)
+
     def _result(self, result: subprocess.CompletedProcess) -> dict:
         marker = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
         if result.returncode != 0 or not marker:
@@ -129,8 +137,8 @@ def jobs_left(ids, timeout=60):
             return left
         time.sleep(1)
 
-out["job_id"] = os.environ["SLURM_JOB_ID"]
-out["state_dir"] = os.environ["DASKLAUNCH_STATE_DIR"]
+out["job_id"] = os.environ.get("SLURM_JOB_ID")  # None in a login driver (Slurm.login)
+out["state_dir"] = os.environ.get("DASKLAUNCH_STATE_DIR")
 '''
 
 DRIVER_EPILOGUE = '''
