@@ -15,7 +15,7 @@ from dasklaunch.domain.allocation import Allocation
 from dasklaunch.domain.dask_argv import pool_command
 from dasklaunch.domain.pool_spec import parse_pool
 from dasklaunch.domain.pools import Layout, plan_pools
-from dasklaunch.domain.settings import UpOptions
+from dasklaunch.domain.settings import ProfileSizing, UpOptions
 from dasklaunch.domain.units import check_device_size
 from dasklaunch.errors import UsageError
 from dasklaunch.launch.local import localstep_argv
@@ -37,7 +37,7 @@ def alloc(nodes=2, tasks=2, cpus=4, gpus=2):
 def plan(allocation, *specs, installed=False, profile_rmm_pool_size=None, **opts):
     return plan_pools(allocation, UpOptions(**opts), tuple(parse_pool(s) for s in specs),
                       dask_cuda_unusable=None if installed else dask_cuda.unusable(None),
-                      profile_rmm_pool_size=profile_rmm_pool_size)
+                      sizing=ProfileSizing(rmm_pool_size=profile_rmm_pool_size))
 
 
 def worker_argv(pool, opts=UpOptions()):

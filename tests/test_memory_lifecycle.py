@@ -63,6 +63,10 @@ def test_env_file_points_clients_at_the_job_config(local_runner):
         assert status["profile"].endswith("seed.yaml")
         assert " x 0.9 - " in status["workers"]["memory_sizing"]
         assert " for the scheduler / 1 worker = " in status["workers"]["memory_sizing"]
+        # where a setting came from, kept for as long as the cluster runs
+        assert status["sources"] == {"per_node": "profile seed: layout=per-node"}
+        shown = local_runner("status", check=True).stdout
+        assert "setting    per-node from profile seed: layout=per-node" in shown
     finally:
         local_runner("down", check=True)
 

@@ -14,8 +14,9 @@ from dasklaunch.slurm.commands import JobInfo
 
 
 def test_a_local_cluster_is_a_dask_cluster_and_closes_everything(tmp_path):
-    import dasklaunch
     from distributed import Client
+
+    import dasklaunch
 
     state = tmp_path / "state"
     cluster = dasklaunch.Cluster(backend="local", local_tasks=2, state_dir=str(state),

@@ -55,6 +55,8 @@ def print_status(result: dict, workers_too: bool) -> None:
           f"{workers['paused']} paused, {workers['memory_restarts']} restarted for memory")
     if result.get("profile"):
         print(f"profile    {result['profile']}")
+    for name, origin in sorted((result.get("sources") or {}).items()):
+        print(f"setting    {name.replace('_', '-')} from {origin}")
     hosts = list(result["hosts"].items())
     for host, count in hosts if workers_too else hosts[:HOSTS_SHOWN]:
         print(f"  {host:<24} {plural(count, 'worker')}")

@@ -14,7 +14,7 @@ from . import dask_cuda
 from .allocation import Allocation, expand_nodelist
 from .plan import DEFAULT_MEMORY_FRACTION, WorkerPlan, plan_workers
 from .pool_spec import CUDA_KEYS, DEFAULT_POOL, NAMED_GPUS, PoolSpec
-from .settings import UpOptions
+from .settings import ProfileSizing, UpOptions
 from .units import plural
 
 
@@ -48,14 +48,16 @@ def default_pools(alloc: Allocation) -> tuple[PoolSpec, ...]:
     return (PoolSpec(name=DEFAULT_POOL),)
 
 
+NO_SIZING = ProfileSizing()   # no profile: dasklaunch's own defaults
+
+
 def plan_pools(alloc: Allocation, opts: UpOptions, specs: tuple[PoolSpec, ...] = (), *,
-               memory_fraction: float | None = None, profile_limit: int | None = None,
-               memory_origin: str = "--memory-limit",
-               dask_cuda_unusable: str | None = dask_cuda.unusable(None),
-               profile_rmm_pool_size: str | None = None) -> tuple[PoolPlan, ...]:
+               sizing: ProfileSizing = NO_SIZING, memory_origin: str = "--memory-limit",
+               dask_cuda_unusable: str | None = dask_cuda.unusable(None)
+               ) -> tuple[PoolPlan, ...]:
     """Every pool laid out. `dask_cuda_unusable`: why the workers' Python cannot run `dask
     cuda worker` (None: it can, and GPU pools do unless they say dask-cuda=no).
-    `profile_rmm_pool_size`: the profile's default for --rmm-pool-size."""
+    `sizing`: the profile's hints (memory, and the default for --rmm-pool-size)."""
     specs = specs or default_pools(alloc)
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
@@ -82,9 +84,9 @@ def plan_pools(alloc: Allocation, opts: UpOptions, specs: tuple[PoolSpec, ...] =
     sharing = {i: sum(i in indices for _, indices in placed) for i in range(alloc.nnodes)}
     for spec, indices in placed:
         share = max(sharing[i] for i in indices)
-        fraction = (memory_fraction or DEFAULT_MEMORY_FRACTION) / share
-        plans.append(_plan_one(alloc, opts, spec, indices, fraction, profile_limit,
-                               memory_origin, dask_cuda_unusable, profile_rmm_pool_size,
+        fraction = (sizing.memory_fraction or DEFAULT_MEMORY_FRACTION) / share
+        plans.append(_plan_one(alloc, opts, spec, indices, fraction, sizing.memory_limit,
+                               memory_origin, dask_cuda_unusable, sizing.rmm_pool_size,
                                share))
     cuda_options = [flag for flag, value in (("--rmm-pool-size", opts.rmm_pool_size),
                                              ("--device-memory-limit", opts.device_memory_limit),

@@ -69,6 +69,17 @@ class UpOptions:
         return cls(**values)
 
 
+@dataclass(frozen=True)
+class ProfileSizing:
+    """A profile's sizing hints, under the options given: the fraction of a node's memory the
+    workers share, a memory limit per worker (bytes), dask-cuda pools' RMM pool. None: the
+    profile says nothing of it (or there is no profile)."""
+
+    memory_fraction: float | None = None
+    memory_limit: int | None = None
+    rmm_pool_size: str | None = None
+
+
 # The command line's names (and the API's, which are the same) where they differ from the
 # fields: a repeatable option is named for one occurrence, a flag for what it does.
 OPTION_ALIASES = {"worker_arg": "worker_args", "scheduler_arg": "scheduler_args",

@@ -16,7 +16,7 @@ from ..domain.dask_argv import check_passthrough_args
 from ..domain.option_checks import check_up_values
 from ..domain.plan import expected_workers
 from ..domain.pools import Layout, plan_pools
-from ..domain.settings import UpOptions
+from ..domain.settings import ProfileSizing, UpOptions
 from ..domain.units import check_device_size, plural
 from ..errors import UsageError
 
@@ -47,7 +47,7 @@ def resolve(opts: UpOptions, alloc: Allocation,
     sources.update(from_profile)
     memory_origin = sources.get("memory_limit", "command line")
     layout = Layout(plan_pools(
-        alloc, opts, opts.pools, **sizing,
+        alloc, opts, opts.pools, sizing=sizing,
         memory_origin=("--memory-limit" if memory_origin in ("command line", "default")
                        else memory_origin),
         dask_cuda_unusable=dask_cuda_unusable()))
@@ -70,14 +70,14 @@ def check_options(opts: UpOptions) -> UpOptions:
 
 
 def resolve_profile(opts: UpOptions, alloc: Allocation
-                    ) -> tuple[UpOptions, dict, object, dict[str, str]]:
+                    ) -> tuple[UpOptions, ProfileSizing, object, dict[str, str]]:
     """Apply a profile's sizing hints under the explicit options. Returns the resolved
-    options, the plan keywords (memory fraction / limit), the profile (or None) and where the
+    options, its sizing hints, the profile (or None) and where the
     options it set came from ("profile seed: layout=per-node")."""
     if not opts.profile:
         # per_node stays None unless given: --per-task given is not the default (dask_argv.
         # workers_per_task folds a pool's tasks only by default)
-        return opts, {}, None, {}
+        return opts, ProfileSizing(), None, {}
     from ..profiles.load import load_profile, profile_hints
     from ..profiles.schema import validate_profile
 
@@ -86,10 +86,10 @@ def resolve_profile(opts: UpOptions, alloc: Allocation
     hints = profile_hints(profile)
     per_node = opts.per_node if opts.per_node is not None else \
         {"per-node": True, "per-task": False}.get(hints["layout"])
-    sizing = {"memory_fraction": hints["memory_fraction"],
-              "profile_limit": hints["memory_limit"],
-              # no Dask reads it itself; dask-cuda pools get it unless --rmm-pool-size is given
-              "profile_rmm_pool_size": hints["rmm_pool_size"]}
+    # rmm_pool_size: no Dask reads it itself; dask-cuda pools get it unless --rmm-pool-size is
+    sizing = ProfileSizing(memory_fraction=hints["memory_fraction"],
+                           memory_limit=hints["memory_limit"],
+                           rmm_pool_size=hints["rmm_pool_size"])
     origin = {}
     if opts.per_node is None and hints["layout"]:
         origin["per_node"] = f"profile {opts.profile}: layout={hints['layout']}"

@@ -63,6 +63,7 @@ def status(state_dir: Path | str | None = None, *, workers: bool = False) -> dic
                     "paused": found.get("paused", 0),
                     "memory_restarts": memory_restarts(record.pools)},
         "profile": record.profile,
+        "sources": record.sources,
         "hosts": found.get("hosts", {}),
         "pools": pool_rows,
         "restarts": record.restarts,

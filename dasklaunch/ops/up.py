@@ -194,7 +194,8 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
             memory={"per_worker": layout.pools[0].plan.memory_limit,
                     "how": "; ".join(f"{p.name}: {p.plan.memory_note}" if len(layout.pools) > 1
                                      else p.plan.memory_note for p in layout.pools)},
-            profile=str(profile.source) if profile is not None else None)
+            profile=str(profile.source) if profile is not None else None,
+            sources={k: v for k, v in sources.items() if v != "default"})
         state.write_record(record)
         try:
             launcher.start(sched)

@@ -93,6 +93,8 @@ class ClusterRecord:
     client_env: dict[str, str] = field(default_factory=dict)
     memory: dict = field(default_factory=dict)   # {"per_worker": ..., "how": ...}
     profile: str | None = None
+    # where each option that is not dasklaunch's default came from ("profile seed: ...")
+    sources: dict[str, str] = field(default_factory=dict)
     address: str | None = None
     dashboard_port: int | None = None
     last_restart: dict | None = None             # {"time": ..., "reason": ...}
