@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import time
 
+from dasklaunch.domain.step_plan import StepPlan
 from dasklaunch.errors import CommandError
 from dasklaunch.launch.base import Launcher
-from dasklaunch.runtime.record import Step
+from dasklaunch.runtime.record import StepRun
 from dasklaunch.runtime.schedfile import SchedulerInfo
 
 STAGES = ("start", "readiness", "early-exit", "interrupt")
@@ -34,34 +35,33 @@ class InProcessLauncher(Launcher):
         self.fail_at, self.fail_role = fail_at, fail_role
         self.workers_per_task = workers_per_task
         self.running_steps: set[str] = set()
-        self.steps: dict[str, Step] = {}
+        self.steps: dict[str, StepRun] = {}
         self.started: list[str] = []
         self.stopped: list[tuple[str, str]] = []     # (step name, how)
         self.probe = InProcessProbe(self)
 
-    def argv(self, step: Step) -> list[str]:
+    def argv(self, step: StepPlan) -> list[str]:
         return ["inprocess", step.name, *step.command]
 
-    def start(self, step: Step) -> Step:
-        if self.fail_at == "start" and step.role == self.fail_role:
-            raise CommandError(f"injected failure: cannot start {step.role} {step.name}")
-        step.argv = self.argv(step)
-        step.started = time.time()
+    def start(self, plan: StepPlan) -> StepRun:
+        if self.fail_at == "start" and plan.role == self.fail_role:
+            raise CommandError(f"injected failure: cannot start {plan.role} {plan.name}")
+        step = StepRun(plan=plan, argv=self.argv(plan), started=time.time())
         self.started.append(step.name)
         self.steps[step.name] = step
         if not (self.fail_at == "early-exit" and step.role == self.fail_role):
             self.running_steps.add(step.name)
         return step
 
-    def running(self, step: Step) -> bool:
+    def running(self, step: StepRun) -> bool:
         return step.name in self.running_steps
 
-    def signal_graceful(self, step: Step) -> None:
+    def signal_graceful(self, step: StepRun) -> None:
         if step.name in self.running_steps:
             self.running_steps.discard(step.name)
             self.stopped.append((step.name, "graceful"))
 
-    def kill(self, step: Step) -> None:
+    def kill(self, step: StepRun) -> None:
         if step.name in self.running_steps:
             self.running_steps.discard(step.name)
             self.stopped.append((step.name, "killed"))

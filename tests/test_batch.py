@@ -23,10 +23,11 @@ from typer.testing import CliRunner
 from dasklaunch.cli.app import app
 from dasklaunch.domain import sbatch as batch
 from dasklaunch.domain.sbatch import BatchSpec
+from dasklaunch.domain.step_plan import StepPlan
 from dasklaunch.errors import CommandError, UsageError
 from dasklaunch.ops import batch as batch_ops
 from dasklaunch.ops import logs as logs_ops
-from dasklaunch.runtime.record import ClusterRecord, Step
+from dasklaunch.runtime.record import ClusterRecord, StepRun
 from dasklaunch.runtime.state import StateDir
 from dasklaunch.slurm.commands import parse_job_id
 
@@ -541,9 +542,9 @@ def test_submit_without_sbatch(cli, monkeypatch, tmp_path):
 
 # ----------------------------------------------------------------------------------------- logs
 
-def log_step(log: Path, pool: str = "workers") -> Step:
-    return Step(role="workers", name=log.stem, placement="tasks", ntasks=1, nnodes=1,
-                command=[], log=str(log), pool=pool)
+def log_step(log: Path, pool: str = "workers") -> StepRun:
+    return StepRun(StepPlan(role="workers", name=log.stem, placement="tasks", ntasks=1,
+                            nnodes=1, command=(), log=str(log), pool=pool, expected=1))
 
 
 def fake_cluster(path: Path, pools: int = 2) -> StateDir:

@@ -328,15 +328,15 @@ def as_dasklaunch(env, monkeypatch):
 
 
 def test_dasklaunch_srun_argv_fits_the_job(as_dasklaunch):
-    from dasklaunch.runtime.record import Step
+    from dasklaunch.domain.step_plan import StepPlan
     from dasklaunch.slurm.commands import srun_argv
 
-    command = [sys.executable, "-c", TASK]
-    scheduler = Step(role="scheduler", name="dl-sched", placement="first-node", ntasks=1,
+    command = (sys.executable, "-c", TASK)
+    scheduler = StepPlan(role="scheduler", name="dl-sched", placement="first-node", ntasks=1,
                      nnodes=1, command=command)
-    tasks = Step(role="workers", name="dl-workers", placement="tasks", ntasks=6, nnodes=3,
+    tasks = StepPlan(role="workers", name="dl-workers", placement="tasks", ntasks=6, nnodes=3,
                  command=command)
-    per_node = Step(role="workers", name="dl-workers", placement="per-node", ntasks=3,
+    per_node = StepPlan(role="workers", name="dl-workers", placement="per-node", ntasks=3,
                     nnodes=3, command=command)
     places = {}
     for name, argv in (("scheduler", srun_argv(scheduler, JOB, "node1")),

@@ -16,11 +16,11 @@ from dasklaunch.domain.dask_argv import pool_command
 from dasklaunch.domain.pool_spec import parse_pool
 from dasklaunch.domain.pools import Layout, plan_pools
 from dasklaunch.domain.settings import ProfileSizing, UpOptions
+from dasklaunch.domain.step_plan import StepPlan
 from dasklaunch.domain.units import check_device_size
 from dasklaunch.errors import UsageError
 from dasklaunch.launch.local import localstep_argv
 from dasklaunch.launch.localstep import task_gpus
-from dasklaunch.runtime.record import Step
 from dasklaunch.runtime.tls import GUARD_PRELOAD, WORKER_TLS_ARGS
 from dasklaunch.slurm.commands import srun_argv
 
@@ -261,8 +261,8 @@ def test_gpu_tasks_give_each_gpu_worker_its_own_slurm_task():
     assert pool.gpu_tasks and pool.plan.placement == "tasks"
     assert pool.plan.ntasks == 4 and pool.plan.nworkers == 1 and pool.expected_workers == 4
     assert pool.plan.nthreads == 2
-    step = Step(role="workers", name="w", placement=pool.plan.placement, ntasks=4, nnodes=2,
-                command=["x"], log="l", gpus_per_task=1)
+    step = StepPlan(role="workers", name="w", placement=pool.plan.placement, ntasks=4,
+                    nnodes=2, command=("x",), log="l", gpus_per_task=1)
     argv = srun_argv(step, "9")
     assert "--ntasks-per-node=2" in argv and "--gpus-per-task=1" in argv
     assert not any(a.startswith("--gpus-per-node") for a in argv)

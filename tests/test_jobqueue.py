@@ -166,13 +166,14 @@ def test_scale_out_jobs_copy_a_gpu_pools_shape(tmp_path):
     code = f"""
 from dasklaunch.domain.settings import UpOptions
 from dasklaunch.ops.scale_out import pool_shape, worker_job_script
-from dasklaunch.runtime.record import ClusterRecord, Step
+from dasklaunch.domain.step_plan import StepPlan
+from dasklaunch.runtime.record import ClusterRecord, StepRun
 from dasklaunch.runtime.state import StateDir
 cmd = ["py", "-m", "dasklaunch.launch.node", "--pool", "gpu", "--gpus-per-worker", "1", "--",
        "py", "-m", "distributed.cli.dask_worker", "--nthreads", "2", "--nworkers", "1",
        "--memory-limit", "1000000000", "--resources", "GPU=1"]
-pool = Step(role="workers", name="dl-w", placement="per-node", ntasks=2, nnodes=2,
-            command=cmd, pool="gpu", expected=4)
+pool = StepRun(StepPlan(role="workers", name="dl-w", placement="per-node", ntasks=2, nnodes=2,
+                        command=tuple(cmd), pool="gpu", expected=4))
 record = ClusterRecord(job_id="1", backend="slurm", address="tcp://10.0.0.1:8786",
                        options=UpOptions(tls=False), pools=[pool])
 shape = pool_shape(record, "gpu")

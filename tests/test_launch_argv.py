@@ -2,10 +2,10 @@ import datetime
 
 import pytest
 
+from dasklaunch.domain.step_plan import StepPlan
 from dasklaunch.errors import CommandError
 from dasklaunch.launch.local import localstep_argv
 from dasklaunch.launch.slurm import guard_argv
-from dasklaunch.runtime.record import Step
 from dasklaunch.slurm.commands import (
     parse_jobs,
     parse_steps,
@@ -18,8 +18,8 @@ from dasklaunch.slurm.commands import (
 
 
 def step(placement, ntasks=6, nnodes=3, role="workers"):
-    return Step(role=role, name="dl-workers1-abc", placement=placement, ntasks=ntasks,
-                nnodes=nnodes, command=["dask-cmd", "--x"])
+    return StepPlan(role=role, name="dl-workers1-abc", placement=placement, ntasks=ntasks,
+                    nnodes=nnodes, command=("dask-cmd", "--x"))
 
 
 def test_srun_for_the_scheduler_step_on_the_first_node():

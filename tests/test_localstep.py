@@ -6,9 +6,9 @@ import os
 import sys
 from pathlib import Path
 
+from dasklaunch.domain.step_plan import StepPlan
 from dasklaunch.launch.local import LocalLauncher
 from dasklaunch.runtime import proc
-from dasklaunch.runtime.record import Step
 
 # Each task blocks SIGTERM and collects who sent each one, for a while after the first.
 TASK = """
@@ -29,10 +29,11 @@ def test_a_graceful_stop_reaches_each_task_once_through_the_leader(tmp_path):
     closed; under load that happens. Each task must get SIGTERM once, from its leader, as
     srun's tasks do."""
     out = tmp_path / "sig"
-    step = Step(role="workers", name="dl-workers1-t", placement="tasks", ntasks=2, nnodes=1,
-                command=[sys.executable, "-c", TASK, str(out)], log=str(tmp_path / "step.log"))
+    plan = StepPlan(role="workers", name="dl-workers1-t", placement="tasks", ntasks=2, nnodes=1,
+                    command=(sys.executable, "-c", TASK, str(out)),
+                    log=str(tmp_path / "step.log"))
     launcher = LocalLauncher("local-test")
-    launcher.start(step)
+    step = launcher.start(plan)
     try:
         assert proc.wait_until(lambda: all(os.path.exists(f"{out}.{r}.ready") for r in (0, 1)),
                                30)
@@ -45,13 +46,13 @@ def test_a_graceful_stop_reaches_each_task_once_through_the_leader(tmp_path):
 
 
 def test_tasks_get_their_rank_and_the_step_name(tmp_path):
-    step = Step(role="workers", name="dl-workers1-r", placement="tasks", ntasks=3, nnodes=1,
-                command=[sys.executable, "-c",
-                         "import os; print(os.environ['SLURM_PROCID'], os.environ['SLURM_NTASKS'],"
-                         " os.environ['DASKLAUNCH_STEP'])"],
-                log=str(tmp_path / "step.log"))
+    plan = StepPlan(role="workers", name="dl-workers1-r", placement="tasks", ntasks=3, nnodes=1,
+                    command=(sys.executable, "-c",
+                             "import os; print(os.environ['SLURM_PROCID'],"
+                             " os.environ['SLURM_NTASKS'], os.environ['DASKLAUNCH_STEP'])"),
+                    log=str(tmp_path / "step.log"))
     launcher = LocalLauncher("local-test")
-    launcher.start(step)
+    step = launcher.start(plan)
     assert proc.wait_until(lambda: not launcher.running(step), 30)
     lines = sorted((tmp_path / "step.log").read_text().split("\n")[:-1])
     assert lines == ["0 3 dl-workers1-r", "1 3 dl-workers1-r", "2 3 dl-workers1-r"]

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from dasklaunch.domain.step_plan import StepPlan
 from dasklaunch.ops.restart import nodes_left
-from dasklaunch.runtime.record import Step
+from dasklaunch.runtime.record import StepRun
 from dasklaunch.slurm.commands import parse_nodelist
 
 # `scontrol show job --oneliner 5` of `salloc -N1 -n2 : -N2 --ntasks-per-node=2`: a line per
@@ -29,10 +30,10 @@ def test_a_het_job_record_gives_each_component_its_own_nodes():
     assert parse_nodelist("") is None
 
 
-def pool(nnodes: int, nodelist: str | None = None, het_group: int | None = None) -> Step:
-    return Step(role="workers", name="dl-workers1-x", placement="per-node", ntasks=nnodes * 2,
-                nnodes=nnodes, command=["dask", "worker"], nodelist=nodelist,
-                het_group=het_group, expected=nnodes * 2)
+def pool(nnodes: int, nodelist: str | None = None, het_group: int | None = None) -> StepRun:
+    return StepRun(StepPlan(role="workers", name="dl-workers1-x", placement="per-node",
+                            ntasks=nnodes * 2, nnodes=nnodes, command=("dask", "worker"),
+                            nodelist=nodelist, het_group=het_group, expected=nnodes * 2))
 
 
 @pytest.mark.parametrize("current, step, left", [

@@ -95,6 +95,34 @@ def test_a_record_written_by_dasklaunch_0_1_still_loads(tmp_path):
     # written back, it keeps the same keys (tools that read state.json keep working)
     state.write_record(record)
     assert set(json.loads(old)) <= set(json.loads(state.record_file.read_text()))
+    written = json.loads(state.record_file.read_text())
+    for key in ("scheduler", "pools"):
+        old_steps = json.loads(old)[key]
+        old_steps = old_steps if isinstance(old_steps, list) else [old_steps]
+        new_steps = written[key] if isinstance(written[key], list) else [written[key]]
+        for before, after in zip(old_steps, new_steps):
+            assert set(before) <= set(after) and "plan" not in after  # one flat object
+
+
+def test_a_step_is_its_frozen_plan_and_what_starting_it_gave():
+    import dataclasses
+
+    from dasklaunch.runtime.record import StepRun
+
+    flat = {"role": "workers", "name": "dl-workers2-x", "placement": "tasks", "ntasks": 4,
+            "nnodes": 2, "command": ["dask", "worker"], "log": "l", "env": {"A": "1"},
+            "pool": "cpu", "expected": 0, "argv": ["srun", "dask", "worker"], "started": 5.0,
+            "pgid": 42, "task_pids": [42], "step_id": "7.1", "leader": None}
+    run = StepRun.from_dict(flat, nworkers=2)
+    # a pool written before pools were counted: every task ran --nworkers workers
+    assert run.workers == 8 and run.plan.expected == 8
+    assert run.name == "dl-workers2-x" and run.command == ("dask", "worker")
+    assert (run.pgid, run.step_id) == (42, "7.1")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        run.plan.name = "other"   # a next generation is a new plan, never an edited run
+    assert StepRun.from_dict(run.to_dict()).to_dict() == run.to_dict()
+    with pytest.raises(AttributeError):
+        run.nonexistent
 
 
 def test_options_keep_pools_structured_and_read_the_text_older_records_hold():

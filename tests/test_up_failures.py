@@ -46,7 +46,7 @@ def test_a_benchmark_can_run_another_worker_program(tmp_path, monkeypatch):
     state = bring_up(tmp_path, InProcessLauncher())
     command = state.read_record().pools[0].command
     worker = command[command.index("--") + 1:]
-    assert worker[1:3] == ["-m", "simworkers"] and "--scheduler-file" in worker
+    assert list(worker[1:3]) == ["-m", "simworkers"] and "--scheduler-file" in worker
     monkeypatch.delenv("DASKLAUNCH_WORKER_MODULE")
     state = bring_up(tmp_path / "again", InProcessLauncher())
     assert "distributed.cli.dask_worker" in state.read_record().pools[0].command

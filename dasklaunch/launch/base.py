@@ -8,8 +8,9 @@ import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 
+from ..domain.step_plan import StepPlan
 from ..runtime import proc
-from ..runtime.record import Step
+from ..runtime.record import StepRun
 
 
 class Launcher(ABC):
@@ -21,32 +22,30 @@ class Launcher(ABC):
         self.job_id = job_id
 
     @abstractmethod
-    def argv(self, step: Step) -> list[str]:
-        """The full command line for `step` (pure: used for --dry-run and for launching)."""
+    def argv(self, plan: StepPlan) -> list[str]:
+        """The full command line for a planned step (pure: used for --dry-run and to launch)."""
 
-    def start(self, step: Step) -> Step:
-        """Launch `step` detached, leading its own process group; fill in pids."""
-        step.argv = self.argv(step)
-        step.started = time.time()
-        child = proc.spawn(step.argv, log=Path(step.log), env={**os.environ, **step.env})
-        step.pgid = child.pid
-        step.leader = proc.identify(child.pid).to_dict()
-        step.task_pids = [child.pid]
-        return step
+    def start(self, plan: StepPlan) -> StepRun:
+        """Launch the planned step detached, leading its own process group: its run."""
+        argv = self.argv(plan)
+        started = time.time()
+        child = proc.spawn(argv, log=Path(plan.log), env={**os.environ, **plan.env})
+        return StepRun(plan=plan, argv=argv, started=started, pgid=child.pid,
+                       leader=proc.identify(child.pid).to_dict(), task_pids=[child.pid])
 
     @abstractmethod
-    def running(self, step: Step) -> bool:
+    def running(self, step: StepRun) -> bool:
         """True while any task of the step runs."""
 
     @abstractmethod
-    def signal_graceful(self, step: Step) -> None:
+    def signal_graceful(self, step: StepRun) -> None:
         """Ask every task to shut down cleanly (SIGTERM), as the end of a job would."""
 
     @abstractmethod
-    def kill(self, step: Step) -> None:
+    def kill(self, step: StepRun) -> None:
         """Kill what is left of the step, now."""
 
-    def describe(self, step: Step) -> str:
+    def describe(self, step: StepRun) -> str:
         """A short where/how for status lines."""
         leader = step.leader_id.pid if step.leader_id else "?"
         return f"pid {leader}"
@@ -61,7 +60,7 @@ class Launcher(ABC):
         (Slurm's --no-kill); None: as recorded."""
         return None
 
-    def stop(self, step: Step, grace: float = 10.0, hard: bool = False) -> str:
+    def stop(self, step: StepRun, grace: float = 10.0, hard: bool = False) -> str:
         """Stop a step: graceful signal, wait up to `grace`, then kill. Returns how it ended."""
         if not self.running(step):
             return "not running"

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import sys
 
+from ..domain.step_plan import StepPlan
 from ..runtime import proc
-from ..runtime.record import Step
+from ..runtime.record import StepRun
 from .base import Launcher
 
 
-def localstep_argv(step: Step, python: str = sys.executable) -> list[str]:
+def localstep_argv(step: StepPlan, python: str = sys.executable) -> list[str]:
     gpus = [f"--gpus-per-task={step.gpus_per_task}"] if step.gpus_per_task else []
     return [python, "-m", "dasklaunch.launch.localstep", f"--ntasks={step.ntasks}",
             f"--job-name={step.name}", *gpus, "--", *step.command]
@@ -22,12 +23,12 @@ def localstep_argv(step: Step, python: str = sys.executable) -> list[str]:
 class LocalLauncher(Launcher):
     backend = "local"
 
-    def argv(self, step: Step) -> list[str]:
+    def argv(self, step: StepPlan) -> list[str]:
         if step.role == "scheduler" or step.placement == "here":
             return list(step.command)
         return localstep_argv(step)
 
-    def running(self, step: Step) -> bool:
+    def running(self, step: StepRun) -> bool:
         if step.pgid is None:
             return False
         # The leader (localstep, which waits for its tasks, or the scheduler itself) runs while
@@ -38,7 +39,7 @@ class LocalLauncher(Launcher):
             return True
         return bool(proc.group_members(step.pgid, not_before=step.started))
 
-    def signal_graceful(self, step: Step) -> None:
+    def signal_graceful(self, step: StepRun) -> None:
         # Only the step's leader: localstep passes the signal on to each task once, as srun
         # does. Signalling the whole group as well would give every task a second SIGTERM a
         # moment later, and `dask worker` restores the default handler on the first one, so
@@ -49,10 +50,10 @@ class LocalLauncher(Launcher):
         elif step.pgid is not None:
             proc.signal_group(step.pgid, proc.SIGTERM, not_before=step.started)
 
-    def kill(self, step: Step) -> None:
+    def kill(self, step: StepRun) -> None:
         if step.pgid is not None:
             proc.signal_group(step.pgid, proc.SIGKILL, not_before=step.started)
 
-    def describe(self, step: Step) -> str:
+    def describe(self, step: StepRun) -> str:
         alive = len(proc.group_members(step.pgid, step.started)) if step.pgid else 0
         return f"process group {step.pgid} ({alive} processes)"

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import sys
 
+from ..domain.step_plan import StepPlan
 from ..runtime import proc
-from ..runtime.record import Step
+from ..runtime.record import StepRun
 from ..slurm import queue
 from ..slurm.commands import srun_argv
 from .base import Launcher
@@ -37,7 +38,7 @@ class SlurmLauncher(Launcher):
                 else self.job_id
         return queue.steps(self._step_jobs)
 
-    def argv(self, step: Step) -> list[str]:
+    def argv(self, step: StepPlan) -> list[str]:
         if step.placement == "here":
             return guard_argv(self.job_id, step.command)
         return srun_argv(step, self.job_id, self.first_node)
@@ -48,7 +49,7 @@ class SlurmLauncher(Launcher):
     def current_nodes(self, het_group: int | None = None) -> list[str] | None:
         return queue.job_nodes(self.job_id, het_group)
 
-    def step_id(self, step: Step) -> str | None:
+    def step_id(self, step: StepRun) -> str | None:
         if step.placement == "here":
             return None
         if step.step_id is None:
@@ -57,7 +58,7 @@ class SlurmLauncher(Launcher):
                 step.step_id = steps.get(step.name)
         return step.step_id
 
-    def running(self, step: Step) -> bool:
+    def running(self, step: StepRun) -> bool:
         leader = step.leader_id
         if leader is not None and proc.alive(leader):
             return True
@@ -67,7 +68,7 @@ class SlurmLauncher(Launcher):
         steps = self._steps()
         return bool(steps) and step.name in steps
 
-    def signal_graceful(self, step: Step) -> None:
+    def signal_graceful(self, step: StepRun) -> None:
         step_id = self.step_id(step)
         leader = step.leader_id
         if step_id:
@@ -78,14 +79,14 @@ class SlurmLauncher(Launcher):
         elif step.pgid is not None:
             proc.signal_group(step.pgid, proc.SIGTERM, not_before=step.started)
 
-    def kill(self, step: Step) -> None:
+    def kill(self, step: StepRun) -> None:
         step_id = self.step_id(step)
         if step_id:
             queue.cancel(step_id)
         if step.pgid is not None:
             proc.signal_group(step.pgid, proc.SIGKILL, not_before=step.started)
 
-    def describe(self, step: Step) -> str:
+    def describe(self, step: StepRun) -> str:
         if step.placement == "here":
             return f"process {step.leader_id.pid if step.leader_id else '?'} (outside any step)"
         return f"step {self.step_id(step) or step.name}"

@@ -10,14 +10,14 @@ from pathlib import Path
 
 from ..errors import NotUpError
 from ..runtime import proc, schedfile
-from ..runtime.record import ClusterRecord, Step
+from ..runtime.record import ClusterRecord, StepRun
 from ..runtime.report import Reporter
 from ..runtime.state import StateDir
 
 GRACE_SECONDS = 10.0
 
 
-def stop_pool(launcher, state: StateDir, record: ClusterRecord, step: Step,
+def stop_pool(launcher, state: StateDir, record: ClusterRecord, step: StepRun,
               hard: bool = False) -> str:
     """Stop one worker pool's step, gracefully unless `hard` (its workers drain first, to the
     pools that stay); how it ended, with what the drain did ("stopped; drained: 3 keys moved,
@@ -108,7 +108,7 @@ def interrupts_raise():
             signal.signal(sig, old)
 
 
-def memory_restarts(pools: list[Step]) -> int:
+def memory_restarts(pools: list[StepRun]) -> int:
     """Workers the nannies restarted for exceeding `terminate`, as their logs say."""
     count = 0
     for pool in pools:

@@ -13,12 +13,12 @@ from pathlib import Path
 from ..domain.dask_argv import WORKER_MODULE, network_args, start_method_env
 from ..domain.pool_spec import POOL_NAME
 from ..domain.step_env import job_env
+from ..domain.step_plan import StepPlan
 from ..domain.units import check_memory_limit
 from ..errors import NotUpError, UsageError
 from ..launch.factory import launcher_for
 from ..launch.node_drain import flag_value
 from ..runtime import proc, schedfile
-from ..runtime.record import Step
 from ..runtime.report import Reporter
 from ..runtime.state import JOB_CONFIG_DIR, find_state_dir
 from ..runtime.tls import WORKER_TLS_ARGS, TLSFiles
@@ -86,13 +86,13 @@ def join(state_dir: Path | str | None = None, *, pool: str = "joined",
             env.update(TLSFiles.in_state_dir(state).server_env("worker"))
             env[DEFAULT_SCHEME] = "tls"
         name = step_name("workers", record.generation)
-        step = Step(role="workers", name=name, placement="here", ntasks=1, nnodes=1,
-                    command=argv, log=str(state.logs / f"{name}.log"), env=env, pool=pool,
-                    expected=expected)
+        plan = StepPlan(role="workers", name=name, placement="here", ntasks=1, nnodes=1,
+                        command=tuple(argv), log=str(state.logs / f"{name}.log"), env=env,
+                        pool=pool, expected=expected)
         launcher = launcher_for(record)
         # count only workers that join from here on (the scheduler numbers them as they join)
         since = (schedfile.count(info) or {}).get("seq", 0)
-        launcher.start(step)
+        step = launcher.start(plan)
         record.pools.append(step)
         record.expected_workers += expected
         state.write_record(record)

@@ -17,7 +17,7 @@ from ..domain.settings import UpOptions
 from ..errors import InterfaceError, StartupError, StartupTimeout
 from ..launch.base import Launcher
 from ..runtime import schedfile
-from ..runtime.record import Step
+from ..runtime.record import StepRun
 from ..runtime.report import Reporter
 from ..runtime.state import StateDir
 from .common import log_tail
@@ -48,7 +48,7 @@ class HttpProbe:
         return None if answer is None else int(answer.get("count", 0))
 
 
-def wait_ready(launcher: Launcher, state: StateDir, sched: Step, pools: list[Step],
+def wait_ready(launcher: Launcher, state: StateDir, sched: StepRun, pools: list[StepRun],
                wait_for: int, opts: UpOptions, report: Reporter, deadline: float,
                since: int = 0, pools_named: list[str] | None = None,
                probe: Probe | None = None) -> schedfile.SchedulerInfo:
@@ -93,7 +93,7 @@ def wait_ready(launcher: Launcher, state: StateDir, sched: Step, pools: list[Ste
             time.sleep(POLL_SECONDS)  # no scheduler yet, or one that cannot wait (older)
 
 
-def check_alive(launcher: Launcher, sched: Step, pools: list[Step], opts: UpOptions,
+def check_alive(launcher: Launcher, sched: StepRun, pools: list[StepRun], opts: UpOptions,
                 connected: int, wait_for: int) -> None:
     if not launcher.running(sched):
         raise (interface_error(opts, sched.log) or

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..errors import Interrupted, NotUpError, UsageError
 from ..launch.factory import launcher_for
 from ..runtime import schedfile
-from ..runtime.record import ClusterRecord, Step
+from ..runtime.record import ClusterRecord, StepRun
 from ..runtime.report import Reporter
 from ..runtime.state import StateDir, find_state_dir
 from .common import interrupts_raise, load_record, nothing_stays, step_name, stop_pool
@@ -31,7 +31,7 @@ def restart_workers(state_dir: Path | str | None = None, *, hard: bool = False,
                               report=report, only=pool)
 
 
-def select_pools(record: ClusterRecord, only: str | None) -> list[Step]:
+def select_pools(record: ClusterRecord, only: str | None) -> list[StepRun]:
     """The pools `only` names (all when None); UsageError for a pool the cluster lacks."""
     if only is None:
         return list(record.pools)
@@ -75,9 +75,8 @@ def relaunch_pools(state: StateDir, record: ClusterRecord, *, hard: bool = False
     new_pools = []
     for pool in chosen:
         name = step_name("workers", generation)
-        fresh = replace(pool, name=name, log=str(state.logs / f"{name}.log"), argv=[],
-                        started=0.0, leader=None, pgid=None, task_pids=[], step_id=None,
-                        expected=pool.workers)
+        # the pool's next generation: its plan under a new name (nothing of the old run)
+        fresh = replace(pool.plan, name=name, log=str(state.logs / f"{name}.log"))
         left = nodes_left(launcher.current_nodes(pool.het_group), pool)
         if left is not None:
             per_node_tasks = max(1, pool.ntasks // pool.nnodes)
@@ -96,12 +95,11 @@ def relaunch_pools(state: StateDir, record: ClusterRecord, *, hard: bool = False
     record.stopped_pools = [p for p in record.stopped_pools
                             if p not in {q.pool for q in chosen}]
     try:
-        for pool in new_pools:
-            launcher.start(pool)
-        record.pools = [*(p for p in record.pools if p.name not in replaced), *new_pools]
+        started = [launcher.start(plan) for plan in new_pools]
+        record.pools = [*(p for p in record.pools if p.name not in replaced), *started]
         record.expected_workers = sum(p.workers for p in record.pools)
         state.write_record(record)
-        wait_ready(launcher, state, sched, new_pools, wait_for, opts, report,
+        wait_ready(launcher, state, sched, started, wait_for, opts, report,
                    deadline=time.monotonic() + opts.timeout, since=since,
                    pools_named=[p.pool for p in chosen] if len(record.pools) > 1 else None)
     except KeyboardInterrupt:
@@ -113,7 +111,7 @@ def relaunch_pools(state: StateDir, record: ClusterRecord, *, hard: bool = False
             "generation": generation}
 
 
-def nodes_left(nodes: list[str] | None, pool: Step) -> list[str] | None:
+def nodes_left(nodes: list[str] | None, pool: StepRun) -> list[str] | None:
     """The pool's nodes that the job still has, when some were lost (None: all there).
 
     `nodes` are those the job has now: for a pool of a heterogeneous job's component, that

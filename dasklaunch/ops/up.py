@@ -22,6 +22,7 @@ from ..domain.dask_argv import (
 from ..domain.pools import Layout, PoolPlan
 from ..domain.settings import UpOptions
 from ..domain.step_env import job_env, worker_env
+from ..domain.step_plan import StepPlan
 from ..errors import (
     DasklaunchError,
     InterfaceError,
@@ -31,7 +32,7 @@ from ..errors import (
 from ..launch.base import Launcher
 from ..launch.factory import choose_backend, current_allocation, make_launcher
 from ..runtime import proc, schedfile, tls
-from ..runtime.record import ClusterRecord, Step
+from ..runtime.record import ClusterRecord, StepRun
 from ..runtime.report import Reporter
 from ..runtime.state import JOB_CONFIG_DIR, StateDir, find_state_dir
 from ..runtime.tls import PROTOCOL_ARGS, WORKER_TLS_ARGS, TLSFiles
@@ -50,7 +51,7 @@ def job_config_dir(state: StateDir) -> Path:
 
 def build_steps(opts: UpOptions, layout: Layout, alloc: Allocation, backend: str,
                 state: StateDir, extra_env: dict[str, str] | None = None
-                ) -> tuple[Step, list[Step]]:
+                ) -> tuple[StepPlan, list[StepPlan]]:
     local = backend != "slurm"
     sfile = str(state.scheduler_file)
     config_dir = str(job_config_dir(state))
@@ -67,11 +68,12 @@ def build_steps(opts: UpOptions, layout: Layout, alloc: Allocation, backend: str
         # dask-cuda asks that the scheduler (and clients) spill cuDF objects too
         sched_env.setdefault("CUDF_SPILL", "on")
     sched_name = step_name("scheduler")
-    sched = Step(role="scheduler", name=sched_name,
-                 placement="here" if (local or opts.scheduler_here) else "first-node",
-                 ntasks=1, nnodes=1,
-                 command=scheduler_command(opts, sfile, local=local, tls_args=tls_args),
-                 log=str(state.logs / f"{sched_name}.log"), env=sched_env)
+    sched = StepPlan(role="scheduler", name=sched_name,
+                     placement="here" if (local or opts.scheduler_here) else "first-node",
+                     ntasks=1, nnodes=1,
+                     command=tuple(scheduler_command(opts, sfile, local=local,
+                                                     tls_args=tls_args)),
+                     log=str(state.logs / f"{sched_name}.log"), env=sched_env)
     pools = [pool_step(opts, pool, alloc, local, sfile, worker_tls_args, pool_env, state, 1)
              for pool in layout.pools]
     return sched, pools
@@ -79,7 +81,7 @@ def build_steps(opts: UpOptions, layout: Layout, alloc: Allocation, backend: str
 
 def pool_step(opts: UpOptions, pool: PoolPlan, alloc: Allocation, local: bool, sfile: str,
               tls_args: list[str], env: dict[str, str], state: StateDir,
-              generation: int) -> Step:
+              generation: int) -> StepPlan:
     name = step_name("workers", generation)
     env = dict(env)
     if local and pool.gpus_per_worker and alloc.gpu_tokens:
@@ -92,21 +94,22 @@ def pool_step(opts: UpOptions, pool: PoolPlan, alloc: Allocation, local: bool, s
     all_nodes = hosts == alloc.nodes
     per_task = workers_per_task(opts, pool, tuple(alloc.tasks_per_node[i]
                                                   for i in pool.node_indices), local=local)
-    return Step(role="workers", name=name,
-                placement="per-node" if per_task > 1 else pool.plan.placement,
-                ntasks=pool.plan.ntasks // per_task, nnodes=pool.plan.nnodes,
-                command=pool_command(opts, pool, sfile, local=local, tls_args=tls_args,
-                                     module=os.environ.get(WORKER_MODULE_VARIABLE) or
-                                     WORKER_MODULE, per_task=per_task),
-                log=str(state.logs / f"{name}.log"), env=env, pool=pool.name,
-                expected=pool.expected_workers,
-                nodelist=None if (local or all_nodes or pool.het_group is not None)
-                else ",".join(hosts),
-                het_group=pool.het_group,
-                gpus_per_node=0 if local or pool.gpu_tasks
-                else pool.gpus_per_worker * pool.plan.nworkers,
-                gpus_per_task=pool.gpus_per_worker if pool.gpu_tasks else 0,
-                cpus_per_task=None if local else per_task * step_cpus(pool, alloc))
+    return StepPlan(role="workers", name=name,
+                    placement="per-node" if per_task > 1 else pool.plan.placement,
+                    ntasks=pool.plan.ntasks // per_task, nnodes=pool.plan.nnodes,
+                    command=tuple(pool_command(opts, pool, sfile, local=local,
+                                               tls_args=tls_args,
+                                               module=os.environ.get(WORKER_MODULE_VARIABLE)
+                                               or WORKER_MODULE, per_task=per_task)),
+                    log=str(state.logs / f"{name}.log"), env=env, pool=pool.name,
+                    expected=pool.expected_workers,
+                    nodelist=None if (local or all_nodes or pool.het_group is not None)
+                    else ",".join(hosts),
+                    het_group=pool.het_group,
+                    gpus_per_node=0 if local or pool.gpu_tasks
+                    else pool.gpus_per_worker * pool.plan.nworkers,
+                    gpus_per_task=pool.gpus_per_worker if pool.gpu_tasks else 0,
+                    cpus_per_task=None if local else per_task * step_cpus(pool, alloc))
 
 
 def step_cpus(pool: PoolPlan, alloc: Allocation) -> int:
@@ -198,20 +201,19 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
             sources={k: v for k, v in sources.items() if v != "default"})
         state.write_record(record)
         try:
-            launcher.start(sched)
-            record.scheduler = sched
+            record.scheduler = launcher.start(sched)
             state.write_record(record)
             for pool in pools:
-                launcher.start(pool)
-                record.pools.append(pool)
+                record.pools.append(launcher.start(pool))
                 state.write_record(record)
-            report.info(f"scheduler starting: {launcher.describe(sched)}, log {sched.log}")
+            report.info(f"scheduler starting: {launcher.describe(record.scheduler)}, log "
+                        f"{sched.log}")
             for pool in pools:
                 report.info(f"workers starting: {pool.workers} expected"
                             + (f" in pool {pool.pool}" if len(pools) > 1 else "")
                             + f", log {pool.log}")
-            info = wait_ready(launcher, state, sched, pools, wait_for, opts, report,
-                              deadline=time.monotonic() + opts.timeout, probe=probe)
+            info = wait_ready(launcher, state, record.scheduler, record.pools, wait_for, opts,
+                              report, deadline=time.monotonic() + opts.timeout, probe=probe)
             record.status = "up"
             record.address, record.dashboard_port = info.address, info.dashboard_port
             try:
@@ -222,7 +224,7 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
                             f"the env file can be written (dasklaunch.connect() still does)")
             state.write_record(record)
         except BaseException as err:
-            _rollback(launcher, state, record, [*pools, sched], report)
+            _rollback(launcher, state, record, record.steps, report)
             if isinstance(err, KeyboardInterrupt):
                 raise Interrupted("interrupted: stopped the scheduler and workers that up had "
                                   "started") from None
@@ -237,8 +239,8 @@ def _warn_dashboard(opts: UpOptions, report: Reporter) -> None:
         report.warn(problem)
 
 
-def _dry_run(launcher: Launcher, state: StateDir, alloc: Allocation, sched: Step,
-             pools: list[Step], layout: Layout, profile) -> dict:
+def _dry_run(launcher: Launcher, state: StateDir, alloc: Allocation, sched: StepPlan,
+             pools: list[StepPlan], layout: Layout, profile) -> dict:
     first = layout.pools[0].plan
     return {"dry_run": True, "backend": launcher.backend, "job_id": alloc.job_id,
             "state_dir": str(state.path), "scheduler_file": str(state.scheduler_file),
@@ -253,11 +255,11 @@ def _dry_run(launcher: Launcher, state: StateDir, alloc: Allocation, sched: Step
                        "resources": dict(p.resources)} for p in layout.pools],
             "pools_summary": layout.describe() if len(layout.pools) > 1 else "",
             "profile": str(profile.source) if profile is not None else None,
-            "env": {"scheduler": sched.env, "workers": pools[0].env},
+            "env": {"scheduler": dict(sched.env), "workers": dict(pools[0].env)},
             "commands": [proc.display(launcher.argv(step)) for step in (sched, *pools)]}
 
 
-def _rollback(launcher: Launcher, state: StateDir, record: ClusterRecord, steps: list[Step],
+def _rollback(launcher: Launcher, state: StateDir, record: ClusterRecord, steps: list[StepRun],
               report: Reporter) -> None:
     for step in steps:
         if step.started:

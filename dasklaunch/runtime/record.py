@@ -10,49 +10,53 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ..domain.settings import UpOptions
+from ..domain.step_plan import PLAN_FIELDS, StepPlan
 from . import proc
 
 
 @dataclass
-class Step:
-    """One launched unit: the scheduler, or one generation of a worker pool."""
+class StepRun:
+    """A planned step as it runs: its plan (domain/step_plan.StepPlan, frozen) and what
+    starting it gave (the argv that ran, pids, the Slurm step id). The plan's fields read
+    through (`run.name`, `run.pool`); they cannot be set here. In state.json both are one flat
+    object, as dasklaunch 0.1 wrote it."""
 
-    role: str                 # "scheduler" or "workers"
-    name: str                 # unique: the Slurm step name, also used for log names
-    placement: str            # "first-node" | "here" | "tasks" | "per-node"
-    ntasks: int
-    nnodes: int
-    command: list[str]        # the dask command each task runs
+    plan: StepPlan
     argv: list[str] = field(default_factory=list)  # what was actually executed (srun ... cmd)
-    log: str = ""
-    env: dict[str, str] = field(default_factory=dict)  # extra environment for the tasks
     started: float = 0.0
     leader: dict | None = None        # ProcessId of srun / the first local task
     pgid: int | None = None
     task_pids: list[int] = field(default_factory=list)
     step_id: str | None = None        # JOB.STEP under Slurm, once known
-    pool: str = "workers"             # the worker pool this step starts (workers steps)
-    expected: int = 0                 # workers it starts (0: ntasks, as before pools)
-    nodelist: str | None = None       # the pool's nodes, when not all of the job's
-    het_group: int | None = None      # the component of a heterogeneous job it runs in
-    gpus_per_node: int = 0            # GPUs each of its nodes gives it (Slurm steps ask)
-    gpus_per_task: int = 0            # or each of its tasks (a pool with gpu-tasks=yes)
-    cpus_per_task: int | None = None  # CPUs each task holds (Slurm steps ask)
+
+    def __getattr__(self, name: str):
+        # only called for names that are not the run's own: the plan's fields and properties
+        if name != "plan" and name in PLAN_READS:
+            return getattr(self.plan, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        run = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "plan"}
+        return {**self.plan.to_dict(), **run}
 
     @classmethod
-    def from_dict(cls, data: dict) -> Step:
-        return cls(**_known(cls, data))
-
-    @property
-    def workers(self) -> int:
-        return self.expected or self.ntasks
+    def from_dict(cls, data: dict, nworkers: int = 1) -> StepRun:
+        values = {k: v for k, v in data.items() if k in PLAN_FIELDS}
+        values["command"] = tuple(values.get("command") or ())
+        values["env"] = dict(values.get("env") or {})
+        if not values.get("expected") and values.get("role", "workers") == "workers":
+            # written before pools: every task ran --nworkers workers
+            values["expected"] = int(values.get("ntasks", 1)) * nworkers
+        run = {k: v for k, v in data.items()
+               if k in {f.name for f in fields(cls)} and k != "plan"}
+        return cls(plan=StepPlan(**values), **run)
 
     @property
     def leader_id(self) -> proc.ProcessId | None:
         return proc.ProcessId.from_dict(self.leader) if self.leader else None
+
+
+PLAN_READS = PLAN_FIELDS | {"workers"}
 
 
 @dataclass
@@ -87,8 +91,8 @@ class ClusterRecord:
     restarts: int = 0
     generation: int = 1
     started: float = 0.0
-    scheduler: Step | None = None
-    pools: list[Step] = field(default_factory=list)
+    scheduler: StepRun | None = None
+    pools: list[StepRun] = field(default_factory=list)
     submit_host: str | None = None
     client_env: dict[str, str] = field(default_factory=dict)
     memory: dict = field(default_factory=dict)   # {"per_worker": ..., "how": ...}
@@ -105,7 +109,7 @@ class ClusterRecord:
     stopped_pools: list[str] = field(default_factory=list)   # by `down --pool`
 
     @property
-    def steps(self) -> list[Step]:
+    def steps(self) -> list[StepRun]:
         """The pools, then the scheduler: the order in which they are stopped."""
         return [*self.pools, *([self.scheduler] if self.scheduler else [])]
 
@@ -121,11 +125,10 @@ class ClusterRecord:
     def from_dict(cls, data: dict) -> ClusterRecord:
         values = _known(cls, data)
         values["options"] = UpOptions.from_dict(data.get("options") or {})
-        values["scheduler"] = Step.from_dict(data["scheduler"]) if data.get("scheduler") else None
-        values["pools"] = [Step.from_dict(p) for p in data.get("pools") or []]
-        for pool in values["pools"]:
-            if not pool.expected:  # written before pools: every task ran --nworkers workers
-                pool.expected = pool.ntasks * values["options"].nworkers
+        nworkers = values["options"].nworkers
+        values["scheduler"] = (StepRun.from_dict(data["scheduler"]) if data.get("scheduler")
+                               else None)
+        values["pools"] = [StepRun.from_dict(p, nworkers) for p in data.get("pools") or []]
         values["scale_out"] = [ScaleOutJob.from_dict(j) for j in data.get("scale_out") or []]
         for name in ("allocation", "client_env", "memory"):
             values[name] = values.get(name) or {}

@@ -28,7 +28,7 @@ ENDED_STATES = frozenset({"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_F
 
 
 class SrunSpec(Protocol):
-    """What srun needs to know about one step (runtime.record.Step has it)."""
+    """What srun needs to know about one step (domain.step_plan.StepPlan has it)."""
 
     name: str
     placement: str     # "first-node" | "tasks" | "per-node"
