@@ -96,6 +96,19 @@ def test_the_scheduler_job_is_batchs_script_around_supervise(tmp_path):
     assert (spec.nodes, spec.ntasks_per_node, spec.cpus_per_task, spec.mem) == (
         "1", 1, 4, "8000M")
     assert spec.account == "proj" and spec.time == "1:00:00"
+    # `up` in the job records it as the cluster's own job (from_job may end only those)
+    assert spec.prologue[-1] == "export DASKLAUNCH_SCHEDULER_JOB=1"
+
+
+def test_a_job_still_in_the_queue_is_cancelled_at_once(monkeypatch):
+    calls = []
+    answers = iter([{"7": JobInfo("PENDING", None, "Priority")}, {}])
+    monkeypatch.setattr(scheduler_job.queue, "jobs", lambda ids: next(answers))
+    monkeypatch.setattr(scheduler_job.queue, "cancel",
+                        lambda *ids, **kw: calls.append((ids, kw)))
+    assert scheduler_job.end_job("7", timeout=60)
+    # no SIGTERM to a batch shell a pending job does not have, no waiting out the timeout
+    assert calls == [(("7",), {})]
 
 
 class StandInQueue:
@@ -160,9 +173,50 @@ def test_a_job_whose_keys_cannot_move_is_kept_and_the_next_one_goes(monkeypatch)
     scaler._log = lambda line: None
     live = {"11": ("RUNNING", ["dl-scale-1-1"]), "12": ("RUNNING", ["dl-scale-1-2"]),
             "13": ("PENDING", ["dl-scale-1-3"])}
-    gone = asyncio.run(scaler._let_go(live, order=None, count=2))
+    gone = asyncio.run(scaler._let_go(live, order=None, count=2, idle_only=False))
     # the waiting job first (no workers, nothing to move), then the least loaded: 12, whose
     # key cannot move, stays; 11 goes instead
     assert gone == ["13", "11"] and cancelled == ["13", "11"]
     assert scaler.scheduler_comm.retired == [["dl-scale-1-2"], ["dl-scale-1-1"]]
     assert [e["keys"] for e in scaler.scale_downs] == [0, 1]
+
+
+def test_adaptive_scaling_never_lets_a_busy_job_go(monkeypatch):
+    import asyncio
+
+    from dasklaunch.deploy.adaptive_jobs import JobScaling
+
+    class Busy(StandInComm):
+        async def identity(self, n_workers=-1):
+            found = await super().identity()
+            found["workers"]["tls://a:1"]["metrics"]["task_counts"] = {"executing": 1}
+            return found
+
+    cancelled = []
+    monkeypatch.setattr("dasklaunch.ops.scale_out.cancel_jobs",
+                        lambda state, ids, report: cancelled.extend(ids))
+    scaler = JobScaling()
+    scaler.scheduler_comm, scaler.scale_downs = Busy(), []
+    scaler._state, scaler._report, scaler._log = StateDir("/nowhere"), None, lambda line: None
+    live = {"11": ("RUNNING", ["dl-scale-1-1"])}
+    assert asyncio.run(scaler._let_go(live, order=None, count=1, idle_only=True)) == []
+    assert cancelled == [] and scaler.scheduler_comm.retired == []
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda c: c.scale(jobs="2"), "jobs must be a whole number >= 0, not '2'"),
+    (lambda c: c.scale(-1), "n must be a whole number >= 0, not -1"),
+    (lambda c: c.scale(memory="4GB"), r"scale\(memory=...\) needs the cluster's memory="),
+    (lambda c: c.adapt(maximum=7.5), "maximum must be a whole number >= 0, not 7.5"),
+    (lambda c: c.adapt(minimum_jobs=3, maximum_jobs=1), "maximum .* is below minimum"),
+])
+def test_bad_scaling_input_is_one_line(call, message):
+    from dasklaunch.deploy.adaptive_jobs import JobScaling
+    from dasklaunch.runtime.record import ClusterRecord
+
+    scaler = JobScaling()
+    scaler._job_spec = {"cores": 1, "memory": None, "processes": 1}
+    scaler._read_record = lambda: ClusterRecord(job_id="1", backend="slurm",
+                                                expected_workers=1)
+    with pytest.raises(UsageError, match=message):
+        call(scaler)

@@ -4,16 +4,19 @@
 A worker job leaves only after the scheduler has moved every key its workers hold
 (`retire_workers`, close_workers=False: the workers stay up, taking no new task, until the
 job is cancelled and their launcher lets them end); a job whose keys cannot all move stays.
-Jobs still waiting in the queue leave first, then those with the least work and data. While
-one of its jobs waits in the queue, adaptive scaling submits no more (domain/job_scaling.py).
-The scheduler job's own workers are the floor: no scale-down removes them.
+Jobs still waiting in the queue leave first, then those with the least work and data;
+adaptive scaling never lets a job go while its workers run tasks. While one of its jobs waits
+in the queue, adaptive scaling submits no more (domain/job_scaling.py). The scheduler job's
+own workers are the floor: no scale-down removes them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 
+from distributed.core import Status
 from distributed.deploy import Adaptive
 
 from ..domain.job_scaling import (
@@ -29,11 +32,28 @@ from ..errors import DasklaunchError, UsageError
 from ..slurm import queue
 
 
+def whole_number(name: str, value, minimum: int = 0) -> int:
+    """A count the user gave, as an int; UsageError for anything else."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UsageError(f"{name} must be a whole number >= {minimum}, not {value!r}")
+    return value
+
+
+def job_group(processes: int, ws) -> str:
+    """The scheduler's grouping of workers by job (Adaptive's worker_key, pickled to the
+    scheduler): a job of several workers names them JOB-0, JOB-1 ..."""
+    name = str(ws.name)
+    return name.rsplit("-", 1)[0] if processes > 1 else name
+
+
 class JobScaling:
     """What Cluster adds to distributed's Cluster for scaling (a mixin: it uses the
     cluster's state dir, scheduler comm, job spec and log)."""
 
     _maximum_jobs: int | None = None
+    _live_cache: dict = {}
+    _live_names: dict = {}
+    _own_cache: int = 0
     scale_downs: list[dict]
 
     # --------------------------------------------------------------------------- the numbers
@@ -42,13 +62,9 @@ class JobScaling:
     def _per_job(self) -> int:
         return int(self._job_spec["processes"])
 
-    @property
-    def _own_workers(self) -> int:
-        record = self._read_record()
-        return record.expected_workers if record else 0
-
     def _live_jobs(self) -> dict[str, tuple[str, list[str]]]:
-        """{job id: (state, its workers' names)} of this cluster's live worker jobs."""
+        """{job id: (state, its workers' names)} of this cluster's live worker jobs, and the
+        scheduler job's own worker count, read afresh (blocking: call it off the loop)."""
         record = self._read_record()
         jobs = record.scale_out if record else []
         states = queue.job_states(j.job_id for j in jobs)
@@ -56,15 +72,15 @@ class JobScaling:
                 for j in jobs if j.job_id in states}
         self._live_cache = live
         self._live_names = {j.name: j.job_id for j in jobs if j.job_id in states}
+        self._own_cache = record.expected_workers if record else 0
         return live
 
     @property
     def requested(self) -> set[str]:
         """The scheduler job's workers (connected or not) and those of every live worker job."""
-        live = getattr(self, "_live_cache", {})
-        names = {n for _, workers in live.values() for n in workers}
+        names = {n for _, workers in self._live_cache.values() for n in workers}
         own = [n for n in self.observed if self._job_of(n) is None]
-        own += [f"own-{i}" for i in range(max(0, self._own_workers - len(own)))]
+        own += [f"own-{i}" for i in range(max(0, self._own_cache - len(own)))]
         return names | set(own)
 
     @property
@@ -73,7 +89,7 @@ class JobScaling:
 
     def _job_of(self, worker: str) -> str | None:
         """The id of the live worker job a worker belongs to; None for the scheduler job's."""
-        names = getattr(self, "_live_names", {})
+        names = self._live_names
         return names.get(job_of_worker(str(worker), names) or "")
 
     # ------------------------------------------------------------------------------ scaling
@@ -82,24 +98,28 @@ class JobScaling:
               cores: int | None = None):
         """Scale to `n` workers (the scheduler job's own count), or to `jobs` worker jobs, or
         to enough jobs for `cores` / `memory` (dask-jobqueue's arguments)."""
-        if self._mode == "here" and self._read_record().backend != "slurm":
+        record = self._read_record()
+        if record is None or record.backend != "slurm":
             raise UsageError("scale() submits Slurm worker jobs; this cluster runs on the "
                              "local backend")
-        if jobs is None:
-            if cores is not None:
-                jobs = -(-int(cores) // int(self._job_spec["cores"]))
-            elif memory is not None:
-                from ..domain.units import parse_bytes
+        own = record.expected_workers
+        if jobs is not None:
+            jobs = whole_number("jobs", jobs)
+        elif cores is not None:
+            jobs = -(-whole_number("cores", cores) // int(self._job_spec["cores"]))
+        elif memory is not None:
+            if not self._job_spec["memory"]:
+                raise UsageError("scale(memory=...) needs the cluster's memory= (per job)")
+            from ..domain.units import parse_bytes
 
-                per = parse_bytes(self._job_spec["memory"] or "1GiB")
-                jobs = -(-parse_bytes(memory) // per)
-            else:
-                jobs = jobs_for_workers(n or 0, self._own_workers, self._per_job)
-        if jobs < 0:
-            raise UsageError(f"jobs must be >= 0, not {jobs}")
+            jobs = -(-parse_bytes(memory) // parse_bytes(self._job_spec["memory"]))
+        else:
+            jobs = jobs_for_workers(whole_number("n", n or 0), own, self._per_job)
         return self.sync(self._scale_jobs, int(jobs), False)
 
     async def _scale_jobs(self, target: int, adaptive: bool) -> None:
+        if self.status != Status.running or self._ended is not None:
+            return   # closing, or the scheduler's job has ended: submit nothing more
         live = await asyncio.to_thread(self._live_jobs)
         if target > len(live):
             count = new_jobs_now(target, [s for s, _ in live.values()],
@@ -107,7 +127,7 @@ class JobScaling:
             if count:
                 await asyncio.to_thread(self._submit, len(live) + count)
         elif target < len(live):
-            await self._let_go(live, order=None, count=len(live) - target)
+            await self._let_go(live, order=None, count=len(live) - target, idle_only=False)
         await asyncio.to_thread(self._live_jobs)
 
     def _submit(self, jobs: int) -> None:
@@ -120,31 +140,41 @@ class JobScaling:
         ids = [j["job_id"] for j in result["jobs"]]
         self._log(f"worker jobs: {', '.join(ids) or 'none'}")
 
-    async def _let_go(self, live: dict, order: list[str] | None, count: int) -> list[str]:
+    async def _worker_records(self) -> dict:
+        """The scheduler's records of its workers, with their metrics (task counts, memory)."""
+        identity = await self.scheduler_comm.identity(n_workers=-1)
+        return dict(identity.get("workers", {}))
+
+    async def _let_go(self, live: dict, order: list[str] | None, count: int,
+                      idle_only: bool) -> list[str]:
         """Let `count` worker jobs go (from `order`, else the least busy first), each only
-        once its workers' keys have moved. The jobs let go."""
+        once its workers' keys have moved; with `idle_only`, none whose workers run tasks.
+        The jobs let go."""
         from ..ops.scale_out import cancel_jobs
 
         workers = await self._worker_records()
+        loads = {j.job_id: j for j in job_loads(live, list(workers.values()))}
         if order is None:
-            order = leaving_order(job_loads(live, list(workers.values())))
+            order = leaving_order(loads.values())
         by_name = {str(w.get("name")): addr for addr, w in workers.items()}
         gone = []
         for job_id in order:
             if len(gone) >= count:
                 break
+            if idle_only and loads[job_id].processing:
+                continue
             names = [n for n in live[job_id][1] if n in by_name]
             event = {"job_id": job_id, "workers": len(names), "keys": 0, "seconds": 0.0}
             if names:
                 start = time.monotonic()
-                held = await self.scheduler_comm.has_what(
-                    workers=[by_name[n] for n in names])
+                held = await self.scheduler_comm.has_what(workers=[by_name[n] for n in names])
                 event["keys"] = len({k for keys in held.values() for k in keys})
                 retired = await self.scheduler_comm.retire_workers(
                     names=names, close_workers=False, remove=False,
                     stimulus_id=f"dasklaunch-scale-down-{time.time()}")
                 event["seconds"] = round(time.monotonic() - start, 3)
                 if len(retired) < len(names):
+                    # those that did retire take no new task: this job goes first next time
                     self._log(f"kept worker job {job_id}: its workers hold keys no other "
                               f"worker can take")
                     continue
@@ -155,42 +185,50 @@ class JobScaling:
             gone.append(job_id)
         return gone
 
-    async def _worker_records(self) -> dict:
-        """The scheduler's records of its workers, with their metrics (task counts, memory)."""
-        identity = await self.scheduler_comm.identity(n_workers=-1)
-        return dict(identity.get("workers", {}))
-
     def adapt(self, minimum: int | None = None, maximum: int | None = None, *,
               minimum_jobs: int | None = None, maximum_jobs: int | None = None, **kwargs):
         """Adaptive scaling in workers (`minimum`, `maximum`) or in worker jobs
         (`minimum_jobs`, `maximum_jobs`, as dask-jobqueue users write it)."""
-        own, per = self._own_workers, self._per_job
+        record = self._read_record()
+        if record is None or record.backend != "slurm":
+            raise UsageError("adapt() submits Slurm worker jobs; this cluster runs on the "
+                             "local backend")
+        own, per = record.expected_workers, self._per_job
+        self._own_cache = own
         if minimum_jobs is not None:
-            minimum = workers_for_jobs(minimum_jobs, own, per)
+            minimum = workers_for_jobs(whole_number("minimum_jobs", minimum_jobs), own, per)
         if maximum_jobs is not None:
-            maximum = workers_for_jobs(maximum_jobs, own, per)
+            maximum = workers_for_jobs(whole_number("maximum_jobs", maximum_jobs), own, per)
             self._maximum_jobs = maximum_jobs
         elif maximum is not None:
-            self._maximum_jobs = jobs_for_workers(maximum, own, per)
-        minimum = max(own, minimum or 0)
+            self._maximum_jobs = jobs_for_workers(whole_number("maximum", maximum), own, per)
+        minimum = max(own, whole_number("minimum", minimum or 0))
         if maximum is not None and maximum < minimum:
-            raise UsageError(f"adapt: maximum ({maximum} workers) is below minimum ({minimum})")
+            raise UsageError(f"adapt: maximum ({maximum} workers) is below minimum ({minimum}, "
+                             f"the scheduler job's own {own} included)")
         kwargs.setdefault("interval", "2s")
+        kwargs.setdefault("worker_key", functools.partial(job_group, per))
         return super().adapt(Adaptive=JobAdaptive, minimum=minimum,
                              maximum=maximum if maximum is not None else float("inf"),
                              **kwargs)
 
 
 class JobAdaptive(Adaptive):
-    """distributed's Adaptive, with its scale-up going through the queue rule and its
-    scale-down letting whole worker jobs go after their keys moved."""
+    """distributed's Adaptive, looking at the queue afresh each time, with its scale-up going
+    through the queue rule and its scale-down letting whole, idle worker jobs go after their
+    keys moved."""
+
+    async def recommendations(self, target: int) -> dict:
+        # a job that ended by itself (walltime) must leave the plan, or nothing replaces it
+        await asyncio.to_thread(self.cluster._live_jobs)
+        return await super().recommendations(target)
 
     async def workers_to_close(self, target: int) -> list[str]:
         names = await super().workers_to_close(target)
         return [n for n in names if self.cluster._job_of(n) is not None]
 
     async def scale_up(self, n: int) -> None:
-        jobs = jobs_for_workers(n, self.cluster._own_workers, self.cluster._per_job)
+        jobs = jobs_for_workers(n, self.cluster._own_cache, self.cluster._per_job)
         try:
             await self.cluster._scale_jobs(jobs, True)
         except DasklaunchError as err:  # a queue limit, Slurm not answering: next time
@@ -199,8 +237,13 @@ class JobAdaptive(Adaptive):
     async def scale_down(self, workers) -> None:
         cluster = self.cluster
         live = await asyncio.to_thread(cluster._live_jobs)
-        ids = {cluster._job_of(w) for w in workers} - {None}
+        chosen = set(map(str, workers))
+        # only whole jobs: every worker of the job was chosen (or has not connected)
+        ids = [job_id for job_id, (_, names) in live.items()
+               if any(n in chosen for n in names)
+               and all(n in chosen or n not in cluster.observed for n in names)]
         if ids:
             records = await cluster._worker_records()
-            loads = job_loads({i: live[i] for i in ids if i in live}, list(records.values()))
-            await cluster._let_go(live, order=leaving_order(loads), count=len(loads))
+            loads = job_loads({i: live[i] for i in ids}, list(records.values()))
+            await cluster._let_go(live, order=leaving_order(loads), count=len(loads),
+                                  idle_only=True)

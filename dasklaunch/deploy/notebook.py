@@ -95,7 +95,11 @@ class Cluster(JobScaling, DaskCluster):
                 sbatch_args=tuple(job_extra_directives), prologue=job_script_prologue,
                 state_dir=state_dir)
             self._start_job(opts, given, request, start_timeout)
-        self._connect()
+        try:
+            self._connect()
+        except BaseException:
+            self._bring_down()   # nothing this object started outlives a failed start
+            raise
 
     @classmethod
     def from_job(cls, job_id: str | int, *, state_dir: str | None = None,
@@ -111,7 +115,12 @@ class Cluster(JobScaling, DaskCluster):
         self._state = scheduler_job.attach(str(job_id), state_dir)
         self._job_id = str(job_id)
         record = self._state.read_record()
-        self._mode = "job" if record.backend == "slurm" else "here"
+        if shutdown_on_close and not record.scheduler_job:
+            raise UsageError(f"job {job_id}'s cluster was started by `dasklaunch up` or "
+                             f"`batch`, not by dasklaunch.Cluster: reattach with "
+                             f"shutdown_on_close=False and bring it down from its job "
+                             f"(dasklaunch down)")
+        self._mode = "job" if record.scheduler_job else "attached"
         self._job_spec = {"cores": job_spec.get("cores", 1), "memory": job_spec.get("memory"),
                           "processes": job_spec.get("processes", 1),
                           "walltime": job_spec.get("walltime"),
@@ -187,13 +196,15 @@ class Cluster(JobScaling, DaskCluster):
             if ended is None or self.status != Status.running:
                 continue
             self._ended = ended
+            with suppress(AttributeError):
+                self._adaptive.stop()   # no worker job may be submitted after this
             cancelled = await asyncio.to_thread(self._cancel_worker_jobs)
             also = f"; its worker jobs cancelled: {', '.join(cancelled)}" if cancelled else ""
             line = (f"dasklaunch: the scheduler's job {self._job_id} has ended ({ended}): "
                     f"this cluster is closed{also}")
             self._cluster_manager_logs.append((datetime.datetime.now(), line))
             print(line, file=sys.stderr, flush=True)  # even when quiet: nothing works after it
-            asyncio.ensure_future(self._close())
+            await self._close()
             return
 
     def _cancel_worker_jobs(self) -> list[str]:
@@ -220,16 +231,22 @@ class Cluster(JobScaling, DaskCluster):
         self._mode = "down"
 
     async def _close(self):
-        if self.status == Status.closed:
-            return
+        if self.status in (Status.closed, Status.closing):
+            return   # the watcher's close and the user's: one brings the jobs down
         with suppress(AttributeError):
             self._adaptive.stop()
-        if self._watch is not None:
+        if self._watch is not None and self._watch is not asyncio.current_task():
             self._watch.cancel()
+        self.status = Status.closing   # distributed's _close only asks whether it is closed
         if self._shutdown_on_close and self._ended is None:
             await asyncio.to_thread(self._bring_down)
         _OPEN.discard(self)
         await super()._close()
+
+    def close(self, timeout: float | None = None):
+        result = super().close(timeout)
+        self._loop_runner.stop()
+        return result
 
 
 _OPEN: weakref.WeakSet = weakref.WeakSet()

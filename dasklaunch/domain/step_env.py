@@ -9,6 +9,10 @@ from collections.abc import Mapping
 from .dask_argv import start_method_env
 from .settings import UpOptions
 
+# Set by a dasklaunch.Cluster's scheduler job (ops/scheduler_job): `up` records that the job is
+# the cluster's own, which Cluster.from_job may then end.
+SCHEDULER_JOB_VARIABLE = "DASKLAUNCH_SCHEDULER_JOB"
+
 
 def job_env(opts: UpOptions, config_dir: str | None,
             extra_env: Mapping[str, str] | None = None) -> dict[str, str]:

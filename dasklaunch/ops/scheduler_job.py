@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..domain.sbatch import BatchSpec, render
 from ..domain.settings import UpOptions
+from ..domain.step_env import SCHEDULER_JOB_VARIABLE
 from ..domain.up_argv import up_argv
 from ..errors import NotUpError, StartupError, StartupTimeout, StateDirError, UsageError
 from ..runtime import schedfile
@@ -60,6 +61,9 @@ def batch_spec(opts: UpOptions, given: set[str], request: JobRequest) -> BatchSp
     prologue = prologue_defaults(list(request.prologue) if request.prologue is not None
                                  else None)
     up_args = up_argv(opts, given)
+    # `up` in the job records that it is a notebook cluster's own job (from_job may end it)
+    prologue = {**prologue, "prologue": (*prologue["prologue"],
+                                         f"export {SCHEDULER_JOB_VARIABLE}=1")}
     if request.state_dir:
         up_args = ["--state-dir", request.state_dir, *up_args]
     return BatchSpec(
@@ -145,7 +149,7 @@ def wait_until_up(job_id: str, state: StateDir, say: Callable[[str], None], *,
         waited = time.monotonic() - start
         if timeout is not None and waited > timeout:
             raise StartupTimeout(f"the scheduler's job {job_id} was not up after {waited:.0f} s "
-                                 f"({line}); it is left in the queue: scancel {job_id}")
+                                 f"({line}); it is cancelled")
         if running_since is not None and time.monotonic() - running_since > started_timeout:
             raise StartupTimeout(f"the scheduler's job {job_id} runs but its cluster was not up "
                                  f"after {started_timeout:.0f} s: see dasklaunch logs "
@@ -172,8 +176,14 @@ def end_job(job_id: str, timeout: float = 120.0) -> bool:
     """Bring the scheduler's job to its end the way its walltime does: SIGTERM to the batch
     shell, whose trap brings the cluster down (worker jobs included) on the job's node. A job
     still listed after `timeout` is cancelled outright. True when it left the queue."""
-    if queue.job_gone(job_id):
+    found = queue.jobs([job_id])
+    info = (found or {}).get(job_id)
+    if found is not None and (info is None or info.ended):
         return True
+    if info is None or info.state != "RUNNING":
+        # a job still in the queue has no shell to signal, and no cluster to bring down
+        queue.cancel(job_id)
+        return queue.job_gone(job_id)
     queue.cancel(job_id, signal="TERM", batch_shell=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

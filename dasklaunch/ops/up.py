@@ -21,7 +21,7 @@ from ..domain.dask_argv import (
 )
 from ..domain.pools import Layout, PoolPlan
 from ..domain.settings import UpOptions
-from ..domain.step_env import job_env, worker_env
+from ..domain.step_env import SCHEDULER_JOB_VARIABLE, job_env, worker_env
 from ..domain.step_plan import StepPlan
 from ..errors import (
     DasklaunchError,
@@ -198,7 +198,8 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
                     "how": "; ".join(f"{p.name}: {p.plan.memory_note}" if len(layout.pools) > 1
                                      else p.plan.memory_note for p in layout.pools)},
             profile=str(profile.source) if profile is not None else None,
-            sources={k: v for k, v in sources.items() if v != "default"})
+            sources={k: v for k, v in sources.items() if v != "default"},
+            scheduler_job=os.environ.get(SCHEDULER_JOB_VARIABLE) == "1")
         state.write_record(record)
         try:
             record.scheduler = launcher.start(sched)

@@ -99,6 +99,7 @@ class ClusterRecord:
     profile: str | None = None
     # where each option that is not dasklaunch's default came from ("profile seed: ...")
     sources: dict[str, str] = field(default_factory=dict)
+    scheduler_job: bool = False     # the job is a dasklaunch.Cluster's own (ops/scheduler_job)
     address: str | None = None
     dashboard_port: int | None = None
     last_restart: dict | None = None             # {"time": ..., "reason": ...}

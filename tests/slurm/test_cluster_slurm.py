@@ -235,6 +235,10 @@ cluster.scale(jobs=1)
 client.wait_for_workers(out["own"] + 1, timeout=120)
 out["workers"] = live_jobs(cluster)
 out["total"] = len(client.scheduler_info()["workers"])
+try:   # the allocation's cluster is not a Cluster's own job: never ended from a notebook
+    dasklaunch.Cluster.from_job(out["job"], shutdown_on_close=True)
+except Exception as err:
+    out["refused"] = f"{type(err).__name__}: {err}"
 client.close()
 cluster.close()
 out["gone"] = gone(out["workers"])
@@ -242,4 +246,6 @@ out["status"] = json.load(open(os.path.join(os.environ["DASKLAUNCH_STATE_DIR"],
                                             "state.json")))["status"]
 ''', "-N2", "--ntasks-per-node=1", timeout=240)
     assert result["own"] == 2 and result["total"] == 3 and result["job"] == result["job_id"]
+    assert result["refused"].startswith("UsageError: job ") and "not by dasklaunch.Cluster" in (
+        result["refused"])
     assert result["gone"] and result["status"] == "down"
