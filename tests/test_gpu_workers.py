@@ -155,16 +155,16 @@ def test_device_sizes():
 
 
 def test_the_nanny_preload_moves_to_dask_config():
-    argv = [PY, "-m", "distributed.cli.dask_worker", "--scheduler-file", "f", "--nworkers", "1",
-            "--preload", "a", "--preload-nanny", "b", "--name", "n"]
-    assert dask_cuda.worker_command(argv, ("--rmm-pool-size", "0.5")) == [
+    user = ["--nworkers", "1", "--preload", "a", "--preload-nanny", "b", "--name", "n"]
+    assert dask_cuda.worker_command(PY, ["--scheduler-file", "f"], user,
+                                    ("--rmm-pool-size", "0.5")) == [
         PY, "-m", "dask", "cuda", "worker", "--scheduler-file", "f", "--preload", "a",
         "--name", "n", "--rmm-pool-size", "0.5"]
-    env = dask_cuda.worker_env(argv)
+    env = dask_cuda.worker_env(user)
     assert env == {dask_cuda.NANNY_PRELOAD_VARIABLE: "['b']"}
     # the one-word spelling too
-    equals = [PY, "-m", "distributed.cli.dask_worker", "--preload-nanny=b", "--nworkers=2"]
-    assert dask_cuda.worker_command(equals) == [PY, "-m", "dask", "cuda", "worker"]
+    equals = ["--preload-nanny=b", "--nworkers=2"]
+    assert dask_cuda.worker_command(PY, [], equals) == [PY, "-m", "dask", "cuda", "worker"]
     assert dask_cuda.worker_env(equals) == env
     # Dask parses it as the list the nanny's preload is
     code = ("import dask, distributed; "

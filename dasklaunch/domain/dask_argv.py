@@ -109,12 +109,15 @@ def start_method_env(method: str | None, inherited: dict[str, str]) -> dict[str,
     return env
 
 
-def worker_command(opts: UpOptions, plan: WorkerPlan, scheduler_file: str, *, local: bool,
-                   tls_args: list[str] | tuple[str, ...] = (),
-                   python: str = sys.executable, module: str = WORKER_MODULE) -> list[str]:
-    argv = [python, "-m", module, "--scheduler-file", scheduler_file,
-            "--nthreads", str(plan.nthreads), "--nworkers", str(plan.nworkers),
-            "--memory-limit", plan.memory_limit, "--death-timeout", f"{opts.death_timeout:g}"]
+def worker_options(opts: UpOptions, plan: WorkerPlan, scheduler_file: str, *, local: bool,
+                   tls_args: list[str] | tuple[str, ...] = (), nworkers: bool = True
+                   ) -> list[str]:
+    """The options dasklaunch gives every worker program of a plan (`dask worker` and, without
+    --nworkers, `dask cuda worker`): the user's own --worker-arg come after them."""
+    argv = ["--scheduler-file", scheduler_file, "--nthreads", str(plan.nthreads)]
+    if nworkers:
+        argv += ["--nworkers", str(plan.nworkers)]
+    argv += ["--memory-limit", plan.memory_limit, "--death-timeout", f"{opts.death_timeout:g}"]
     argv += network_args(opts, local)
     argv += list(tls_args)
     if opts.local_directory:
@@ -126,8 +129,15 @@ def worker_command(opts: UpOptions, plan: WorkerPlan, scheduler_file: str, *, lo
         argv += ["--lifetime", opts.lifetime, "--lifetime-restart"]
         if opts.lifetime_stagger:
             argv += ["--lifetime-stagger", opts.lifetime_stagger]
-    argv += list(opts.worker_args)
     return argv
+
+
+def worker_command(opts: UpOptions, plan: WorkerPlan, scheduler_file: str, *, local: bool,
+                   tls_args: list[str] | tuple[str, ...] = (),
+                   python: str = sys.executable, module: str = WORKER_MODULE) -> list[str]:
+    return [python, "-m", module,
+            *worker_options(opts, plan, scheduler_file, local=local, tls_args=tls_args),
+            *opts.worker_args]
 
 
 NODE_LAUNCHER = "dasklaunch.launch.node"
@@ -171,20 +181,27 @@ def pool_command(opts: UpOptions, pool: PoolPlan, scheduler_file: str, *, local:
     shaped = replace(opts, local_directory=spec.local_directory or opts.local_directory,
                      worker_args=(*opts.worker_args, *spec.worker_args))
     plan = replace(pool.plan, nworkers=1) if pool.gpus_per_worker else pool.plan
-    argv = worker_command(shaped, plan, scheduler_file, local=local, tls_args=tls_args,
-                          python=python, module=module)
+    shape = []
     if pool.resources:
-        argv += ["--resources", " ".join(f"{k}={v}" for k, v in pool.resources)]
+        shape += ["--resources", " ".join(f"{k}={v}" for k, v in pool.resources)]
     if spec.worker_class:
-        argv += ["--worker-class", spec.worker_class]
+        shape += ["--worker-class", spec.worker_class]
     method = start_method(opts)
     prefork = ["--prefork"] if method == "prefork" else []
-    if pool.cuda_args is not None:
-        # `dask cuda worker` is its own program: the node launcher starts it, it forks nothing,
-        # and it sets its nannies' start method itself (spawn, unless told otherwise)
+    if pool.cuda_args is None:
+        argv = [*worker_command(shaped, plan, scheduler_file, local=local, tls_args=tls_args,
+                                python=python, module=module), *shape]
+    else:
+        # `dask cuda worker` is its own program, built from the same plan: the node launcher
+        # starts it, it forks nothing, and it sets its nannies' start method itself (spawn,
+        # unless told otherwise)
         prefork = []
         method_args = ("--multiprocessing-method", method) if method != "prefork" else ()
-        argv = dask_cuda.worker_command(argv, (*method_args, *pool.cuda_args))
+        argv = dask_cuda.worker_command(
+            python, worker_options(shaped, plan, scheduler_file, local=local, nworkers=False,
+                                   # its preload goes to the environment (dask_cuda.worker_env)
+                                   tls_args=dask_cuda.translated(tls_args)),
+            shaped.worker_args, (*shape, *method_args, *pool.cuda_args))
     # gpu-tasks: each task is one worker, on its share of the GPUs it sees
     gpu_tasks = ["--gpu-tasks"] if pool.gpu_tasks else []
     folded = ["--workers-per-task", str(per_task)] if per_task > 1 else []

@@ -45,22 +45,29 @@ def undeclared(args: tuple[str, ...] | list[str]) -> list[str]:
             and arg.partition("=")[0] not in TRANSLATED]
 
 
-def worker_command(worker_argv: list[str], cuda_args: tuple[str, ...] = ()) -> list[str]:
-    """`dask worker`'s command line (domain.commands.worker_command) as `dask cuda worker`'s:
-    the same scheduler file, threads, memory limit, network, TLS, directory and resources,
-    without --nworkers, the nanny's preloads moved to the environment (worker_env), and
-    dask-cuda's own options at the end."""
-    python, rest = worker_argv[0], worker_argv[3:]
-    argv = [python, *CUDA_WORKER]
-    args = iter(rest)
+def worker_command(python: str, options: list[str] | tuple[str, ...],
+                   user_args: list[str] | tuple[str, ...] = (),
+                   tail: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """`dask cuda worker`'s command line: dasklaunch's `options` for the plan (the same
+    scheduler file, threads, memory limit, network, TLS and directory as `dask worker`'s, no
+    --nworkers), then the user's own `dask worker` arguments without what dask-cuda lacks
+    (--nworkers is dropped, the nanny's preloads go to the environment: worker_env), then
+    `tail` (resources, worker class, dask-cuda's own options)."""
+    return [python, *CUDA_WORKER, *options, *translated(user_args), *tail]
+
+
+def translated(user_args: list[str] | tuple[str, ...]) -> list[str]:
+    """The user's `dask worker` arguments as `dask cuda worker` takes them (TRANSLATED)."""
+    kept = []
+    args = iter(user_args)
     for arg in args:
         flag, eq, _ = arg.partition("=")
         if flag in TRANSLATED:
             if not eq:
                 next(args, None)
         else:
-            argv.append(arg)
-    return argv + list(cuda_args)
+            kept.append(arg)
+    return kept
 
 
 def worker_env(worker_argv: list[str]) -> dict[str, str]:
