@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -195,3 +196,21 @@ print(worker_job_script(record, StateDir({str(tmp_path)!r}), name="dl-x", cores=
     # SLURMJob's own --memory-limit (the whole job's) comes first: the pool's share wins
     assert out.index("--memory-limit 1.86GiB") < out.index("--memory-limit 1000000000")
     assert "--resources GPU=1" in out
+
+
+def test_a_pools_shape_comes_from_its_plan_and_old_records_from_its_command():
+    from dasklaunch.domain.step_plan import StepPlan
+    from dasklaunch.ops.scale_out import pool_shape
+    from dasklaunch.runtime.record import ClusterRecord, StepRun
+
+    planned = StepRun(StepPlan(role="workers", name="dl-w", placement="per-node", ntasks=2,
+                               nnodes=2, command=(), pool="gpu", expected=4, nthreads=2,
+                               memory_limit="1000000000", gpus_per_worker=1,
+                               resources=(("GPU", "1"),), worker_class="my.W"))
+    record = ClusterRecord(job_id="1", backend="slurm", pools=[planned])
+    # nothing is read back from a command line: this one is empty
+    assert pool_shape(record, "gpu") == {
+        "pool": "gpu", "workers_per_node": 2, "nthreads": 2, "memory_limit": "1000000000",
+        "gpus_per_worker": 1, "resources": "GPU=1", "worker_class": "my.W"}
+    again = ClusterRecord.from_dict(json.loads(json.dumps(record.to_dict())))
+    assert pool_shape(again, "gpu") == pool_shape(record, "gpu")

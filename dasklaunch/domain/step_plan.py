@@ -28,6 +28,13 @@ class StepPlan:
     gpus_per_node: int = 0            # GPUs each of its nodes gives it (Slurm steps ask)
     gpus_per_task: int = 0            # or each of its tasks (a pool with gpu-tasks=yes)
     cpus_per_task: int | None = None  # CPUs each task holds (Slurm steps ask)
+    # each worker's shape, for what copies the pool (scale-out --pool, join); None or empty
+    # in records written before they were kept (read from the command then)
+    nthreads: int | None = None
+    memory_limit: str | None = None
+    gpus_per_worker: int | None = None
+    resources: tuple[tuple[str, str], ...] = ()
+    worker_class: str | None = None
 
     @property
     def workers(self) -> int:
@@ -36,6 +43,7 @@ class StepPlan:
     def to_dict(self) -> dict:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["command"], data["env"] = list(self.command), dict(self.env)
+        data["resources"] = [list(pair) for pair in self.resources]
         return data
 
 

@@ -114,6 +114,9 @@ def sized_like(record, pool: str) -> tuple[int, str]:
     cluster's first pool: a joined worker is one more of them."""
     steps = [p for p in record.pools if p.pool == pool] or list(record.pools)
     for step in steps:
+        if step.nthreads is not None and step.memory_limit:
+            return step.nthreads, step.memory_limit
+        # a record written before plans kept the shape: read it from the command
         threads = flag_value(step.command, "--nthreads")
         memory = flag_value(step.command, "--memory-limit")
         if threads and memory:

@@ -63,19 +63,25 @@ def worker_job_exports(opts: UpOptions, state: StateDir, inherited: Mapping[str,
 
 def pool_shape(record: ClusterRecord, pool: str) -> dict:
     """What a worker-only job needs to copy pool `pool`: workers per node, threads and memory
-    per worker, GPUs per worker and the Dask resources, read from the pool's own command."""
+    per worker, GPUs per worker and the Dask resources, as the pool's plan has them."""
     steps = [p for p in record.pools if p.pool == pool]
     if not steps:
         known = ", ".join(sorted({p.pool for p in record.pools})) or "none"
         raise UsageError(f"no pool {pool!r} in this cluster (pools: {known})")
     step = steps[0]
+    shape = {"pool": pool, "workers_per_node": max(1, step.workers // max(1, step.nnodes))}
+    if step.nthreads is not None:   # the plan keeps the workers' shape
+        resources = " ".join(f"{k}={v}" for k, v in step.resources) or None
+        return {**shape, "nthreads": step.nthreads, "memory_limit": step.memory_limit,
+                "gpus_per_worker": step.gpus_per_worker or 0, "resources": resources,
+                "worker_class": step.worker_class}
+    # a record written before plans kept it: read it from the pool's command
     argv = step.command
 
     def value(flag: str, default: str | None = None) -> str | None:
         return argv[argv.index(flag) + 1] if flag in argv[:-1] else default
 
-    return {"pool": pool, "workers_per_node": max(1, step.workers // max(1, step.nnodes)),
-            "nthreads": int(value("--nthreads", "1")),
+    return {**shape, "nthreads": int(value("--nthreads", "1")),
             "memory_limit": value("--memory-limit"),
             "gpus_per_worker": int(value("--gpus-per-worker", "0")),
             "resources": value("--resources"), "worker_class": value("--worker-class")}

@@ -109,7 +109,10 @@ def pool_step(opts: UpOptions, pool: PoolPlan, alloc: Allocation, local: bool, s
                     gpus_per_node=0 if local or pool.gpu_tasks
                     else pool.gpus_per_worker * pool.plan.nworkers,
                     gpus_per_task=pool.gpus_per_worker if pool.gpu_tasks else 0,
-                    cpus_per_task=None if local else per_task * step_cpus(pool, alloc))
+                    cpus_per_task=None if local else per_task * step_cpus(pool, alloc),
+                    nthreads=pool.plan.nthreads, memory_limit=pool.plan.memory_limit,
+                    gpus_per_worker=pool.gpus_per_worker, resources=tuple(pool.resources),
+                    worker_class=pool.spec.worker_class)
 
 
 def step_cpus(pool: PoolPlan, alloc: Allocation) -> int:

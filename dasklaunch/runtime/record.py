@@ -44,6 +44,7 @@ class StepRun:
         values = {k: v for k, v in data.items() if k in PLAN_FIELDS}
         values["command"] = tuple(values.get("command") or ())
         values["env"] = dict(values.get("env") or {})
+        values["resources"] = tuple(tuple(pair) for pair in values.get("resources") or ())
         if not values.get("expected") and values.get("role", "workers") == "workers":
             # written before pools: every task ran --nworkers workers
             values["expected"] = int(values.get("ntasks", 1)) * nworkers
