@@ -12,7 +12,7 @@ from procs import STANDINS
 
 from dasklaunch.domain import dask_cuda
 from dasklaunch.domain.allocation import Allocation
-from dasklaunch.domain.dask_argv import pool_command
+from dasklaunch.domain.dask_argv import GUARD_PRELOAD, WORKER_TLS_ARGS, pool_command
 from dasklaunch.domain.pool_spec import parse_pool
 from dasklaunch.domain.pools import Layout, plan_pools
 from dasklaunch.domain.settings import ProfileSizing, UpOptions
@@ -21,7 +21,6 @@ from dasklaunch.domain.units import check_device_size
 from dasklaunch.errors import UsageError
 from dasklaunch.launch.local import localstep_argv
 from dasklaunch.launch.localstep import task_gpus
-from dasklaunch.runtime.tls import GUARD_PRELOAD, WORKER_TLS_ARGS
 from dasklaunch.slurm.commands import srun_argv
 
 GiB = 2**30
@@ -241,7 +240,7 @@ def test_a_gpu_task_that_sees_every_gpu_takes_its_own_share():
 
 
 def test_gpu_task_steps_ask_for_their_own_share_of_cpus():
-    from dasklaunch.ops.up import step_cpus
+    from dasklaunch.domain.steps import step_cpus
 
     big = Allocation(job_id="9", nodes=("n1", "n2"), tasks_per_node=(1, 1),
                      cpus_per_node=(64, 64), mem_per_node=64 * GiB, gpus_per_node=(4, 4))

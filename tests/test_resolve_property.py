@@ -14,6 +14,7 @@ from dasklaunch.cli.app import app
 from dasklaunch.cli.cluster import explicit_options, up_options
 from dasklaunch.domain.allocation import Allocation
 from dasklaunch.domain.settings import options_from
+from dasklaunch.domain.steps import StepContext, plan_steps
 from dasklaunch.errors import UsageError
 from dasklaunch.ops.resolve import requested_allocation, resolve
 from dasklaunch.profiles.jobqueue import SOURCES
@@ -122,6 +123,13 @@ def test_cli_api_and_batch_resolve_alike(options, pool_texts, nodes, tasks, gpus
     alloc = allocation(nodes, tasks, gpus)
     planned = outcome(from_cli, alloc)
     assert outcome(from_api, alloc) == planned
+    if planned[0] == "plan":
+        # the CLI's up and the API plan the same steps, which start every worker expected
+        steps = [plan_steps(opts, layout, alloc, CONTEXT(len(layout.pools)))
+                 for opts, layout in ((outcome(from_cli, alloc)[1], planned[2]),
+                                      (outcome(from_api, alloc)[1], planned[2]))]
+        assert steps[0] == steps[1]
+        assert sum(p.expected for p in steps[0][1]) == planned[2].expected_workers
     # batch, on the allocation its request describes: the same as up inside such a job,
     # whatever names Slurm gives the nodes that no pool names
     try:
@@ -143,6 +151,13 @@ def test_cli_api_and_batch_resolve_alike(options, pool_texts, nodes, tasks, gpus
     elif "not in the allocation" not in planned[1]:
         # a host that is not in this job: only the job itself can tell
         assert at_submit == planned
+
+
+def CONTEXT(pools: int) -> StepContext:  # noqa: N802 - a factory, read as a constant
+    return StepContext(scheduler_file="/s/scheduler.json", logs="/s/logs", config_dir="/s/dask",
+                       local=False, scheduler_name="dl-sched-x",
+                       pool_names=tuple(f"dl-workers1-{i}" for i in range(pools)),
+                       tls_env={"scheduler": {"A": "1"}, "worker": {"B": "2"}})
 
 
 def shape(layout) -> list[tuple]:

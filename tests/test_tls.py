@@ -129,7 +129,7 @@ def test_only_a_client_with_the_job_certificates_connects(tls_cluster):
 
 
 def test_workers_and_nannies_load_the_tls_guard(tls_cluster):
-    from dasklaunch.runtime.tls import GUARD_PRELOAD, WORKER_TLS_ARGS
+    from dasklaunch.domain.dask_argv import GUARD_PRELOAD, WORKER_TLS_ARGS
 
     record = json.loads((tls_cluster.state_dir / "state.json").read_text())
     (pool,) = record["pools"]

@@ -13,6 +13,11 @@ from .settings import DEFAULT_START_METHOD, START_METHODS, UpOptions
 
 LOCAL_HOST = "127.0.0.1"
 SCHEDULER_PRELOAD = "dasklaunch.runtime.scheduler_plugin"
+PROTOCOL_ARGS = ["--protocol", "tls"]
+# Workers and their nannies also load runtime.tls_guard (the scheduler loads it through its own
+# preload). Dask reads preloads from its config only when none is given on the command line.
+GUARD_PRELOAD = "dasklaunch.runtime.tls_guard"
+WORKER_TLS_ARGS = [*PROTOCOL_ARGS, "--preload", GUARD_PRELOAD, "--preload-nanny", GUARD_PRELOAD]
 WORKER_MODULE = "distributed.cli.dask_worker"
 # Benchmarks only: a module run in place of WORKER_MODULE, with `dask worker`'s command line
 # (bench/simworkers.py runs many simulated workers per task).

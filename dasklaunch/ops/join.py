@@ -10,7 +10,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ..domain.dask_argv import WORKER_MODULE, network_args, start_method_env
+from ..domain.dask_argv import WORKER_MODULE, WORKER_TLS_ARGS, network_args, start_method_env
 from ..domain.pool_spec import POOL_NAME
 from ..domain.step_env import job_env
 from ..domain.step_plan import StepPlan
@@ -21,7 +21,7 @@ from ..launch.node_drain import flag_value
 from ..runtime import proc, schedfile
 from ..runtime.report import Reporter
 from ..runtime.state import JOB_CONFIG_DIR, find_state_dir
-from ..runtime.tls import WORKER_TLS_ARGS, TLSFiles
+from ..runtime.tls import TLSFiles
 from .common import interrupts_raise, load_record, step_name
 from .readiness import wait_ready
 

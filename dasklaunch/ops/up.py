@@ -10,19 +10,17 @@ import time
 from contextlib import suppress
 from pathlib import Path
 
-from ..domain import dask_cuda, render
+from ..domain import render
 from ..domain.allocation import Allocation
 from ..domain.dask_argv import (
     WORKER_MODULE,
     WORKER_MODULE_VARIABLE,
-    pool_command,
-    scheduler_command,
-    workers_per_task,
 )
-from ..domain.pools import Layout, PoolPlan
+from ..domain.pools import Layout
 from ..domain.settings import UpOptions
-from ..domain.step_env import SCHEDULER_JOB_VARIABLE, job_env, worker_env
+from ..domain.step_env import SCHEDULER_JOB_VARIABLE
 from ..domain.step_plan import StepPlan
+from ..domain.steps import StepContext, plan_steps
 from ..errors import (
     DasklaunchError,
     InterfaceError,
@@ -35,7 +33,7 @@ from ..runtime import proc, schedfile, tls
 from ..runtime.record import ClusterRecord, StepRun
 from ..runtime.report import Reporter
 from ..runtime.state import JOB_CONFIG_DIR, StateDir, find_state_dir
-from ..runtime.tls import PROTOCOL_ARGS, WORKER_TLS_ARGS, TLSFiles
+from ..runtime.tls import TLSFiles
 from .common import interrupts_raise, step_name
 from .dashboard_hints import client_dashboard_env, connect_call, dashboard_hints, dashboard_problem
 from .earlier_run import clear_stale, dry_run_refusal, refuse_orphaned_cluster
@@ -49,85 +47,19 @@ def job_config_dir(state: StateDir) -> Path:
     return state.path / JOB_CONFIG_DIR
 
 
-def build_steps(opts: UpOptions, layout: Layout, alloc: Allocation, backend: str,
-                state: StateDir, extra_env: dict[str, str] | None = None
-                ) -> tuple[StepPlan, list[StepPlan]]:
-    local = backend != "slurm"
-    sfile = str(state.scheduler_file)
-    config_dir = str(job_config_dir(state))
-    sched_env = job_env(opts, config_dir, extra_env)
-    pool_env = worker_env(opts, config_dir, extra_env)
-    tls_args: list[str] = []
-    worker_tls_args: list[str] = []
-    if opts.tls:
-        files = TLSFiles.in_state_dir(state)
-        tls_args, worker_tls_args = PROTOCOL_ARGS, WORKER_TLS_ARGS
-        sched_env.update(files.server_env("scheduler"))
-        pool_env.update(files.server_env("worker"))
-    if any("--enable-cudf-spill" in (pool.cuda_args or ()) for pool in layout.pools):
-        # dask-cuda asks that the scheduler (and clients) spill cuDF objects too
-        sched_env.setdefault("CUDF_SPILL", "on")
-    sched_name = step_name("scheduler")
-    sched = StepPlan(role="scheduler", name=sched_name,
-                     placement="here" if (local or opts.scheduler_here) else "first-node",
-                     ntasks=1, nnodes=1,
-                     command=tuple(scheduler_command(opts, sfile, local=local,
-                                                     tls_args=tls_args)),
-                     log=str(state.logs / f"{sched_name}.log"), env=sched_env)
-    pools = [pool_step(opts, pool, alloc, local, sfile, worker_tls_args, pool_env, state, 1)
-             for pool in layout.pools]
-    return sched, pools
-
-
-def pool_step(opts: UpOptions, pool: PoolPlan, alloc: Allocation, local: bool, sfile: str,
-              tls_args: list[str], env: dict[str, str], state: StateDir,
-              generation: int) -> StepPlan:
-    name = step_name("workers", generation)
-    env = dict(env)
-    if local and pool.gpus_per_worker and alloc.gpu_tokens:
-        # found with nvidia-smi/rocm-smi here: the node launcher reads them from its task's
-        # environment, as under Slurm
-        env.setdefault("CUDA_VISIBLE_DEVICES", ",".join(alloc.gpu_tokens))
-    if pool.cuda_args is not None:
-        env.update(dask_cuda.worker_env([*tls_args, *opts.worker_args, *pool.spec.worker_args]))
-    hosts = tuple(alloc.nodes[i] for i in pool.node_indices)
-    all_nodes = hosts == alloc.nodes
-    per_task = workers_per_task(opts, pool, tuple(alloc.tasks_per_node[i]
-                                                  for i in pool.node_indices), local=local)
-    return StepPlan(role="workers", name=name,
-                    placement="per-node" if per_task > 1 else pool.plan.placement,
-                    ntasks=pool.plan.ntasks // per_task, nnodes=pool.plan.nnodes,
-                    command=tuple(pool_command(opts, pool, sfile, local=local,
-                                               tls_args=tls_args,
-                                               module=os.environ.get(WORKER_MODULE_VARIABLE)
-                                               or WORKER_MODULE, per_task=per_task)),
-                    log=str(state.logs / f"{name}.log"), env=env, pool=pool.name,
-                    expected=pool.expected_workers,
-                    nodelist=None if (local or all_nodes or pool.het_group is not None)
-                    else ",".join(hosts),
-                    het_group=pool.het_group,
-                    gpus_per_node=0 if local or pool.gpu_tasks
-                    else pool.gpus_per_worker * pool.plan.nworkers,
-                    gpus_per_task=pool.gpus_per_worker if pool.gpu_tasks else 0,
-                    cpus_per_task=None if local else per_task * step_cpus(pool, alloc),
-                    nthreads=pool.plan.nthreads, memory_limit=pool.plan.memory_limit,
-                    gpus_per_worker=pool.gpus_per_worker, resources=tuple(pool.resources),
-                    worker_class=pool.spec.worker_class)
-
-
-def step_cpus(pool: PoolPlan, alloc: Allocation) -> int:
-    """CPUs each task of the pool's step holds: its workers' threads, within its share of the
-    node (a larger --nthreads oversubscribes the task's CPUs rather than fail the step)."""
-    cpus_node = min(alloc.cpus_per_node[i] for i in pool.node_indices)
-    if pool.plan.placement == "per-node":
-        tasks_node = 1
-    elif pool.gpu_tasks or pool.spec.ntasks_per_node:
-        # the pool's own tasks, as many on each node, not the job's
-        tasks_node = pool.plan.ntasks // max(1, pool.plan.nnodes)
-    else:
-        tasks_node = max(alloc.tasks_per_node[i] for i in pool.node_indices)
-    wanted = pool.plan.nthreads * pool.plan.nworkers
-    return max(1, min(wanted, cpus_node // max(1, tasks_node)))
+def step_context(state: StateDir, opts: UpOptions, layout: Layout, *, local: bool,
+                 extra_env: dict[str, str]) -> StepContext:
+    """What plan_steps needs from this job: its files, TLS settings and fresh step names."""
+    files = TLSFiles.in_state_dir(state)
+    return StepContext(
+        scheduler_file=str(state.scheduler_file), logs=str(state.logs),
+        config_dir=str(job_config_dir(state)), local=local,
+        tls_env={role: files.server_env(role) for role in ("scheduler", "worker")}
+        if opts.tls else {},
+        scheduler_name=step_name("scheduler"),
+        pool_names=tuple(step_name("workers", 1) for _ in layout.pools),
+        worker_module=os.environ.get(WORKER_MODULE_VARIABLE) or WORKER_MODULE,
+        extra_env=extra_env)
 
 
 def check_interface_here(interface: str) -> None:
@@ -160,8 +92,9 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
                                          het=bool(alloc.het_groups))
     backend_version = launcher.check_backend()
     opts, scale_env = apply_scale_defaults(opts, layout.expected_workers, profile, report)
-    sched, pools = build_steps(opts, layout, alloc, launcher.backend, state,
-                               {**scale_env, **(extra_env or {})})
+    sched, pools = plan_steps(opts, layout, alloc, step_context(
+        state, opts, layout, local=launcher.backend != "slurm",
+        extra_env={**scale_env, **(extra_env or {})}))
     total = layout.expected_workers
     wait_for = resolution.wait_for
     notes = []

@@ -58,13 +58,6 @@ class TLSFiles:
         }
 
 
-PROTOCOL_ARGS = ["--protocol", "tls"]
-# Workers and their nannies also load runtime.tls_guard (the scheduler loads it through its own
-# preload). Dask reads preloads from its config only when none is given on the command line.
-GUARD_PRELOAD = "dasklaunch.runtime.tls_guard"
-WORKER_TLS_ARGS = [*PROTOCOL_ARGS, "--preload", GUARD_PRELOAD, "--preload-nanny", GUARD_PRELOAD]
-
-
 def create(state: StateDir, common_name: str) -> TLSFiles:
     """Issue fresh material for one cluster; returns the paths (every file 0600)."""
     from cryptography import x509
