@@ -53,6 +53,14 @@ def make_cluster(**extra):
     out["connected_s"] = round(time.time() - start, 2)
     out["scheduler_job"] = cluster.job_id
     return cluster, client
+
+def with_one_worker_job(**extra):
+    """A cluster, its client, and one worker job whose worker has connected."""
+    cluster, client = make_cluster(**extra)
+    cluster.scale(jobs=1)
+    client.wait_for_workers(2, timeout=120)
+    out["workers"] = live_jobs(cluster)
+    return cluster, client
 '''
 
 
@@ -169,16 +177,13 @@ out["gone"] = gone([cluster.job_id] + [str(e["job_id"]) for e in cluster.scale_d
 
 def test_the_scheduler_jobs_end_is_said_and_its_worker_jobs_go(slurm, shared_dir):
     result = slurm.login(f"STATE_DIR = {str(shared_dir)!r}\n" + COMMON + '''
-cluster, client = make_cluster(quiet=True)
-cluster.scale(jobs=1)
-client.wait_for_workers(2, timeout=120)
-workers = live_jobs(cluster)
+cluster, client = with_one_worker_job(quiet=True)
 sh("scancel", cluster.job_id)
 deadline = time.time() + 90
 while cluster.status.name != "closed" and time.time() < deadline:
     time.sleep(0.5)
 out["status"] = cluster.status.name
-out["gone"] = gone([cluster.job_id, *workers])
+out["gone"] = gone([cluster.job_id, *out["workers"]])
 out["line"] = [line for _, line in cluster._cluster_manager_logs if "has ended" in line]
 client.close()
 cluster.close()   # already closed: nothing more to do, no error
@@ -191,10 +196,7 @@ cluster.close()   # already closed: nothing more to do, no error
 
 def test_the_kernels_exit_brings_the_jobs_down_unless_the_cluster_is_kept(slurm, shared_dir):
     kept = slurm.login(f"STATE_DIR = {str(shared_dir / 'kept')!r}\n" + COMMON + '''
-cluster, client = make_cluster(shutdown_on_close=False)
-cluster.scale(jobs=1)
-client.wait_for_workers(2, timeout=120)
-out["workers"] = live_jobs(cluster)
+cluster, client = with_one_worker_job(shutdown_on_close=False)
 client.close()
 cluster.close()   # kept: the jobs stay for from_job
 ''', name="kept.py")
@@ -210,10 +212,7 @@ cluster.close()
 out["gone"] = gone([JOB])
 ''', name="again.py")
     left = slurm.login(f"STATE_DIR = {str(shared_dir / 'left')!r}\n" + COMMON + '''
-cluster, client = make_cluster()
-cluster.scale(jobs=1)
-client.wait_for_workers(2, timeout=120)
-out["workers"] = live_jobs(cluster)
+cluster, client = with_one_worker_job()
 # no close(): the interpreter's exit brings the jobs down
 ''', name="left.py")
     assert kept["scheduler_job"] in again["listed"] and kept["workers"][0] in again["listed"]
