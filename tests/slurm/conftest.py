@@ -76,12 +76,14 @@ class Slurm:
                            sys.executable, str(script)], timeout=timeout + 30, env=env)
         return self._result(result)
 
-    def login(self, body: str, timeout: float = 240, name: str = "login.py") -> dict:
+    def login(self, body: str, timeout: float = 240, name: str = "login.py",
+              env: dict | None = None) -> dict:
         """Run a driver as a user on a login node would: outside any allocation. PYTHONPATH:
         the jobs it submits (which inherit its environment) run this checkout."""
         script = self.driver(body, name)
         result = self.run(["timeout", str(int(timeout)), sys.executable, str(script)],
-                          timeout=timeout + 30, env={"PYTHONPATH": str(Path(__file__).parents[2])})
+                          timeout=timeout + 30,
+                          env={"PYTHONPATH": str(Path(__file__).parents[2]), **(env or {})})
         return self._result(result)
 
     def _result(self, result: subprocess.CompletedProcess) -> dict:

@@ -47,8 +47,9 @@ def gone(ids, timeout=60):
 
 def make_cluster(**extra):
     start = time.time()
+    where = {"state_dir": STATE_DIR} if STATE_DIR else {}   # None: the default, under HOME
     cluster = dasklaunch.Cluster(cores=1, memory="300MB", interface="lab0", walltime="10:00",
-                                 state_dir=STATE_DIR, **extra)
+                                 **where, **extra)
     client = Client(cluster, timeout="30s")
     out["connected_s"] = round(time.time() - start, 2)
     out["scheduler_job"] = cluster.job_id
@@ -74,8 +75,10 @@ def shared_dir():
 
 
 def test_scale_up_and_down_keeps_keys_and_close_leaves_nothing(slurm, shared_dir):
-    result = slurm.login(f"STATE_DIR = {str(shared_dir)!r}\n" + COMMON + '''
+    # the default state dir, ~/.dasklaunch/JOBID, with HOME on the shared file system
+    result = slurm.login("STATE_DIR = None\n" + COMMON + '''
 cluster, client = make_cluster()
+out["state_dir"] = str(cluster.state_dir)
 out["repr"] = repr(cluster)
 out["link"] = cluster.dashboard_link
 out["address"] = cluster.scheduler_address
@@ -101,11 +104,15 @@ all_jobs = [cluster.job_id, *out["jobs_up"]]
 client.close()
 cluster.close()
 out["gone"] = gone(all_jobs)
-''', timeout=300)
+''', timeout=300, env={"HOME": str(shared_dir)})
     print(f"\ncluster figures: connected {result['connected_s']} s, scale(jobs=2) to 3 workers "
           f"{result['scale_up_s']} s, scale(jobs=0) {result['scale_down_s']} s, scale-downs "
           f"{result['scale_downs']}")
     assert result["first"] == 2
+    assert result["state_dir"] == str(shared_dir / ".dasklaunch" / result["scheduler_job"])
+    # the job's own output beside it
+    assert (shared_dir / ".dasklaunch" / f"dasklaunch-cluster-{result['scheduler_job']}.out"
+            ).exists()
     assert result["repr"].startswith("Cluster(") and result["address"].startswith("tls://")
     assert len(result["jobs_up"]) == 2 and result["jobs_after"] == []
     assert [e["job_id"] for e in result["scale_downs"]] and all(
