@@ -83,22 +83,25 @@ class Cluster(JobScaling, DaskCluster):
         super().__init__(asynchronous=False, loop=loop, quiet=quiet, name=None)
         self._report = Reporter(quiet=True)
         inside = bool(os.environ.get("SLURM_JOB_ID")) and opts.backend in ("auto", "slurm")
-        if inside or opts.backend == "local" or (opts.backend == "auto"
-                                                  and not queue.installed()):
-            self._start_here(opts, given, state_dir, inside)
-        else:
-            request = scheduler_job.JobRequest(
-                cores=cores, memory=(f"{max(1, memory_bytes // 2**20)}M" if memory_bytes
-                                     else None),
-                time=walltime, partition=partition, account=account, qos=qos,
-                constraint=constraint, job_name=job_name,
-                sbatch_args=tuple(job_extra_directives), prologue=job_script_prologue,
-                state_dir=state_dir)
-            self._start_job(opts, given, request, start_timeout)
         try:
+            if inside or opts.backend == "local" or (opts.backend == "auto"
+                                                      and not queue.installed()):
+                self._start_here(opts, given, state_dir, inside)
+            else:
+                request = scheduler_job.JobRequest(
+                    cores=cores, memory=(f"{max(1, memory_bytes // 2**20)}M" if memory_bytes
+                                         else None),
+                    time=walltime, partition=partition, account=account, qos=qos,
+                    constraint=constraint, job_name=job_name,
+                    sbatch_args=tuple(job_extra_directives), prologue=job_script_prologue,
+                    state_dir=state_dir)
+                self._start_job(opts, given, request, start_timeout)
             self._connect()
         except BaseException:
-            self._bring_down()   # nothing this object started outlives a failed start
+            with suppress(Exception):   # the start's own error is the one to see
+                self._bring_down()   # nothing this object started outlives a failed start
+            self.status = Status.closed
+            self._loop_runner.stop()
             raise
 
     @classmethod
