@@ -220,3 +220,18 @@ def test_bad_scaling_input_is_one_line(call, message):
                                                 expected_workers=1)
     with pytest.raises(UsageError, match=message):
         call(scaler)
+
+
+def test_a_start_that_fails_after_up_brings_the_cluster_down(tmp_path, monkeypatch):
+    import dasklaunch
+    from dasklaunch.deploy.notebook import Cluster
+    from dasklaunch.errors import NotUpError
+
+    def no_connection(self):
+        raise NotUpError("stand-in: the certificate is missing")
+
+    monkeypatch.setattr(Cluster, "_connect", no_connection)
+    state = tmp_path / "state"
+    with pytest.raises(NotUpError, match="stand-in"):
+        dasklaunch.Cluster(backend="local", local_tasks=1, state_dir=str(state), quiet=True)
+    assert StateDir(state).read_record().status == "down"
