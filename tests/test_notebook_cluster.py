@@ -230,8 +230,31 @@ def test_a_start_that_fails_after_up_brings_the_cluster_down(tmp_path, monkeypat
     def no_connection(self):
         raise NotUpError("stand-in: the certificate is missing")
 
-    monkeypatch.setattr(Cluster, "_connect", no_connection)
+    monkeypatch.setattr(Cluster, "_open_comm", no_connection)
     state = tmp_path / "state"
     with pytest.raises(NotUpError, match="stand-in"):
         dasklaunch.Cluster(backend="local", local_tasks=1, state_dir=str(state), quiet=True)
     assert StateDir(state).read_record().status == "down"
+
+
+def test_an_asynchronous_cluster_starts_when_awaited(tmp_path):
+    """As dask-labextension's factory creates it: `await Cluster(..., asynchronous=True)`."""
+    import asyncio
+
+    from distributed import Client
+
+    import dasklaunch
+
+    async def main():
+        cluster = dasklaunch.Cluster(backend="local", local_tasks=1, quiet=True,
+                                     state_dir=str(tmp_path / "state"), asynchronous=True)
+        assert cluster.status.name == "created"   # nothing started before it is awaited
+        async with cluster:
+            async with Client(cluster, asynchronous=True) as client:
+                assert await client.submit(lambda x: x * 2, 21) == 42
+            assert cluster.status.name == "running"
+        return cluster
+
+    cluster = asyncio.run(main())
+    assert cluster.status.name == "closed"
+    assert StateDir(tmp_path / "state").read_record().status == "down"

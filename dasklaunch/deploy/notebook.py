@@ -22,6 +22,7 @@ import os
 import sys
 import weakref
 from contextlib import suppress
+from functools import partial
 
 from distributed.core import Status, rpc
 from distributed.deploy import Cluster as DaskCluster
@@ -59,10 +60,6 @@ class Cluster(JobScaling, DaskCluster):
                  state_dir: str | None = None, shutdown_on_close: bool = True,
                  start_timeout: float | None = None, quiet: bool = False,
                  asynchronous: bool = False, loop=None, **up_options):
-        if asynchronous:
-            raise UsageError("dasklaunch.Cluster starts synchronously (it waits for Slurm); "
-                             "create it outside the event loop and use Client(cluster, "
-                             "asynchronous=True)")
         if "queue" in up_options:
             queue_name = up_options.pop("queue")
         partition = partition or queue_name
@@ -80,29 +77,54 @@ class Cluster(JobScaling, DaskCluster):
         self._job_spec = {"cores": cores, "memory": memory, "processes": processes,
                           "walltime": walltime, "job_options": self._job_options(
                               job_extra_directives, account, partition, qos, constraint)}
-        super().__init__(asynchronous=False, loop=loop, quiet=quiet, name=None)
+        super().__init__(asynchronous=asynchronous, loop=loop, quiet=quiet, name=None)
         self._report = Reporter(quiet=True)
+        self._watch = None
         inside = bool(os.environ.get("SLURM_JOB_ID")) and opts.backend in ("auto", "slurm")
-        try:
-            if inside or opts.backend == "local" or (opts.backend == "auto"
-                                                      and not queue.installed()):
-                self._start_here(opts, given, state_dir, inside)
-            else:
-                request = scheduler_job.JobRequest(
-                    cores=cores, memory=(f"{max(1, memory_bytes // 2**20)}M" if memory_bytes
-                                         else None),
-                    time=walltime, partition=partition, account=account, qos=qos,
-                    constraint=constraint, job_name=job_name,
-                    sbatch_args=tuple(job_extra_directives), prologue=job_script_prologue,
-                    state_dir=state_dir)
-                self._start_job(opts, given, request, start_timeout)
-            self._connect()
-        except BaseException:
-            with suppress(Exception):   # the start's own error is the one to see
-                self._bring_down()   # nothing this object started outlives a failed start
-            self.status = Status.closed
+        if inside or opts.backend == "local" or (opts.backend == "auto"
+                                                  and not queue.installed()):
+            self._bring_up = partial(self._start_here, opts, given, state_dir, inside)
+        else:
+            request = scheduler_job.JobRequest(
+                cores=cores, memory=(f"{max(1, memory_bytes // 2**20)}M" if memory_bytes
+                                     else None),
+                time=walltime, partition=partition, account=account, qos=qos,
+                constraint=constraint, job_name=job_name,
+                sbatch_args=tuple(job_extra_directives), prologue=job_script_prologue,
+                state_dir=state_dir)
+            self._bring_up = partial(self._start_job, opts, given, request, start_timeout)
+        if not asynchronous:   # else `await cluster` (or `async with`) starts it
+            self._loop_runner.start()
+            try:
+                self._bring_up()
+                self._open_comm()
+                self.sync(self._start)
+            except BaseException:
+                self._failed_start()
+                raise
+
+    def __await__(self):
+        return self._start_async().__await__()
+
+    async def _start_async(self):
+        if self.status == Status.created:
+            try:
+                # Slurm's commands and the wait block: off the event loop
+                await asyncio.to_thread(self._bring_up)
+                self._open_comm()
+                await self._start()
+            except BaseException:
+                await asyncio.to_thread(self._failed_start)
+                raise
+        return self
+
+    def _failed_start(self) -> None:
+        with suppress(Exception):   # the start's own error is the one to see
+            self._bring_down()   # nothing this object started outlives a failed start
+        self.status = Status.closed
+        _OPEN.discard(self)
+        if not self.asynchronous:
             self._loop_runner.stop()
-            raise
 
     @classmethod
     def from_job(cls, job_id: str | int, *, state_dir: str | None = None,
@@ -115,6 +137,7 @@ class Cluster(JobScaling, DaskCluster):
         self._ended = None
         self._shutdown_on_close = shutdown_on_close
         self.scale_downs = []
+        self._watch = None
         self._state = scheduler_job.attach(str(job_id), state_dir)
         self._job_id = str(job_id)
         record = self._state.read_record()
@@ -128,7 +151,9 @@ class Cluster(JobScaling, DaskCluster):
                           "processes": job_spec.get("processes", 1),
                           "walltime": job_spec.get("walltime"),
                           "job_options": list(job_spec.get("job_extra_directives", ()))}
-        self._connect()
+        self._open_comm()
+        self._loop_runner.start()
+        self.sync(self._start)
         return self
 
     # ------------------------------------------------------------------------------ start-up
@@ -164,16 +189,14 @@ class Cluster(JobScaling, DaskCluster):
             scheduler_job.end_job(job_id, timeout=60)
             raise
 
-    def _connect(self) -> None:
+    def _open_comm(self) -> None:
+        """The scheduler's address and the job's TLS credentials, from its state dir."""
         info = schedfile.read(self._state.scheduler_file)
         self.security = security_for(self._state.path)
         use_recorded_dashboard_link(self._state)
         args = self.security.get_connection_args("client") if self.security else {}
         self.scheduler_comm = rpc(info.address, connection_args=args)
-        self._watch = None
         _OPEN.add(self)
-        self._loop_runner.start()
-        self.sync(self._start)
 
     async def _start(self):
         await super()._start()
@@ -248,7 +271,8 @@ class Cluster(JobScaling, DaskCluster):
 
     def close(self, timeout: float | None = None):
         result = super().close(timeout)
-        self._loop_runner.stop()
+        if not self.asynchronous:
+            self._loop_runner.stop()
         return result
 
 
