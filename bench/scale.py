@@ -228,13 +228,14 @@ def run_floor(workers: int, per_process: int, tls: bool, work: Path) -> dict:
     sfile, log = work / "scheduler.json", work / "scheduler.log"
     extra, proto = {}, []
     if tls:
+        from dasklaunch.domain.dask_argv import PROTOCOL_ARGS
         from dasklaunch.runtime import tls as tlsmod
         from dasklaunch.runtime.state import StateDir
 
         state = StateDir(work / "tls-state")
         state.create()
         files = tlsmod.create(state, "floor")
-        extra, proto = files, tlsmod.PROTOCOL_ARGS
+        extra, proto = files, PROTOCOL_ARGS
     sched_env = bench_env(extra.server_env("scheduler") if tls else {})
     worker_env = bench_env(extra.server_env("worker") if tls else {})
     out: dict = {"contender": "floor-tls" if tls else "floor", "workers": workers,

@@ -120,6 +120,9 @@ def test_a_step_is_its_frozen_plan_and_what_starting_it_gave():
     assert (run.pgid, run.step_id) == (42, "7.1")
     with pytest.raises(dataclasses.FrozenInstanceError):
         run.plan.name = "other"   # a next generation is a new plan, never an edited run
+    with pytest.raises(AttributeError, match="expected is the plan's"):
+        run.expected = 7          # would shadow the plan's and never reach state.json
+    run.step_id = "7.2"           # the run's own fields change as it runs
     assert StepRun.from_dict(run.to_dict()).to_dict() == run.to_dict()
     with pytest.raises(AttributeError):
         run.nonexistent

@@ -4,6 +4,7 @@ and stopped. The cluster logic (ops/) sees only this interface."""
 from __future__ import annotations
 
 import os
+import signal
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -30,8 +31,14 @@ class Launcher(ABC):
         argv = self.argv(plan)
         started = time.time()
         child = proc.spawn(argv, log=Path(plan.log), env={**os.environ, **plan.env})
-        return StepRun(plan=plan, argv=argv, started=started, pgid=child.pid,
-                       leader=proc.identify(child.pid).to_dict(), task_pids=[child.pid])
+        try:
+            leader = proc.identify(child.pid).to_dict()
+        except BaseException:
+            # not yet in any record: nothing else could ever stop it
+            proc.signal_group(child.pid, signal.SIGKILL)
+            raise
+        return StepRun(plan=plan, argv=argv, started=started, pgid=child.pid, leader=leader,
+                       task_pids=[child.pid])
 
     @abstractmethod
     def running(self, step: StepRun) -> bool:

@@ -35,6 +35,12 @@ class StepRun:
             return getattr(self.plan, name)
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
+    def __setattr__(self, name: str, value) -> None:
+        if name in PLAN_READS:   # else it would shadow the plan's, and never reach state.json
+            raise AttributeError(f"{name} is the plan's: plan the step anew (dataclasses."
+                                 f"replace(run.plan, ...)) rather than edit a run")
+        object.__setattr__(self, name, value)
+
     def to_dict(self) -> dict:
         run = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "plan"}
         return {**self.plan.to_dict(), **run}
