@@ -258,3 +258,28 @@ def test_an_asynchronous_cluster_starts_when_awaited(tmp_path):
     cluster = asyncio.run(main())
     assert cluster.status.name == "closed"
     assert StateDir(tmp_path / "state").read_record().status == "down"
+
+
+def test_a_worker_leaving_while_logs_are_fetched_costs_only_its_log():
+    import asyncio
+
+    from distributed.comm.core import CommClosedError
+
+    from dasklaunch.deploy.worker_logs import worker_logs
+
+    class Scheduler:
+        asked = []
+
+        async def worker_logs(self, workers):
+            self.asked.append(workers)
+            if workers is None:   # the leaving worker closes during the broadcast
+                raise CommClosedError("in <TLS (closed) rpc.worker_logs>: Stream is closed")
+            return {w: [("INFO", f"{w} line")] for w in workers}
+
+        async def identity(self, n_workers=-1):
+            return {"workers": {"tls://a:1": {"status": "running"},
+                                "tls://b:1": {"status": "closing_gracefully"}}}
+
+    logs = asyncio.run(worker_logs(Scheduler()))
+    assert Scheduler.asked == [None, ["tls://a:1"]] and list(logs) == ["tls://a:1"]
+    assert str(logs["tls://a:1"]) == "tls://a:1 line"

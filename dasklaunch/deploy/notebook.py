@@ -37,6 +37,7 @@ from ..runtime.report import Reporter
 from ..runtime.state import StateDir
 from ..slurm import queue
 from .adaptive_jobs import JobScaling
+from .worker_logs import worker_logs
 
 WATCH_SECONDS = 5.0
 
@@ -201,6 +202,12 @@ class Cluster(JobScaling, DaskCluster):
     async def _start(self):
         await super()._start()
         self._watch = asyncio.ensure_future(self._watch_job())
+
+    async def _get_logs(self, cluster=True, scheduler=True, workers=True):
+        logs = await super()._get_logs(cluster, scheduler, workers=False)
+        if workers:
+            logs.update(await worker_logs(self.scheduler_comm, workers))
+        return logs
 
     @property
     def job_id(self) -> str | None:
