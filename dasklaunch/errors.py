@@ -38,6 +38,12 @@ class BusyError(DasklaunchError):
     exit_code = 3
 
 
+class LimitError(DasklaunchError):
+    """A request Slurm's limits for this user (association, QOS) would refuse or hold forever."""
+
+    exit_code = 3
+
+
 class AlreadyUpError(DasklaunchError):
     """A live scheduler already serves this job."""
 

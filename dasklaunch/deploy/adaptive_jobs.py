@@ -29,7 +29,9 @@ from ..domain.job_scaling import (
     workers_for_jobs,
 )
 from ..errors import DasklaunchError, UsageError
-from ..slurm import queue
+from ..slurm import accounting, queue
+
+UNREAD = object()   # the user's Slurm limits, before the first scale-up reads them
 
 
 def whole_number(name: str, value, minimum: int = 0) -> int:
@@ -51,6 +53,8 @@ class JobScaling:
     cluster's state dir, scheduler comm, job spec and log)."""
 
     _maximum_jobs: int | None = None
+    _limits: object = UNREAD
+    _limit_met: tuple | None = None
     _live_cache: dict = {}
     _live_names: dict = {}
     _own_cache: int = 0
@@ -125,10 +129,27 @@ class JobScaling:
             count = new_jobs_now(target, [s for s, _ in live.values()],
                                  self._maximum_jobs if adaptive else None, adaptive=adaptive)
             if count:
+                count = await asyncio.to_thread(self._within_limits, count,
+                                                "adapt" if adaptive else "scale")
+            if count:
                 await asyncio.to_thread(self._submit, len(live) + count)
         elif target < len(live):
             await self._let_go(live, order=None, count=len(live) - target, idle_only=False)
         await asyncio.to_thread(self._live_jobs)
+
+    def _within_limits(self, count: int, action: str) -> int:
+        """`count` new worker jobs, or as many as the user's Slurm limits leave room for (read
+        once; blocking: call it off the loop). A request that meets a limit says so once."""
+        if self._limits is UNREAD:
+            self._limits = accounting.limits(self._job_spec["job_options"])
+        room = accounting.room(self._limits, cpus=int(self._job_spec["cores"]))
+        if room.jobs is None or count <= room.jobs:
+            self._limit_met = None
+            return count
+        if (room.limit, room.jobs) != self._limit_met:   # not again at every adapt interval
+            self._limit_met = (room.limit, room.jobs)
+            self._log(room.line(action, count))
+        return room.jobs
 
     def _submit(self, jobs: int) -> None:
         from ..ops.scale_out import scale_out

@@ -20,14 +20,14 @@ from ..domain.rolling_times import WALLTIME_MARGIN_SECONDS, check_walltime
 from ..domain.settings import UpOptions
 from ..domain.step_env import worker_env
 from ..domain.units import format_bytes, parse_bytes, plural
-from ..errors import NotUpError, UsageError
+from ..errors import LimitError, NotUpError, UsageError
 from ..launch.node_drain import NO_DRAIN_FILE
 from ..profiles.jobqueue import job_script_prologue
 from ..runtime.record import ClusterRecord, ScaleOutJob
 from ..runtime.report import Reporter
 from ..runtime.state import JOB_CONFIG_DIR, StateDir, find_state_dir
 from ..runtime.tls import TLSFiles
-from ..slurm import queue
+from ..slurm import accounting, queue
 from ..slurm.commands import walltime_signal_directive, worker_job_step_argv
 from .common import load_record
 
@@ -179,13 +179,15 @@ def scale_out(state_dir: Path | str | None, jobs: int, *, cores: int | None = No
             return _dry_run(record, state, current, jobs, cores=cores, memory=memory,
                             processes=processes, walltime=walltime,
                             job_options=job_options, pool=pool, keep=keep)
+        spec = job_spec(record, cores=cores, memory=memory, processes=processes,
+                        walltime=walltime, job_options=job_options, pool=pool, keep=keep)
+        if jobs > len(current):
+            check_limits(spec, jobs - len(current))
         if jobs < len(current):
             for extra in current[jobs:]:
                 queue.cancel(extra.job_id)
                 report.info(f"cancelled scale-out job {extra.job_id}")
             current = current[:jobs]
-        spec = job_spec(record, cores=cores, memory=memory, processes=processes,
-                        walltime=walltime, job_options=job_options, pool=pool, keep=keep)
         record.scale_out = current
         for _ in range(jobs - len(current)):
             current.append(submit_job(record, state, spec, report))
@@ -197,6 +199,14 @@ def scale_out(state_dir: Path | str | None, jobs: int, *, cores: int | None = No
     states = queue.job_states(j.job_id for j in current)
     return {"jobs": [{**j.to_dict(), "state": states.get(j.job_id, "GONE")} for j in current],
             "keep": record.scale_out_keep}
+
+
+def check_limits(spec: dict, new_jobs: int) -> None:
+    """Refuse, before anything is submitted, jobs the user's Slurm limits would refuse or
+    hold: `--keep` jobs and their replacements would pile up behind them."""
+    room = accounting.room(accounting.limits(spec["job_options"]), cpus=spec["cores"])
+    if room.jobs is not None and new_jobs > room.jobs:
+        raise LimitError(room.line("scale-out", new_jobs))
 
 
 def job_spec(record: ClusterRecord, *, cores: int | None, memory: str | None, processes: int,

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..domain.job_limits import ASSOC_FIELDS, QOS_FIELDS, QUEUE_FORMAT
 from ..errors import CommandError
 
 # The oldest Slurm dasklaunch supports: steps that share an allocation's CPUs need
@@ -241,3 +242,30 @@ def parse_job_memory(job_record: str, cpus_on_node: int) -> int | None:
             value = int(float(match.group(1)) * _SLURM_UNITS.get(match.group(2) or "M", 2**20))
             return value * cpus_on_node if per_cpu else value
     return None
+
+
+# ------------------------------------------------------------------ accounting (job_limits)
+
+def sacctmgr_qos_argv() -> list[str]:
+    return ["sacctmgr", "--noheader", "--parsable2", "show", "qos",
+            f"format={','.join(QOS_FIELDS)}"]
+
+
+def sacctmgr_assoc_argv(user: str, cluster: str | None) -> list[str]:
+    where = [f"users={user}"] + ([f"clusters={cluster}"] if cluster else [])
+    return ["sacctmgr", "--noheader", "--parsable2", "show", "assoc", "where", *where,
+            f"format={','.join(ASSOC_FIELDS)}"]
+
+
+def sacctmgr_user_argv(user: str) -> list[str]:
+    return ["sacctmgr", "--noheader", "--parsable2", "show", "user", user,
+            "format=DefaultAccount"]
+
+
+def squeue_live_argv() -> list[str]:
+    """Every job not ended yet, of every user (group limits count them all)."""
+    return ["squeue", "--noheader", "--all", f"--format={QUEUE_FORMAT}"]
+
+
+def scontrol_config_argv() -> list[str]:
+    return ["scontrol", "show", "config"]
