@@ -426,7 +426,15 @@ def chromium(
         popen_kw={"start_new_session": True},
     )
     started = time.time()
-    driver = webdriver.Chrome(service=service, options=options)
+    try:
+        driver = webdriver.Chrome(service=service, options=options)
+    except BaseException:
+        # the driver may have started the browser before failing: end its group too
+        if service.process is not None:
+            _end_group(service.process.pid, started)
+        if own_profile:
+            shutil.rmtree(profile, ignore_errors=True)
+        raise
     pgid = driver.service.process.pid
     try:
         yield driver

@@ -18,8 +18,9 @@ ASSOC = ("dltestbed|root|||normal|||||||\n"
 def test_limits_of_the_default_account_and_qos():
     limits = jl.user_limits("root", ASSOC, QOS, default_account="root")
     said = {limit.describe() for limit in limits}
-    assert said == {"association root (account root) allows 4 jobs at once for root",
-                    "association root (account root) allows 6 CPUs at once for root",
+    # the QOS's MaxJobsPU (2) overrides the association's MaxJobs (4): Slurm looks at the QOS
+    # first; the association's GrpTRES applies as well
+    assert said == {"association root (account root) allows 6 CPUs at once for root",
                     "QOS normal allows 2 jobs at once for root",
                     "QOS normal allows 5 submitted jobs at once for root"}
 
@@ -38,7 +39,21 @@ def test_a_job_asking_for_another_qos_and_account_meets_their_limits():
 def test_qos_and_account_spellings():
     assert jl.job_qos_and_account(["-qlow", "--account=x"]) == ("low", "x")
     assert jl.job_qos_and_account(["#SBATCH --qos=debug", "-Aproj"]) == ("debug", "proj")
+    assert jl.job_qos_and_account(["--qos normal", "-A acct"]) == ("normal", "acct")
+    assert jl.job_qos_and_account(["-q", "High", "--account", "Science"]) == ("high", "science")
+    assert jl.job_qos_and_account(["-Axyz --qos=z"]) == ("z", "xyz")
     assert jl.job_qos_and_account(["--partition=a", "--exclusive"]) == (None, None)
+
+
+def test_group_limits_count_only_running_jobs_but_the_users_own_count_pending_too():
+    group = jl.Limit("QOS normal", "jobs", 2, qos="normal")
+    own = jl.Limit("QOS normal", "jobs", 2, qos="normal", user="root")
+    submit = jl.Limit("QOS normal", "submitted jobs", 2, qos="normal")
+    live = jl.parse_queue("1|alice|normal|x|1|1|PENDING\n2|alice|normal|x|1|1|PENDING\n"
+                          "3|root|normal|x|1|1|PENDING\n")
+    assert jl.headroom([group], live, cpus=1).jobs == 2
+    assert jl.headroom([own], live, cpus=1).jobs == 1
+    assert jl.headroom([submit], live, cpus=1).jobs == 0
 
 
 def test_no_accounting_no_limits():
@@ -79,8 +94,10 @@ limits = st.builds(jl.Limit, holder=st.just("QOS normal"),
 
 def _used(limit, live, extra, cpus, nodes):
     cost = {"CPUs": cpus, "nodes": nodes}.get(limit.what, 1)
+    running_only = limit.user is None and limit.what != "submitted jobs"
     mine = [j for j in live if (limit.qos in (None, j.qos) and limit.account in (None, j.account)
-                                and limit.user in (None, j.user))]
+                                and limit.user in (None, j.user)
+                                and not (running_only and j.state == "PENDING"))]
     own = sum({"CPUs": j.cpus, "nodes": j.nodes}.get(limit.what, 1) for j in mine)
     return own + extra * cost, cost
 
@@ -143,3 +160,20 @@ def test_scale_out_refuses_before_submitting(monkeypatch):
         scale_out.check_limits(spec, 3)
     monkeypatch.setattr(accounting, "room", lambda found, cpus: jl.Room(None))
     scale_out.check_limits(spec, 50)  # no accounting here: nothing to honour
+
+
+def test_limits_read_once_by_the_cluster_are_not_read_again_by_scale_out(monkeypatch):
+    from dasklaunch.ops import scale_out
+    from dasklaunch.slurm import accounting
+
+    def read_again(options):
+        raise AssertionError("scale-out read the limits again")
+
+    seen = []
+    monkeypatch.setattr(accounting, "limits", read_again)
+    monkeypatch.setattr(accounting, "room",
+                        lambda found, cpus: seen.append(found) or jl.Room(None))
+    limit = jl.Limit("QOS normal", "jobs", 2, qos="normal", user="root")
+    scale_out.check_limits({"cores": 1, "job_options": []}, 1, [limit])
+    scale_out.check_limits({"cores": 1, "job_options": []}, 1, [])
+    assert seen == [[limit], []]

@@ -157,7 +157,8 @@ class JobScaling:
         spec = self._job_spec
         result = scale_out(self._state.path, jobs, cores=spec["cores"], memory=spec["memory"],
                            processes=spec["processes"], walltime=spec["walltime"],
-                           job_options=list(spec["job_options"]), report=self._report)
+                           job_options=list(spec["job_options"]), report=self._report,
+                           limits=self._limits if isinstance(self._limits, list) else [])
         ids = [j["job_id"] for j in result["jobs"]]
         self._log(f"worker jobs: {', '.join(ids) or 'none'}")
 

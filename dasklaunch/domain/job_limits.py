@@ -4,15 +4,15 @@ count against each, and how many more jobs of a given shape fit under all of the
 dask-jobqueue's adaptive mode ignores these limits (its #365) and keeps submitting jobs that
 Slurm refuses or holds forever. Here `scale`, `adapt` and `scale-out` ask `headroom` first.
 
-What counts against a limit is every job of its scope that has not ended, pending ones too:
-a pending job under MaxJobs only waits for a running one, so planning past the limit gains
-nothing. GrpTRES and MaxTRESPU count the CPUs and nodes those jobs asked for. A per-job
-MaxTRES smaller than one job leaves no room at all (Slurm would hold the job forever).
+What counts against a limit: see `_counts`. GrpTRES and MaxTRESPU count the CPUs and nodes
+the jobs asked for. A per-job MaxTRES smaller than one job leaves no room at all (Slurm would
+hold the job forever).
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -104,7 +104,7 @@ def parse_queue(output: str) -> list[QueuedJob]:
         if len(cells) != 7:
             continue
         job_id, user, qos, account, cpus, nodes, state = cells
-        jobs.append(QueuedJob(job_id, user, qos, account, _number(cpus) or 0,
+        jobs.append(QueuedJob(job_id, user, qos.lower(), account.lower(), _number(cpus) or 0,
                               _number(nodes) or 0, state))
     return jobs
 
@@ -129,52 +129,48 @@ def _tres_limits(holder: str, text: str, *, user: str, per_user: bool, per_job: 
 
 
 def job_qos_and_account(job_options: Sequence[str]) -> tuple[str | None, str | None]:
-    """The --qos and --account a job's sbatch options ask for (None: the defaults)."""
-    qos = account = None
-    items = list(job_options)
-    for i, item in enumerate(items):
-        item = re.sub(r"^#SBATCH\s+", "", item.strip())
-        for names, setter in ((("--qos", "-q"), "qos"), (("--account", "-A"), "account")):
+    """The --qos and --account a job's sbatch options ask for (None: the defaults). Options
+    come as dask-jobqueue users write them: one per item ("--qos=x", "--qos x", "-q x", "-qx",
+    "#SBATCH -A x") or split over two items ("-A", "x")."""
+    tokens = []
+    for item in job_options:
+        text = re.sub(r"^#SBATCH\s+", "", str(item).strip())
+        try:
+            tokens += shlex.split(text)
+        except ValueError:   # an unbalanced quote: sbatch would refuse it anyway
+            tokens += text.split()
+    found: dict[str, str] = {}
+    for i, token in enumerate(tokens):
+        for key, long, short in (("qos", "--qos", "-q"), ("account", "--account", "-A")):
             value = None
-            for name in names:
-                if item.startswith(name + "="):
-                    value = item[len(name) + 1:]
-                elif item == name and i + 1 < len(items):
-                    value = items[i + 1]
-                elif name.startswith("-") and len(name) == 2 and item.startswith(name) \
-                        and len(item) > 2 and not item.startswith("--"):
-                    value = item[2:]
-            if value:
-                if setter == "qos":
-                    qos = value
-                else:
-                    account = value
-    return qos, account
+            if token.startswith(long + "="):
+                value = token[len(long) + 1:]
+            elif token in (long, short) and i + 1 < len(tokens):
+                value = tokens[i + 1]
+            elif token.startswith(short) and not token.startswith("--") and len(token) > 2:
+                value = token[2:]
+            if value and value.strip():
+                found[key] = value.strip().lower()   # Slurm keeps these names in lower case
+    return found.get("qos"), found.get("account")
 
 
 def user_limits(user: str, assoc_output: str, qos_output: str, *,
                 default_account: str | None, qos: str | None = None,
                 account: str | None = None) -> list[Limit]:
-    """Every limit a job of `user` (in `account`, `qos`, or their defaults) meets."""
+    """Every limit a job of `user` (in `account`, `qos`, or their defaults) meets. A per-user
+    or per-job limit the job's QOS sets overrides the association's of the same kind, as
+    Slurm applies them (QOS first); group limits all apply."""
     rows = _rows(assoc_output, ASSOC_FIELDS)
     mine = [r for r in rows if r["User"] == user and not r["Partition"]]
-    account = account or default_account or (mine[0]["Account"] if mine else None)
-    assoc = next((r for r in mine if r["Account"] == account), None)
+    account = (account or default_account or (mine[0]["Account"] if mine else "")).lower()
+    assoc = next((r for r in mine if r["Account"].lower() == account), None)
     if qos is None and assoc is not None:
-        allowed = [q for q in assoc["QOS"].split(",") if q]
-        qos = assoc["DefaultQOS"] or (allowed[0] if len(allowed) == 1 else "normal")
+        allowed = [q for q in assoc["QOS"].lower().split(",") if q]
+        qos = assoc["DefaultQOS"].lower() or (allowed[0] if len(allowed) == 1 else "normal")
+    qos = (qos or "normal").lower()
     limits: list[Limit] = []
-    if assoc is not None:
-        holder = f"association {user} (account {account})"
-        scope = {"account": account, "user": user}
-        limits += _job_limits(holder, assoc, (("MaxJobs", "jobs", True),
-                                              ("MaxSubmit", "submitted jobs", True),
-                                              ("GrpJobs", "jobs", True),
-                                              ("GrpSubmit", "submitted jobs", True)), **scope)
-        limits += _tres_limits(holder, assoc["GrpTRES"], per_user=True, **scope)
-        limits += _tres_limits(holder, assoc["MaxTRES"], per_user=True, per_job=True, **scope)
     for row in _rows(qos_output, QOS_FIELDS):
-        if row["Name"] != qos:
+        if row["Name"].lower() != qos:
             continue
         holder = f"QOS {qos}"
         limits += _job_limits(holder, row, (("MaxJobsPU", "jobs", True),
@@ -186,12 +182,32 @@ def user_limits(user: str, assoc_output: str, qos_output: str, *,
         limits += _tres_limits(holder, row["GrpTRES"], per_user=False, qos=qos, user=user)
         limits += _tres_limits(holder, row["MaxTRES"], per_user=False, per_job=True, qos=qos,
                                user=user)
+    if assoc is not None:
+        holder = f"association {user} (account {account})"
+        scope = {"account": account, "user": user}
+        by_qos = {(limit.what, limit.per_job) for limit in limits if limit.user or limit.per_job}
+        own = _job_limits(holder, assoc, (("MaxJobs", "jobs", True),
+                                          ("MaxSubmit", "submitted jobs", True)), **scope)
+        own += _tres_limits(holder, assoc["MaxTRES"], per_user=True, per_job=True, **scope)
+        limits += [limit for limit in own if (limit.what, limit.per_job) not in by_qos]
+        limits += _job_limits(holder, assoc, (("GrpJobs", "jobs", True),
+                                              ("GrpSubmit", "submitted jobs", True)), **scope)
+        limits += _tres_limits(holder, assoc["GrpTRES"], per_user=True, **scope)
     return limits
 
 
 # -------------------------------------------------------------------------------------- room
 
+RUNNING_STATES = frozenset({"RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED", "STOPPED"})
+
+
 def _counts(limit: Limit, job: QueuedJob) -> bool:
+    """Whether `job` counts against `limit`. Submit limits count every job not ended. So do
+    the user's own running limits: a pending job of the user only waits for a running one, so
+    planning past them gains nothing. Group limits on running jobs count running jobs only:
+    other users' pending jobs may never run."""
+    if limit.user is None and limit.what != "submitted jobs" and job.state not in RUNNING_STATES:
+        return False
     return ((limit.qos is None or job.qos == limit.qos)
             and (limit.account is None or job.account == limit.account)
             and (limit.user is None or job.user == limit.user))

@@ -153,11 +153,12 @@ def scale_out(state_dir: Path | str | None, jobs: int, *, cores: int | None = No
               memory: str | None = None, processes: int = 1, walltime: str | None = None,
               job_options: list[str] | None = None, pool: str | None = None,
               keep: bool = False, dry_run: bool = False,
-              report: Reporter | None = None) -> dict:
+              report: Reporter | None = None, limits: list | None = None) -> dict:
     """Have exactly `jobs` extra worker-only Slurm jobs feeding this job's scheduler; with
     `keep`, for as long as the cluster is up (the supervisor replaces each before its end).
     With `dry_run`, what would be cancelled and the scripts that would be submitted, with
-    nothing cancelled, written or submitted."""
+    nothing cancelled, written or submitted. `limits`: the user's Slurm limits when the caller
+    has read them already (the notebook cluster reads them once), else they are read here."""
     report = report or Reporter()
     if jobs < 0:
         raise UsageError(f"--jobs must be >= 0, not {jobs}")
@@ -182,7 +183,7 @@ def scale_out(state_dir: Path | str | None, jobs: int, *, cores: int | None = No
         spec = job_spec(record, cores=cores, memory=memory, processes=processes,
                         walltime=walltime, job_options=job_options, pool=pool, keep=keep)
         if jobs > len(current):
-            check_limits(spec, jobs - len(current))
+            check_limits(spec, jobs - len(current), limits)
         if jobs < len(current):
             for extra in current[jobs:]:
                 queue.cancel(extra.job_id)
@@ -201,10 +202,12 @@ def scale_out(state_dir: Path | str | None, jobs: int, *, cores: int | None = No
             "keep": record.scale_out_keep}
 
 
-def check_limits(spec: dict, new_jobs: int) -> None:
+def check_limits(spec: dict, new_jobs: int, limits: list | None = None) -> None:
     """Refuse, before anything is submitted, jobs the user's Slurm limits would refuse or
     hold: `--keep` jobs and their replacements would pile up behind them."""
-    room = accounting.room(accounting.limits(spec["job_options"]), cpus=spec["cores"])
+    if limits is None:
+        limits = accounting.limits(spec["job_options"])
+    room = accounting.room(limits, cpus=spec["cores"])
     if room.jobs is not None and new_jobs > room.jobs:
         raise LimitError(room.line("scale-out", new_jobs))
 

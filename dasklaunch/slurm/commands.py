@@ -263,8 +263,9 @@ def sacctmgr_user_argv(user: str) -> list[str]:
 
 
 def squeue_live_argv() -> list[str]:
-    """Every job not ended yet, of every user (group limits count them all)."""
-    return ["squeue", "--noheader", "--all", f"--format={QUEUE_FORMAT}"]
+    """Every job not ended yet, of every user (group limits count them all); a pending array's
+    tasks one by one, as Slurm counts them."""
+    return ["squeue", "--noheader", "--all", "--array", f"--format={QUEUE_FORMAT}"]
 
 
 def scontrol_config_argv() -> list[str]:

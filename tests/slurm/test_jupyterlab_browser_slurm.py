@@ -68,11 +68,13 @@ def test_new_in_the_dask_sidebar_starts_a_cluster_on_slurm(browser, slurm, tmp_p
         assert "dasklaunch-cluster RUNNING" in jobs, jobs   # the scheduler's job, on Slurm
         assert server.delete_cluster(card.id)
     finally:
-        server.delete_all_clusters()
-        server.stop()
+        try:
+            server.delete_all_clusters()
+        finally:
+            server.stop()
     print(f"\n+ NEW to a card with its worker: {card.seconds:.1f} s; all "
           f"{time.monotonic() - started:.1f} s; screenshot {screenshot}")
     assert server.live_members() == []
-    job_id = jobs.split()[0]
+    job_id = next(line.split()[0] for line in jobs.splitlines() if "dasklaunch-cluster" in line)
     assert slurm.job_gone(job_id, timeout=60)
     assert not wait_no_processes(str(shared_dir))

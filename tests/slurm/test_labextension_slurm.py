@@ -27,7 +27,8 @@ def shared_dir():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def test_the_labextension_manager_creates_scales_adapts_and_closes(slurm, shared_dir):
+def test_the_labextension_manager_creates_scales_adapts_and_closes(slurm, shared_dir, tmp_path):
+    # its import copies labextension.yaml into the Dask config dir: a scratch one, not ~/.config
     result = slurm.login(f'''
 import asyncio
 import dask
@@ -73,7 +74,7 @@ while time.time() < deadline and sh("squeue", "--noheader", "--jobs=" + ",".join
                                     "--format=%i").strip():
     time.sleep(1)
 out["left"] = sh("squeue", "--noheader", "--jobs=" + ",".join(ids), "--format=%i %T")
-''', timeout=300)
+''', timeout=300, env={"DASK_CONFIG": str(tmp_path / "dask-config")})
     print(f"\nlabextension manager: start_cluster returned in {result['start_s']} s; "
           f"models {result['first']} -> {result['scaled']}")
     assert result["created"]["name"] == "testbed"
