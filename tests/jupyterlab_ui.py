@@ -139,26 +139,11 @@ def write_factory_config(
 
 
 def _group_members(pgid: int, not_before: float) -> list[int]:
-    """Live pids in process group PGID started at or after NOT_BEFORE (a reused pgid's are not).
+    """Live pids in process group PGID started at or after NOT_BEFORE (a reused pgid's are not);
+    zombies left out, as dasklaunch's own process handling counts them."""
+    from dasklaunch.runtime.proc import group_members
 
-    Zombies are left out: orphans of a killed group are reaped by init on its own schedule,
-    which may be seconds, and they run nothing.
-    """
-    import psutil
-
-    members = []
-    for proc in psutil.process_iter(["pid", "create_time", "status"]):
-        try:
-            if os.getpgid(proc.pid) != pgid:
-                continue
-        except OSError:
-            continue
-        if proc.info["status"] == psutil.STATUS_ZOMBIE:
-            continue
-        if proc.info["create_time"] is not None and proc.info["create_time"] < not_before - 1.0:
-            continue
-        members.append(proc.pid)
-    return members
+    return group_members(pgid, not_before)
 
 
 class JupyterLabServer:
