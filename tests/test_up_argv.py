@@ -92,6 +92,8 @@ def device_size(limit: bool):
     return st.sampled_from(choices).map(lambda v: check_device_size("test", v, limit))
 
 
+IMAGE = st.sampled_from(["none", "docker://python:3.12", "/scratch/my images/dask.sif"]) | \
+    st.from_regex(r"[A-Za-z0-9/][A-Za-z0-9_./:@ ,'-]{0,12}", fullmatch=True).filter(writable)
 POOL = st.builds(
     PoolSpec, name=st.from_regex(r"[A-Za-z][A-Za-z0-9_]{0,7}", fullmatch=True),
     nodes=st.none() | NODES, het_group=st.none() | st.integers(0, 3),
@@ -101,7 +103,8 @@ POOL = st.builds(
     worker_args=st.lists(VALUE, max_size=3).map(tuple), share=st.booleans(),
     gpu_tasks=st.booleans(), dask_cuda=st.sampled_from(DASK_CUDA_CHOICES),
     rmm_pool_size=st.none() | device_size(False),
-    device_memory_limit=st.none() | device_size(True), cudf_spill=st.none() | st.booleans())
+    device_memory_limit=st.none() | device_size(True), cudf_spill=st.none() | st.booleans(),
+    container=st.none() | IMAGE)
 
 
 @PROPERTY
@@ -137,7 +140,9 @@ OPTIONS = st.fixed_dictionaries({}, optional={
     "start_method": st.none() | st.sampled_from(START_METHODS),
     "pools": st.lists(POOL, max_size=2), "drain_timeout": FLOAT,
     "rmm_pool_size": st.none() | device_size(False),
-    "device_memory_limit": st.none() | device_size(True), "cudf_spill": st.booleans()})
+    "device_memory_limit": st.none() | device_size(True), "cudf_spill": st.booleans(),
+    "container": st.none() | TEXT, "container_runtime": TEXT,
+    "container_args": st.lists(st.text(max_size=8), max_size=3)})
 
 
 @PROPERTY

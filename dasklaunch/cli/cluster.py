@@ -136,6 +136,20 @@ def up(
         help="Seconds a worker told to end (restart-workers, down --pool, scancel, walltime, "
              "preemption) spends handing its results to workers that stay; 0: none.")
     ] = DEFAULT_DRAIN_TIMEOUT,
+    container: Annotated[Optional[str], typer.Option(
+        metavar="IMAGE|none",
+        help="Run the scheduler and every worker in this image (a .sif file or directory, "
+             "docker://NAME, NAME[:TAG]), which must hold this version of dasklaunch; none: "
+             "no container, over a profile's [default: the profile's, else none]. See "
+             "docs/containers.md.")] = None,
+    container_runtime: Annotated[str, typer.Option(
+        metavar="auto|apptainer|singularity|podman|pyxis",
+        help="What runs the image; auto: the first of apptainer, singularity, pyxis (srun "
+             "--container-image), podman found here.")] = "auto",
+    container_arg: Annotated[Optional[list[str]], typer.Option(
+        "--container-arg", metavar="ARG",
+        help="Extra option for the runtime, before the image, e.g. --container-arg=--userns "
+             "(repeatable).")] = None,
     supervise: Annotated[bool, typer.Option(
         "--supervise", help="Stay in the foreground and bring worker pools back (see `dasklaunch "
              "supervise`).")] = False,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from ..errors import UsageError
+from .container import check_container_options
 from .settings import UpOptions
 from .units import check_memory_limit
 
@@ -87,4 +88,5 @@ def check_up_values(opts: UpOptions) -> UpOptions:
         raise UsageError(f"--nthreads must be at least 1, not {opts.nthreads}")
     if opts.local_tasks is not None and opts.local_tasks < 1:
         raise UsageError(f"--local-tasks must be at least 1, not {opts.local_tasks}")
+    check_container_options(opts.container, opts.container_runtime, opts.container_args)
     return opts

@@ -9,12 +9,14 @@ from dataclasses import asdict, dataclass, fields
 
 from ..errors import UsageError
 from .allocation import split_top_level
+from .container import check_image
 from .units import check_device_size
 
 DEFAULT_POOL = "workers"
 KEYS = ("nodes", "het-group", "ntasks-per-node", "nworkers", "nthreads", "memory-limit",
         "gpus-per-worker", "resources", "worker-class", "local-directory", "worker-arg", "share",
-        "gpu-tasks", "dask-cuda", "rmm-pool-size", "device-memory-limit", "cudf-spill")
+        "gpu-tasks", "dask-cuda", "rmm-pool-size", "device-memory-limit", "cudf-spill",
+        "container")
 YES_NO = {"yes": True, "true": True, "no": False, "false": False}
 DASK_CUDA_CHOICES = ("auto", "yes", "no")
 # dask-cuda's own options, given per pool (or for every dask-cuda pool by `up`'s options)
@@ -45,6 +47,7 @@ class PoolSpec:
     rmm_pool_size: str | None = None
     device_memory_limit: str | None = None
     cudf_spill: bool | None = None
+    container: str | None = None         # its own image (none: on the host); None: the job's
 
     def to_dict(self) -> dict:
         """As the record keeps it (JSON): every field, tuples as lists."""
@@ -141,6 +144,8 @@ def pool_from_items(name: str, items: list[tuple[str, str]]) -> PoolSpec:
                                                               key == "device-memory-limit")
         elif key == "nodes":
             values["nodes"] = _nodes(name, value)
+        elif key == "container":
+            values["container"] = check_image(f"--pool {name}: container", value)
         elif key in ("het-group", "ntasks-per-node", "nworkers", "nthreads", "gpus-per-worker"):
             values[key.replace("-", "_")] = _count(name, key, value,
                                                    minimum=0 if key in ("het-group",

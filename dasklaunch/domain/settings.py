@@ -45,12 +45,19 @@ class UpOptions:
     rmm_pool_size: str | None = None
     device_memory_limit: str | None = None
     cudf_spill: bool = False
+    # the image the scheduler and workers run in (domain/container.py; "none": no container,
+    # over a profile's), how it is run (auto: the first runtime found), and more options for
+    # the runtime, before the image
+    container: str | None = None
+    container_runtime: str = "auto"
+    container_args: tuple[str, ...] = ()
     extra_env: tuple[tuple[str, str], ...] = field(default=())
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["worker_args"] = list(self.worker_args)
         data["scheduler_args"] = list(self.scheduler_args)
+        data["container_args"] = list(self.container_args)
         data["pools"] = [pool.to_dict() for pool in self.pools]
         data["extra_env"] = [list(pair) for pair in self.extra_env]
         return data
@@ -59,7 +66,7 @@ class UpOptions:
     def from_dict(cls, data: dict) -> UpOptions:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        for key in ("worker_args", "scheduler_args"):
+        for key in ("worker_args", "scheduler_args", "container_args"):
             if key in values:
                 values[key] = tuple(values[key])
         if "pools" in values:   # dicts; text in a record written before pools were structured
@@ -83,8 +90,9 @@ class ProfileSizing:
 # The command line's names (and the API's, which are the same) where they differ from the
 # fields: a repeatable option is named for one occurrence, a flag for what it does.
 OPTION_ALIASES = {"worker_arg": "worker_args", "scheduler_arg": "scheduler_args",
-                  "pool": "pools", "enable_cudf_spill": "cudf_spill"}
-_TUPLES = ("worker_args", "scheduler_args", "pools")
+                  "pool": "pools", "enable_cudf_spill": "cudf_spill",
+                  "container_arg": "container_args"}
+_TUPLES = ("worker_args", "scheduler_args", "pools", "container_args")
 
 
 def options_from(values: dict) -> tuple[UpOptions, set[str]]:

@@ -15,7 +15,7 @@ _FLAGS = {"per_node": ("--per-node", "--per-task"), "tls": ("--tls", "--no-tls")
           "cudf_spill": ("--enable-cudf-spill", None)}
 # repeatable options, named for one occurrence
 _REPEATED = {"worker_args": "--worker-arg", "scheduler_args": "--scheduler-arg",
-             "pools": "--pool"}
+             "pools": "--pool", "container_args": "--container-arg"}
 
 
 def up_argv(opts: UpOptions, given: set[str]) -> list[str]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 
 from ..domain import dask_cuda
 from ..domain.allocation import Allocation, expand_nodelist
+from ..domain.container import NO_CONTAINER, check_used, images_in_use
 from ..domain.dask_argv import check_passthrough_args
 from ..domain.option_checks import check_up_values
 from ..domain.plan import expected_workers
@@ -45,6 +46,7 @@ def resolve(opts: UpOptions, alloc: Allocation,
     opts = check_options(opts)
     opts, sizing, profile, from_profile = resolve_profile(opts, alloc)
     sources.update(from_profile)
+    opts = check_container_use(opts)
     memory_origin = sources.get("memory_limit", "command line")
     layout = Layout(plan_pools(
         alloc, opts, opts.pools, sizing=sizing,
@@ -67,6 +69,14 @@ def check_options(opts: UpOptions) -> UpOptions:
         opts = replace(opts, device_memory_limit=check_device_size(
             "--device-memory-limit", opts.device_memory_limit, limit=True))
     return opts
+
+
+def check_container_use(opts: UpOptions) -> UpOptions:
+    """A runtime or runtime options without an image are refused; `--container none` (over a
+    profile's image) is no container."""
+    images = images_in_use(opts.container, [spec.container for spec in opts.pools])
+    check_used(images, opts.container_runtime, opts.container_args)
+    return replace(opts, container=None) if opts.container == NO_CONTAINER else opts
 
 
 def resolve_profile(opts: UpOptions, alloc: Allocation
@@ -95,9 +105,21 @@ def resolve_profile(opts: UpOptions, alloc: Allocation
         origin["per_node"] = f"profile {opts.profile}: layout={hints['layout']}"
     if not opts.pools and hints["pools"]:
         origin["pools"] = f"profile {opts.profile}: pools"
+    container = {}
+    if opts.container is None and hints["container"]:
+        container["container"] = hints["container"]
+        origin["container"] = f"profile {opts.profile}: container={hints['container']}"
+    pools = opts.pools or hints["pools"]
+    images = images_in_use(container.get("container", opts.container),
+                           [spec.container for spec in pools])
+    # the profile's runtime, for the images it runs (`--container none` leaves none)
+    if opts.container_runtime == "auto" and hints["container_runtime"] and images:
+        container["container_runtime"] = hints["container_runtime"]
+        origin["container_runtime"] = (f"profile {opts.profile}: container-runtime="
+                                       f"{hints['container_runtime']}")
     # the profile's pools, unless --pool gave others
-    return (replace(opts, per_node=per_node, pools=opts.pools or hints["pools"]), sizing,
-            profile, origin)
+    return (replace(opts, per_node=per_node, pools=pools, **container),
+            sizing, profile, origin)
 
 
 def dask_cuda_unusable() -> str | None:

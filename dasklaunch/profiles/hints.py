@@ -1,4 +1,5 @@
-"""dasklaunch's own sizing hints in a profile (`dasklaunch:` layout, memory-fraction/limit)."""
+"""dasklaunch's own hints in a profile (`dasklaunch:` layout, memory-fraction/limit, pools,
+container)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import difflib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ..domain.container import RUNTIME_CHOICES, check_image
 from ..domain.units import format_bytes
 from ..errors import UsageError
 from .values import as_size, is_number, show_value
@@ -19,6 +21,10 @@ HINTS = {
                        "(default 0.9), less the scheduler's reserve",
     "memory-limit": "a size per worker instead of a fraction (12GiB); not with memory-fraction",
     "pools": "worker pools, as --pool texts (NAME:KEY=VALUE,...) or mappings with a name",
+    "container": "the image the scheduler and workers run in (docs/containers.md); "
+                 "--container wins over it",
+    "container-runtime": "auto, apptainer, singularity, podman or pyxis; --container-runtime "
+                         "wins over it",
 }
 HINT_KEYS = tuple(HINTS)
 
@@ -33,6 +39,11 @@ def check_hints(hints: Mapping, mem_per_node: int | None) -> None:
             raise UsageError(unknown_key_message(path, key, HINT_KEYS, "dasklaunch's sizing hints"))
         if key == "pools":
             profile_pools(value)
+        if key == "container":
+            check_image(path, str(value))
+        if key == "container-runtime" and value not in RUNTIME_CHOICES:
+            raise UsageError(f"{path}: {show_value(value)} is not one of "
+                             f"{', '.join(RUNTIME_CHOICES)}")
         if key == "layout" and value not in LAYOUTS:
             raise UsageError(f"{path}: {show_value(value)} is not one of {', '.join(LAYOUTS)}")
         if key == "memory-fraction" and not (is_number(value) and 0 < value <= 1):

@@ -231,8 +231,8 @@ def apply_overrides(profile: Profile, assignments: Iterable[str]) -> Profile:
 
 def profile_hints(profile: Profile) -> dict:
     """Sizing hints as `up` uses them: layout ("per-node", "per-task" or None), pools (--pool
-    texts),
-    memory_fraction (float or None) and memory_limit (bytes per worker or None).
+    texts), container and container_runtime (or None), memory_fraction (float or None) and
+    memory_limit (bytes per worker or None).
     Raises UsageError when a hint is invalid."""
     hints = profile.hints
     check_hints(hints, None)
@@ -244,6 +244,8 @@ def profile_hints(profile: Profile) -> dict:
             "rmm_pool_size": None if pool_size is None
             else check_device_size(RMM_POOL_SIZE, pool_size),
             "pools": profile_pools(hints["pools"]) if "pools" in hints else (),
+            "container": str(hints["container"]) if "container" in hints else None,
+            "container_runtime": hints.get("container-runtime"),
             "memory_fraction": float(fraction) if fraction is not None else None,
             "memory_limit": as_size("dasklaunch.memory-limit", limit) if limit is not None
             else None}
