@@ -1,5 +1,7 @@
 """Pure: the scheduler and workers inside a container image (`up --container IMAGE`): the
-options and the runtime that runs the image.
+options, the runtime that runs the image, and what a job's containers share (ContainerJob).
+The command lines are built in domain/container_argv.py, the image's check in
+domain/image_check.py.
 
 Four runtimes: Apptainer, Singularity (Apptainer's former name, the same command line), Pyxis
 (srun's own --container-* options) and Podman (`podman run`, as podman-hpc runs it). `auto`
@@ -19,9 +21,11 @@ takes the first of DETECTION_ORDER that is there:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from ..errors import UsageError
+from .container_argv import Container
 
 RUNTIMES = ("apptainer", "singularity", "podman", "pyxis")
 RUNTIME_CHOICES = ("auto", *RUNTIMES)
@@ -121,3 +125,47 @@ def check_fits(runtime: str, args: Sequence[str], *, backend: str, scheduler_her
         if not arg.startswith(("--container-", "--no-container-")):
             raise UsageError(f"--container-arg {arg}: with pyxis, these are srun's options of "
                              f"Pyxis (--container-..., --no-container-...)")
+
+
+# ---------------------------------------------------------------------------- the job's
+
+@dataclass(frozen=True)
+class ContainerJob:
+    """What a job's containers share, resolved once (ops/container_setup.py): the runtime,
+    the job's image (a pool may name its own, or none), the runtime options given, the host
+    paths every container binds, its working directory, the vendor of the GPUs that GPU pools
+    pass in, and each checked image's Python."""
+
+    runtime: str
+    image: str | None
+    args: tuple[str, ...] = ()
+    binds: tuple[str, ...] = ()
+    workdir: str | None = None
+    gpu_vendor: str = "nvidia"
+    pythons: tuple[tuple[str, str], ...] = ()
+
+    def image_for(self, pool_image: str | None = None) -> str | None:
+        image = pool_image or self.image
+        return None if image in (None, NO_CONTAINER) else image
+
+    def python(self, image: str) -> str:
+        return dict(self.pythons).get(image, PYTHON)
+
+    def container(self, image: str, env: Mapping[str, str], *, gpus: bool,
+                  binds: Sequence[str] = ()) -> Container:
+        return Container(runtime=self.runtime, image=image, binds=(*self.binds, *binds),
+                         env=tuple(sorted(env.items())),
+                         gpus=self.gpu_vendor if gpus else None, workdir=self.workdir,
+                         args=self.args)
+
+    def to_dict(self) -> dict:
+        return {"runtime": self.runtime, "image": self.image, "args": list(self.args),
+                "binds": list(self.binds), "workdir": self.workdir,
+                "gpu_vendor": self.gpu_vendor, "pythons": dict(self.pythons)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> ContainerJob:
+        return cls(runtime=data["runtime"], image=data.get("image"),
+                   args=tuple(data.get("args") or ()), binds=tuple(data.get("binds") or ()),
+                   workdir=data.get("workdir"), gpu_vendor=data.get("gpu_vendor") or "nvidia",
+                   pythons=tuple((data.get("pythons") or {}).items()))
