@@ -35,6 +35,8 @@ class StepPlan:
     gpus_per_worker: int | None = None
     resources: tuple[tuple[str, str], ...] = ()
     worker_class: str | None = None
+    # srun's options of the step's container (Pyxis's); other runtimes are in `command`
+    srun_options: tuple[str, ...] = ()
 
     @property
     def workers(self) -> int:
@@ -44,6 +46,7 @@ class StepPlan:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["command"], data["env"] = list(self.command), dict(self.env)
         data["resources"] = [list(pair) for pair in self.resources]
+        data["srun_options"] = list(self.srun_options)
         return data
 
 

@@ -1,15 +1,19 @@
 """Pure: the steps a resolved cluster runs, planned from its options and pool layout on the
 allocation: the scheduler's step and one step per pool (domain/step_plan.StepPlan). What the
-job itself contributes (its files, TLS settings, fresh step names) comes in a StepContext, so
-the same inputs always give the same plans."""
+job itself contributes (its files, TLS settings, fresh step names, its containers) comes in a
+StepContext, so the same inputs always give the same plans. A step in a container image runs
+the image's Python, its command wrapped by the runtime (or, with Pyxis, srun's options)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from . import dask_cuda
 from .allocation import Allocation
+from .container import ContainerJob
+from .container_argv import CONTAINER_ENV, srun_options, task_argv
 from .dask_argv import (
     PROTOCOL_ARGS,
     WORKER_MODULE,
@@ -38,6 +42,7 @@ class StepContext:
     tls_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     worker_module: str = WORKER_MODULE
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    container: ContainerJob | None = None   # None: every step on the host
 
 
 def plan_steps(opts: UpOptions, layout: Layout, alloc: Allocation, context: StepContext
@@ -56,12 +61,15 @@ def plan_steps(opts: UpOptions, layout: Layout, alloc: Allocation, context: Step
         # dask-cuda asks that the scheduler (and clients) spill cuDF objects too
         sched_env.setdefault("CUDF_SPILL", "on")
     name = context.scheduler_name
+    image = context.container.image_for() if context.container else None
     sched = StepPlan(role="scheduler", name=name,
                      placement="here" if (local or opts.scheduler_here) else "first-node",
                      ntasks=1, nnodes=1,
                      command=tuple(scheduler_command(opts, context.scheduler_file, local=local,
-                                                     tls_args=tls_args)),
+                                                     tls_args=tls_args,
+                                                     python=python_of(context, image))),
                      log=f"{context.logs}/{name}.log", env=sched_env)
+    sched = contained(sched, context.container, image, gpus=False)
     pools = [pool_step(opts, pool, alloc, context, step, worker_tls_args, pool_env)
              for pool, step in zip(layout.pools, context.pool_names, strict=True)]
     return sched, pools
@@ -81,12 +89,15 @@ def pool_step(opts: UpOptions, pool: PoolPlan, alloc: Allocation, context: StepC
     all_nodes = hosts == alloc.nodes
     per_task = workers_per_task(opts, pool, tuple(alloc.tasks_per_node[i]
                                                   for i in pool.node_indices), local=local)
-    return StepPlan(role="workers", name=name,
+    job = context.container
+    image = job.image_for(pool.spec.container) if job else None
+    step = StepPlan(role="workers", name=name,
                     placement="per-node" if per_task > 1 else pool.plan.placement,
                     ntasks=pool.plan.ntasks // per_task, nnodes=pool.plan.nnodes,
                     command=tuple(pool_command(opts, pool, context.scheduler_file, local=local,
                                                tls_args=tls_args, module=context.worker_module,
-                                               per_task=per_task)),
+                                               per_task=per_task,
+                                               python=python_of(context, image))),
                     log=f"{context.logs}/{name}.log", env=env, pool=pool.name,
                     expected=pool.expected_workers,
                     nodelist=None if (local or all_nodes or pool.het_group is not None)
@@ -99,6 +110,26 @@ def pool_step(opts: UpOptions, pool: PoolPlan, alloc: Allocation, context: StepC
                     nthreads=pool.plan.nthreads, memory_limit=pool.plan.memory_limit,
                     gpus_per_worker=pool.gpus_per_worker, resources=tuple(pool.resources),
                     worker_class=pool.spec.worker_class)
+    own = (pool.spec.local_directory,) if pool.spec.local_directory else ()
+    return contained(step, job, image, gpus=pool.gpus_per_worker > 0, binds=own)
+
+
+def python_of(context: StepContext, image: str | None) -> str:
+    """The Python a step runs: the image's (its check found it), else this one."""
+    return context.container.python(image) if context.container and image else sys.executable
+
+
+def contained(step: StepPlan, job: ContainerJob | None, image: str | None, *, gpus: bool,
+              binds: Sequence[str] = ()) -> StepPlan:
+    """The step with each task in `image` (None: on the host, as planned): its command wrapped
+    by the runtime, or srun's options for Pyxis; its variables are set in the container too,
+    over the image's, with CONTAINER_ENV."""
+    if job is None or image is None:
+        return step
+    env = {**step.env, **CONTAINER_ENV}
+    container = job.container(image, env, gpus=gpus, binds=binds)
+    return replace(step, command=tuple(task_argv(container, step.command)), env=env,
+                   srun_options=tuple(srun_options(container)))
 
 
 def step_cpus(pool: PoolPlan, alloc: Allocation) -> int:

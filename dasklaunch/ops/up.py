@@ -8,10 +8,12 @@ import os
 import socket
 import time
 from contextlib import suppress
+from dataclasses import replace
 from pathlib import Path
 
 from ..domain import render
 from ..domain.allocation import Allocation
+from ..domain.container import ContainerJob
 from ..domain.dask_argv import (
     WORKER_MODULE,
     WORKER_MODULE_VARIABLE,
@@ -35,6 +37,7 @@ from ..runtime.report import Reporter
 from ..runtime.state import JOB_CONFIG_DIR, StateDir, find_state_dir
 from ..runtime.tls import TLSFiles
 from .common import interrupts_raise, step_name
+from .container_setup import container_job
 from .dashboard_hints import client_dashboard_env, connect_call, dashboard_hints, dashboard_problem
 from .earlier_run import clear_stale, dry_run_refusal, refuse_orphaned_cluster
 from .local_directory import node_local_directory
@@ -48,8 +51,10 @@ def job_config_dir(state: StateDir) -> Path:
 
 
 def step_context(state: StateDir, opts: UpOptions, layout: Layout, *, local: bool,
-                 extra_env: dict[str, str]) -> StepContext:
-    """What plan_steps needs from this job: its files, TLS settings and fresh step names."""
+                 extra_env: dict[str, str], container: ContainerJob | None = None
+                 ) -> StepContext:
+    """What plan_steps needs from this job: its files, TLS settings, fresh step names and
+    its containers."""
     files = TLSFiles.in_state_dir(state)
     return StepContext(
         scheduler_file=str(state.scheduler_file), logs=str(state.logs),
@@ -59,7 +64,7 @@ def step_context(state: StateDir, opts: UpOptions, layout: Layout, *, local: boo
         scheduler_name=step_name("scheduler"),
         pool_names=tuple(step_name("workers", 1) for _ in layout.pools),
         worker_module=os.environ.get(WORKER_MODULE_VARIABLE) or WORKER_MODULE,
-        extra_env=extra_env)
+        extra_env=extra_env, container=container)
 
 
 def check_interface_here(interface: str) -> None:
@@ -92,9 +97,14 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
                                          het=bool(alloc.het_groups))
     backend_version = launcher.check_backend()
     opts, scale_env = apply_scale_defaults(opts, layout.expected_workers, profile, report)
+    # the runtime found and each image checked, before anything starts (not with --dry-run)
+    container = container_job(opts, layout, state_dir=state.path, job_id=alloc.job_id,
+                              backend=launcher.backend, check=not dry_run, report=report)
+    if container is not None:
+        opts = replace(opts, container_runtime=container.runtime)
     sched, pools = plan_steps(opts, layout, alloc, step_context(
         state, opts, layout, local=launcher.backend != "slurm",
-        extra_env={**scale_env, **(extra_env or {})}))
+        extra_env={**scale_env, **(extra_env or {})}, container=container))
     total = layout.expected_workers
     wait_for = resolution.wait_for
     notes = []
@@ -103,6 +113,9 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
     elif opts.interface:
         notes.append(f"--interface {opts.interface} is checked on the compute nodes when the "
                      f"steps start (it may not exist here, on {socket.gethostname()})")
+    if container is not None and dry_run:
+        notes.append(f"containers: {container.runtime}; the images are not checked (--dry-run "
+                     f"runs nothing), so their python3 stands for the Python they hold")
     if dry_run:
         refused = dry_run_refusal(state, alloc.job_id)
         if not refused:   # else the refusal is the one line the user gets
@@ -135,7 +148,8 @@ def up(opts: UpOptions, *, state_dir: Path | str | None = None, dry_run: bool = 
                                      else p.plan.memory_note for p in layout.pools)},
             profile=str(profile.source) if profile is not None else None,
             sources={k: v for k, v in sources.items() if v != "default"},
-            scheduler_job=os.environ.get(SCHEDULER_JOB_VARIABLE) == "1")
+            scheduler_job=os.environ.get(SCHEDULER_JOB_VARIABLE) == "1",
+            container=container.to_dict() if container is not None else None)
         state.write_record(record)
         try:
             record.scheduler = launcher.start(sched)

@@ -51,6 +51,7 @@ class StepRun:
         values["command"] = tuple(values.get("command") or ())
         values["env"] = dict(values.get("env") or {})
         values["resources"] = tuple(tuple(pair) for pair in values.get("resources") or ())
+        values["srun_options"] = tuple(values.get("srun_options") or ())
         if not values.get("expected") and values.get("role", "workers") == "workers":
             # written before pools: every task ran --nworkers workers
             values["expected"] = int(values.get("ntasks", 1)) * nworkers
@@ -115,6 +116,8 @@ class ClusterRecord:
     scale_out_keep: dict | None = None
     stopped_at: float | None = None              # when `down` stopped the cluster
     stopped_pools: list[str] = field(default_factory=list)   # by `down --pool`
+    # the containers' runtime, binds and checked images (domain/container.ContainerJob)
+    container: dict | None = None
 
     @property
     def steps(self) -> list[StepRun]:

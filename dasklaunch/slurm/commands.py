@@ -76,11 +76,28 @@ def srun_argv(step: SrunSpec, job_id: str, nodelist: str | None = None) -> list[
             # CUDA_VISIBLE_DEVICES); the node launcher splits them among its workers
             argv.append(f"--gpus-per-node={step.gpus_per_node}")
         argv += ["--kill-on-bad-exit=0", "--no-kill"]
-    return argv + list(step.command)
+    # a container's (Pyxis: --container-image=..., domain/container_argv.py)
+    return argv + list(getattr(step, "srun_options", ())) + list(step.command)
 
 
 def srun_version_argv() -> list[str]:
     return ["srun", "--version"]
+
+
+def srun_help_argv() -> list[str]:
+    return ["srun", "--help"]
+
+
+def has_pyxis(help_text: str) -> bool:
+    """Whether `srun --help` lists Pyxis's options (a SPANK plugin adds them to srun's)."""
+    return re.search(r"^\s*--container-image[=\s]", help_text, re.MULTILINE) is not None
+
+
+def srun_once_argv(job_id: str, options: Sequence[str], command: Sequence[str]) -> list[str]:
+    """One task on one node of the job, in a step beside the others: `up`'s check of a
+    container image with Pyxis (`options`: its srun options)."""
+    return ["srun", f"--jobid={job_id}", "--job-name=dl-image-check", "--overlap",
+            "--nodes=1", "--ntasks=1", "--kill-on-bad-exit=1", *options, *command]
 
 
 def parse_version(output: str) -> tuple[int, int, str]:

@@ -22,6 +22,15 @@ def installed() -> bool:
     return shutil.which(cmd.srun_version_argv()[0]) is not None
 
 
+def has_pyxis() -> bool:
+    """Whether srun here takes Pyxis's --container-image (asked once per `up`)."""
+    try:
+        result = proc.run(cmd.srun_help_argv(), check=False, timeout=30)
+    except CommandError:
+        return False
+    return cmd.has_pyxis(result.stdout + result.stderr)
+
+
 def hostnames(nodelist: str) -> list[str]:
     return proc.run(cmd.scontrol_hostnames_argv(nodelist), timeout=30).stdout.split()
 
