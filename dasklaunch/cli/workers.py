@@ -114,6 +114,10 @@ def scale_out_command(
     job_option: Annotated[Optional[list[str]], typer.Option(
         "--job-option", metavar="OPTION",
         help="Extra #SBATCH option, e.g. --qos=debug (repeatable).")] = None,
+    container: Annotated[Optional[str], typer.Option(
+        metavar="IMAGE|none",
+        help="The image the jobs' workers run in: one this cluster's `up` checked, or none "
+             "[default: the pool's (--pool), else the cluster's].")] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the job scripts that would be submitted (and the jobs that "
                           "would be cancelled); submit and cancel nothing.")] = False,
@@ -127,7 +131,7 @@ def scale_out_command(
 
     result = scale_out(state_dir, jobs, cores=cores, memory=memory, processes=processes,
                        walltime=walltime, job_options=job_option or [], pool=pool, keep=keep,
-                       dry_run=dry_run)
+                       dry_run=dry_run, container=container)
     if as_json:
         _print_json(result)
     elif dry_run:

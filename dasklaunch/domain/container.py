@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..errors import UsageError
-from .container_argv import Container
+from .container_argv import CONTAINER_ENV, Container, srun_options, task_argv
 
 RUNTIMES = ("apptainer", "singularity", "podman", "pyxis")
 RUNTIME_CHOICES = ("auto", *RUNTIMES)
@@ -157,6 +157,18 @@ class ContainerJob:
                          env=tuple(sorted(env.items())),
                          gpus=self.gpu_vendor if gpus else None, workdir=self.workdir,
                          args=self.args)
+
+    def wrap(self, image: str | None, argv: Sequence[str], env: Mapping[str, str], *,
+             gpus: bool, binds: Sequence[str] = ()
+             ) -> tuple[list[str], list[str], dict[str, str]]:
+        """`argv` in `image` (None: on the host, as given): srun's options (Pyxis's), what each
+        task runs, and its variables (CONTAINER_ENV added: they are set inside, over the
+        image's values)."""
+        if image is None:
+            return [], list(argv), dict(env)
+        env = {**env, **CONTAINER_ENV}
+        container = self.container(image, env, gpus=gpus, binds=binds)
+        return srun_options(container), task_argv(container, argv), env
 
     def to_dict(self) -> dict:
         return {"runtime": self.runtime, "image": self.image, "args": list(self.args),

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field, replace
 from . import dask_cuda
 from .allocation import Allocation
 from .container import ContainerJob
-from .container_argv import CONTAINER_ENV, srun_options, task_argv
 from .dask_argv import (
     PROTOCOL_ARGS,
     WORKER_MODULE,
@@ -122,14 +121,11 @@ def python_of(context: StepContext, image: str | None) -> str:
 def contained(step: StepPlan, job: ContainerJob | None, image: str | None, *, gpus: bool,
               binds: Sequence[str] = ()) -> StepPlan:
     """The step with each task in `image` (None: on the host, as planned): its command wrapped
-    by the runtime, or srun's options for Pyxis; its variables are set in the container too,
-    over the image's, with CONTAINER_ENV."""
+    by the runtime, or srun's options for Pyxis; its variables are set in the container too."""
     if job is None or image is None:
         return step
-    env = {**step.env, **CONTAINER_ENV}
-    container = job.container(image, env, gpus=gpus, binds=binds)
-    return replace(step, command=tuple(task_argv(container, step.command)), env=env,
-                   srun_options=tuple(srun_options(container)))
+    options, argv, env = job.wrap(image, step.command, step.env, gpus=gpus, binds=binds)
+    return replace(step, command=tuple(argv), env=env, srun_options=tuple(options))
 
 
 def step_cpus(pool: PoolPlan, alloc: Allocation) -> int:

@@ -19,7 +19,14 @@ from pathlib import Path
 
 # the package's own version (its __init__ imports nothing of its own eagerly)
 from .. import __version__
-from ..domain.container import ContainerJob, check_fits, choose_runtime, images_in_use
+from ..domain.container import (
+    NO_CONTAINER,
+    ContainerJob,
+    check_fits,
+    check_image,
+    choose_runtime,
+    images_in_use,
+)
 from ..domain.container_argv import CONTAINER_ENV, srun_options, task_argv
 from ..domain.gpus import visible_gpus
 from ..domain.image_check import ImageFacts, check_command, failure, judge, parse_answer, summary
@@ -28,6 +35,7 @@ from ..domain.scratch import dask_default
 from ..domain.settings import UpOptions
 from ..errors import CommandError, UsageError
 from ..runtime import proc
+from ..runtime.record import ClusterRecord
 from ..runtime.report import Reporter
 from ..slurm import queue
 from ..slurm.commands import srun_once_argv
@@ -68,7 +76,7 @@ def container_job(opts: UpOptions, layout: Layout, *, state_dir: Path | str, job
                        gpu_vendor=gpus.vendor if gpus else "nvidia")
     if not check:
         return job
-    facts = [(run_check or check_image)(job, image, job_id) for image in images]
+    facts = [(run_check or run_image_check)(job, image, job_id) for image in images]
     host_distributed = installed_version("distributed")
     for found in facts:
         for warning in judge(found, dasklaunch=__version__, distributed=host_distributed):
@@ -86,7 +94,7 @@ def check_argv(job: ContainerJob, image: str, job_id: str) -> list[str]:
     return task_argv(container, check_command())
 
 
-def check_image(job: ContainerJob, image: str, job_id: str) -> ImageFacts:
+def run_image_check(job: ContainerJob, image: str, job_id: str) -> ImageFacts:
     """Runs the check in `image` (needs the real runtime) and reads its answer; one line when
     the runtime could not run it (no such image, no python3 in it)."""
     try:
@@ -104,3 +112,26 @@ def installed_version(package: str) -> str | None:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def worker_job_container(record: ClusterRecord, pool: str | None, container: str | None
+                         ) -> tuple[ContainerJob | None, str | None]:
+    """The containers of a cluster's worker-only jobs (scale-out) and the image their workers
+    run in: `container` (scale-out --container: none, or an image this cluster's `up`
+    checked), else the pool's (--pool), else the cluster's; (None, None) without containers."""
+    job = ContainerJob.from_dict(record.container) if record.container else None
+    if container is not None:
+        check_image("--container", container)
+        if container == NO_CONTAINER:
+            return job, None
+        checked = dict(job.pythons) if job else {}
+        if container not in checked:
+            raise UsageError(f"scale-out --container {container}: not an image this cluster's "
+                             f"`up` checked ({', '.join(checked) or 'it runs none'}); give one "
+                             f"of those, or none")
+        return job, container
+    if job is None:
+        return None, None
+    spec = next((s for s in record.options.pools if s.name == pool), None) if pool else None
+    return job, job.image_for(spec.container if spec else None)
+

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from ..domain.dask_argv import NODE_LAUNCHER, drain_args, start_method
 from ..domain.rolling_times import WALLTIME_MARGIN_SECONDS, check_walltime
-from ..domain.settings import UpOptions
 from ..domain.step_env import worker_env
 from ..domain.units import format_bytes, parse_bytes, plural
 from ..errors import LimitError, NotUpError, UsageError
@@ -30,6 +29,7 @@ from ..runtime.tls import TLSFiles
 from ..slurm import accounting, queue
 from ..slurm.commands import walltime_signal_directive, worker_job_step_argv
 from .common import load_record
+from .container_setup import worker_job_container
 
 
 def _import_dask_jobqueue():
@@ -54,10 +54,9 @@ def _import_dask_jobqueue():
     return dask_jobqueue
 
 
-def worker_job_exports(opts: UpOptions, state: StateDir, inherited: Mapping[str, str]) -> list[str]:
-    """What the job's own worker steps get in their environment, as lines for the job script:
-    the job's profile (DASK_CONFIG), --start-method, and variables dasklaunch was told to set."""
-    env = worker_env(opts, str(state.path / JOB_CONFIG_DIR), inherited=inherited)
+def worker_job_exports(env: Mapping[str, str]) -> list[str]:
+    """What the job's own worker steps get in their environment (worker_env: the job's profile,
+    --start-method, variables dasklaunch was told to set), as lines for the job script."""
     return [f"export {name}={shlex.quote(value)}" for name, value in sorted(env.items())]
 
 
@@ -89,17 +88,20 @@ def pool_shape(record: ClusterRecord, pool: str) -> dict:
 
 def worker_job_script(record: ClusterRecord, state: StateDir, *, name: str, cores: int,
                       memory: int, processes: int, walltime: str | None,
-                      job_options: list[str], shape: dict | None = None) -> str:
+                      job_options: list[str], shape: dict | None = None,
+                      container: str | None = None) -> str:
     """The sbatch script of one worker-only job that joins this job's scheduler; with `shape`
-    (pool_shape), its workers are that pool's: named POOL-HOST-N, one per GPU on GPU pools."""
+    (pool_shape), its workers are that pool's: named POOL-HOST-N, one per GPU on GPU pools;
+    in the cluster's container (or the pool's, or `container`), as its pools are."""
     jq = _import_dask_jobqueue().slurm
     opts = record.options
     kwargs: dict = {}
-    python = sys.executable
+    contained, image = worker_job_container(record, shape and shape["pool"], container)
+    python = contained.python(image) if contained and image else sys.executable
     extra_args = list(opts.worker_args)
     # The workers run in a step under the node launcher (never in the batch shell): a SIGTERM
     # from scancel, the walltime or preemption reaches the launcher, which drains them first.
-    launcher = [sys.executable, "-m", NODE_LAUNCHER, *drain_args(opts)]
+    launcher = [python, "-m", NODE_LAUNCHER, *drain_args(opts)]
     if opts.drain_timeout > 0:
         # these workers name their scheduler by address: say where `down`'s mark is
         launcher += ["--no-drain-file", str(state.path / NO_DRAIN_FILE)]
@@ -137,9 +139,14 @@ def worker_job_script(record: ClusterRecord, state: StateDir, *, name: str, core
                                       tls_worker_key=str(files.key), require_encryption=True)
         kwargs["protocol"] = "tls"
     directives = [f"--output={state.logs}/{name}-%j.log", *job_options]
-    kwargs["job_script_prologue"] = (job_script_prologue()
-                                     + worker_job_exports(opts, state, os.environ))
-    python = shlex.join([*worker_job_step_argv(cores), *launcher, "--", python])
+    env = worker_env(opts, str(state.path / JOB_CONFIG_DIR), inherited=os.environ)
+    step, command = [], [*launcher, "--", python]
+    if contained:
+        step, command, env = contained.wrap(image, command, env,
+                                            gpus=bool(shape and shape["gpus_per_worker"]))
+    kwargs["job_script_prologue"] = job_script_prologue() + worker_job_exports(env)
+    # dask-jobqueue appends the worker's own arguments: they reach `dask worker` in the image
+    python = shlex.join([*worker_job_step_argv(cores), *step, *command])
     job = jq.SLURMJob(scheduler=record.address, name=name, job_name=name, cores=cores,
                       memory=f"{memory}B", processes=processes, interface=opts.interface,
                       death_timeout=opts.death_timeout, local_directory=opts.local_directory,
@@ -152,7 +159,7 @@ def worker_job_script(record: ClusterRecord, state: StateDir, *, name: str, core
 def scale_out(state_dir: Path | str | None, jobs: int, *, cores: int | None = None,
               memory: str | None = None, processes: int = 1, walltime: str | None = None,
               job_options: list[str] | None = None, pool: str | None = None,
-              keep: bool = False, dry_run: bool = False,
+              keep: bool = False, dry_run: bool = False, container: str | None = None,
               report: Reporter | None = None, limits: list | None = None) -> dict:
     """Have exactly `jobs` extra worker-only Slurm jobs feeding this job's scheduler; with
     `keep`, for as long as the cluster is up (the supervisor replaces each before its end).
@@ -179,9 +186,11 @@ def scale_out(state_dir: Path | str | None, jobs: int, *, cores: int | None = No
         if dry_run:
             return _dry_run(record, state, current, jobs, cores=cores, memory=memory,
                             processes=processes, walltime=walltime,
-                            job_options=job_options, pool=pool, keep=keep)
+                            job_options=job_options, pool=pool, keep=keep,
+                            container=container)
         spec = job_spec(record, cores=cores, memory=memory, processes=processes,
-                        walltime=walltime, job_options=job_options, pool=pool, keep=keep)
+                        walltime=walltime, job_options=job_options, pool=pool, keep=keep,
+                        container=container)
         if jobs > len(current):
             check_limits(spec, jobs - len(current), limits)
         if jobs < len(current):
@@ -214,15 +223,16 @@ def check_limits(spec: dict, new_jobs: int, limits: list | None = None) -> None:
 
 def job_spec(record: ClusterRecord, *, cores: int | None, memory: str | None, processes: int,
              walltime: str | None, job_options: list[str] | None, pool: str | None,
-             keep: bool) -> dict:
+             keep: bool, container: str | None = None) -> dict:
     """What each new worker job is: scale_out's options, checked, defaults filled in."""
     spec = {"cores": cores or min(record.allocation.get("cpus_per_node") or [1]),
             "memory": (parse_bytes(memory) if memory
                        else (record.allocation.get("mem_per_node") or 2**30)),
             "processes": processes, "walltime": walltime,
-            "job_options": list(job_options or []), "pool": pool}
+            "job_options": list(job_options or []), "pool": pool, "container": container}
     if pool:
         pool_shape(record, pool)  # an unknown pool is refused before anything is submitted
+    worker_job_container(record, pool, container)   # and an image `up` did not check
     if keep:
         check_walltime(walltime, record.options.drain_timeout)
     return spec
@@ -236,7 +246,8 @@ def _dry_run(record: ClusterRecord, state: StateDir, current: list[ScaleOutJob],
     scripts = [worker_job_script(record, state, name=f"dl-scale-{record.job_id}-{number}",
                                  cores=spec["cores"], memory=spec["memory"],
                                  processes=spec["processes"], walltime=spec["walltime"],
-                                 job_options=list(spec["job_options"]), shape=shape)
+                                 job_options=list(spec["job_options"]), shape=shape,
+                                 container=spec["container"])
                for number in range(first, first + max(0, jobs - len(current)))]
     return {"dry_run": True, "cancel": [j.job_id for j in current[jobs:]],
             "scripts": scripts, "jobs": [j.to_dict() for j in current[:jobs]], "keep": None}
@@ -253,7 +264,7 @@ def submit_job(record: ClusterRecord, state: StateDir, spec: dict,
     script = worker_job_script(record, state, name=name, cores=spec["cores"],
                                memory=spec["memory"], processes=spec["processes"],
                                walltime=spec["walltime"], job_options=list(spec["job_options"]),
-                               shape=shape)
+                               shape=shape, container=spec.get("container"))
     path = state.write_text(f"{name}.sbatch", script)
     job = ScaleOutJob(job_id=queue.submit(path), name=name, script=str(path),
                       cores=spec["cores"], memory=spec["memory"], processes=spec["processes"])
