@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -317,3 +318,31 @@ def test_each_image_is_checked_once_and_pyxis_checks_in_a_step():
     assert [argv[argv.index("--kill-on-bad-exit=1") + 1] for argv in seen] == [
         "--container-image=a", "--container-image=b"]
     assert all(argv[0] == "srun" for argv in seen)
+
+
+# ------------------------------------------------------------------ podman's containers, killed
+
+def test_a_killed_podman_steps_containers_are_removed_by_name_on_its_nodes(monkeypatch):
+    from dasklaunch.launch import slurm as slurm_launch
+
+    _, (pool,) = plan(job(runtime="podman"), "w:nodes=1", gpus=0)
+    run = StepRun(plan=replace(pool, ntasks=2), step_id="9.3")   # two tasks on its node
+    calls = []
+    monkeypatch.setattr(slurm_launch.queue, "cancel", lambda *ids, **kw: calls.append(ids))
+    monkeypatch.setattr(slurm_launch.queue, "run_quietly", lambda argv: calls.append(argv))
+    slurm_launch.SlurmLauncher("9").kill(run)
+    assert calls == [("9.3",), [
+        "srun", "--jobid=9", "--job-name=dl-cleanup", "--overlap", "--nodes=1", "--ntasks=1",
+        "--ntasks-per-node=1", "--nodelist=node1", "--kill-on-bad-exit=0",
+        "podman", "rm", "--force", "--ignore", "dasklaunch-9.3.0", "dasklaunch-9.3.1"]]
+
+
+def test_other_steps_need_no_removal():
+    from dasklaunch.launch.slurm import podman_cleanup_argv
+
+    sched, (pool,) = plan(job(runtime="apptainer"), "w", gpus=0)
+    assert podman_cleanup_argv(StepRun(plan=pool), "9.3", "9") is None
+    podman_sched, _ = plan(job(runtime="podman"), "w", gpus=0)
+    argv = podman_cleanup_argv(StepRun(plan=podman_sched), "9.0", "9", first_node="node1")
+    assert argv[-5:] == ["podman", "rm", "--force", "--ignore", "dasklaunch-9.0.0"]
+    assert "--nodelist=node1" in argv

@@ -9,17 +9,30 @@ from __future__ import annotations
 
 import sys
 
+from ..domain.container_argv import PODMAN_START, podman_names, podman_remove_argv
 from ..domain.step_plan import StepPlan
 from ..runtime import proc
 from ..runtime.record import StepRun
 from ..slurm import queue
-from ..slurm.commands import srun_argv
+from ..slurm.commands import srun_argv, srun_per_node_argv
 from .base import Launcher
 
 
 def guard_argv(job_id: str, command: list[str], python: str = sys.executable) -> list[str]:
     """Wrap a process that runs outside any step so that it ends with the job."""
     return [python, "-m", "dasklaunch.launch.guard", "--job-id", job_id, "--", *command]
+
+
+def podman_cleanup_argv(step: StepRun, step_id: str, job_id: str,
+                        first_node: str | None = None) -> list[str] | None:
+    """`podman rm --force` of a step's containers on each of its nodes (in job `job_id`);
+    None for a step whose tasks do not run `podman run` through PODMAN_START."""
+    if PODMAN_START not in step.command or step.placement == "here":
+        return None
+    job, _, number = step_id.partition(".")   # the names carry the step's own job id
+    nodelist = first_node if step.placement == "first-node" else step.nodelist
+    return srun_per_node_argv(job_id, step.nnodes, nodelist, step.het_group,
+                              podman_remove_argv(podman_names(job, number, step.ntasks)))
 
 
 class SlurmLauncher(Launcher):
@@ -85,6 +98,16 @@ class SlurmLauncher(Launcher):
             queue.cancel(step_id)
         if step.pgid is not None:
             proc.signal_group(step.pgid, proc.SIGKILL, not_before=step.started)
+        if step_id:
+            self.remove_containers(step, step_id)
+
+    def remove_containers(self, step: StepRun, step_id: str) -> None:
+        """Podman's containers run under conmon, outside what scancel ends: each is removed by
+        its name (domain/container_argv.PODMAN_NAME) on the step's nodes. Not yet verified on
+        a real Podman (docs/containers.md)."""
+        argv = podman_cleanup_argv(step, step_id, self.job_id, self.first_node)
+        if argv:
+            queue.run_quietly(argv)
 
     def describe(self, step: StepRun) -> str:
         if step.placement == "here":

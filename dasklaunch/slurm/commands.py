@@ -93,6 +93,17 @@ def has_pyxis(help_text: str) -> bool:
     return re.search(r"^\s*--container-image[=\s]", help_text, re.MULTILINE) is not None
 
 
+def srun_per_node_argv(job_id: str, nnodes: int, nodelist: str | None, het_group: int | None,
+                       command: Sequence[str]) -> list[str]:
+    """One task on each of a step's nodes, after the step: the removal of its Podman
+    containers, which outlive a killed step (domain/container_argv.podman_remove_argv)."""
+    argv = ["srun", f"--jobid={job_id}", "--job-name=dl-cleanup", "--overlap"]
+    argv += [f"--het-group={het_group}"] if het_group is not None else []
+    argv += [f"--nodes={nnodes}", f"--ntasks={nnodes}", "--ntasks-per-node=1"]
+    argv += [f"--nodelist={nodelist}"] if nodelist else []
+    return [*argv, "--kill-on-bad-exit=0", *command]
+
+
 def srun_once_argv(job_id: str, options: Sequence[str], command: Sequence[str]) -> list[str]:
     """One task on one node of the job, in a step beside the others: `up`'s check of a
     container image with Pyxis (`options`: its srun options)."""

@@ -122,6 +122,14 @@ def cancel(*ids: str, signal: str | None = None, batch_shell: bool = False) -> i
         return 1
 
 
+def run_quietly(argv: list[str], timeout: float = 60.0) -> int:
+    """A command whose failure changes nothing for the caller (a cleanup): its exit code."""
+    try:
+        return proc.run(argv, check=False, timeout=timeout).returncode
+    except CommandError:
+        return 1
+
+
 def submit(script: Path | str, timeout: float = 60.0) -> str:
     """sbatch a script file; the job id."""
     return cmd.parse_job_id(proc.run(cmd.sbatch_argv(str(script)), timeout=timeout).stdout)
