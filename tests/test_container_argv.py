@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 
 from dasklaunch.domain.container import ContainerJob
 from dasklaunch.domain.container_argv import (
-    PODMAN_NAME,
+    PODMAN_START,
     TASK_VARIABLES,
+    WATCH_MODULE,
     Container,
     apptainer_env_item,
     podman_kill_argv,
@@ -69,28 +70,44 @@ def test_singularity_is_apptainers_command_line_under_its_name_with_rocm_for_amd
 
 
 def test_podman():
-    argv = task_argv(container("podman", image="docker.io/library/dask:2026.8"), INNER)
+    argv = task_argv(container("podman", image="docker.io/library/dask:2026.8",
+                               watch_dir=f"{STATE}/podman"), INNER)
     task_vars = [word for name in TASK_VARIABLES for word in ("-e", name)]
     assert argv == [
-        "/bin/sh", "-c", f'exec "$0" run --name "{PODMAN_NAME}" "$@"', "podman",
+        "/bin/sh", "-c", PODMAN_START, "podman", f"{STATE}/podman",
         "--rm", "--init", "--network", "host", "--ipc", "host",
         "-v", f"{STATE}:{STATE}", "-v", "/tmp:/tmp", *task_vars,
         "-e", f"DASK_CONFIG={STATE}/config", "-e", "PYTHONNOUSERSITE=1",
         "--device", "nvidia.com/gpu=all", "--workdir", STATE,
-        "docker.io/library/dask:2026.8", *INNER]
+        "docker.io/library/dask:2026.8", INNER[0], "-m", WATCH_MODULE, "--", *INNER]
+    # without a lock directory (the image check): the command as it is, no watcher
+    plain = task_argv(container("podman"), INNER)
+    assert plain[4] == "" and plain[-len(INNER) - 1:] == ["/images/dask.sif", *INNER]
 
 
 def test_podmans_shell_names_each_task_and_passes_every_argument_untouched(tmp_path):
-    """The /bin/sh that starts `podman run`, run for real with a stand-in for podman."""
+    """The /bin/sh that starts `podman run`, run for real with a stand-in for podman that
+    prints its arguments and whether the task's lock is held (by flock(1), not by it)."""
     fake = tmp_path / "podman"
-    fake.write_text("#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done\n")
+    fake.write_text("#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done\n"
+                    "for f in \"$LOCKS\"/*.lock; do flock -n \"$f\" true || echo held; done\n")
     fake.chmod(0o755)
-    argv = task_argv(container("podman", binds=("/a b",), env=(("X", "1 2"),)), ["a b", "$HOME"])
+    locks = tmp_path / "locks dir"
+    argv = task_argv(container("podman", binds=("/a b",), env=(("X", "1 2"),),
+                               watch_dir=str(locks)), ["py", "a b", "$HOME"])
     argv[3] = str(fake)
-    env = {"SLURM_JOB_ID": "77", "SLURM_STEP_ID": "3", "SLURM_PROCID": "5", "PATH": "/bin"}
+    env = {"SLURM_JOB_ID": "77", "SLURM_STEP_ID": "3", "SLURM_PROCID": "5",
+           "PATH": "/usr/bin:/bin", "LOCKS": str(locks)}
     out = subprocess.run(argv, capture_output=True, text=True, env=env, check=True).stdout
-    assert out.splitlines() == ["run", "--name", "dasklaunch-77.3.5", *argv[4:]]
+    lock = f"{locks}/dasklaunch-77.3.5.lock"
+    # held (by flock, not by podman: -o) while podman runs
+    assert out.splitlines() == ["run", "--name", "dasklaunch-77.3.5", "-e",
+                                f"DASKLAUNCH_OUTSIDE_LOCK={lock}", *argv[5:], "held"]
     assert podman_names("77", "3", 6)[5] == "dasklaunch-77.3.5"
+    argv[4] = ""    # no lock directory: podman run alone
+    out = subprocess.run(argv, capture_output=True, text=True, env=env, check=True).stdout
+    assert out.splitlines()[:3] == ["run", "--name", "dasklaunch-77.3.5"]
+    assert "DASKLAUNCH_OUTSIDE_LOCK" not in out
 
 
 def test_podman_gpus_per_vendor_and_none_for_cpu_pools():

@@ -177,8 +177,11 @@ def test_dry_run_with_podman_asked_for(cli, monkeypatch):
     installed(monkeypatch, "podman", "apptainer")
     sched, _ = commands(cli("up", "--dry-run", "--local-tasks", "1", "--container",
                             "docker.io/daskdev/dask:2026.8", "--container-runtime", "podman"))
-    assert sched[:5] == ["/bin/sh", "-c", sched[2], "podman", "--rm"]
+    assert sched[:6] == ["/bin/sh", "-c", sched[2], "podman", sched[4], "--rm"]
+    assert sched[4].endswith("/podman")          # the tasks' lock files, in the state dir
     assert "--init" in sched and sched[sched.index("--network") + 1] == "host"
+    image = sched.index("docker.io/daskdev/dask:2026.8")
+    assert sched[image + 2:image + 5] == ["-m", "dasklaunch.launch.container_watch", "--"]
 
 
 def test_dry_run_inside_an_allocation_with_pyxis(cli, monkeypatch):

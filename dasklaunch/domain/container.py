@@ -156,7 +156,9 @@ class ContainerJob:
         return Container(runtime=self.runtime, image=image, binds=(*self.binds, *binds),
                          env=tuple(sorted(env.items())),
                          gpus=self.gpu_vendor if gpus else None, workdir=self.workdir,
-                         args=self.args)
+                         args=self.args,
+                         watch_dir=(f"{self.workdir}/podman"
+                                    if self.runtime == "podman" and self.workdir else None))
 
     def wrap(self, image: str | None, argv: Sequence[str], env: Mapping[str, str], *,
              gpus: bool, binds: Sequence[str] = ()

@@ -47,7 +47,20 @@ TASK_VARIABLES = ("SLURM*", "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "ROCR_V
 # One name per task, from Slurm's ids (unique per job, step and task; a restarted pool is a new
 # step), set by the shell that starts `podman run`; outside Slurm, the shell's pid.
 PODMAN_NAME = "dasklaunch-${SLURM_JOB_ID:-local}.${SLURM_STEP_ID:-$$}.${SLURM_PROCID:-0}"
-PODMAN_START = f'exec "$0" run --name "{PODMAN_NAME}" "$@"'
+# The task's shell: $0 podman, $1 the directory of the tasks' lock files ('' for none), then
+# `podman run`'s arguments. With a directory it becomes flock(1) holding DIR/NAME.lock while
+# `podman run` runs (-o: the lock's descriptor is not passed on, so only the task holds it):
+# the container's watcher (launch/container_watch.py) SIGKILLs the command inside once the
+# lock is free, which is when Slurm has killed the task. flock ignores the signals `podman
+# run` passes on, so that a SIGTERM drains as without a container.
+_PODMAN_INNER = ('trap - TERM INT HUP; p=$1; n=$2; l=$3; shift 3; '
+                 'exec "$p" run --name "$n" -e DASKLAUNCH_OUTSIDE_LOCK="$l" "$@"')
+PODMAN_START = (f'n="{PODMAN_NAME}"; d=$1; shift; '
+                'if [ -z "$d" ]; then exec "$0" run --name "$n" "$@"; fi; '
+                'mkdir -p "$d" || exit; trap "" TERM INT HUP; '
+                f'exec flock -o "$d/$n.lock" /bin/sh -c \'{_PODMAN_INNER}\' sh "$0" "$n" '
+                '"$d/$n.lock" "$@"')
+WATCH_MODULE = "dasklaunch.launch.container_watch"
 # The characters that end a path in each runtime's bind syntax.
 BIND_SEPARATORS = {"apptainer": ":,", "singularity": ":,", "podman": ":", "pyxis": ":,"}
 APPTAINER_GPUS = {"nvidia": ("--nv",), "amd": ("--rocm",), "intel": ()}
@@ -68,6 +81,7 @@ class Container:
     gpus: str | None = None                   # the vendor whose GPUs it gets; None: none
     workdir: str | None = None
     args: tuple[str, ...] = ()                # --container-arg, before the image
+    watch_dir: str | None = None              # podman: the tasks' lock files (see PODMAN_START)
 
 
 def task_argv(container: Container, argv: Sequence[str]) -> list[str]:
@@ -99,10 +113,11 @@ def apptainer_argv(container: Container, argv: Sequence[str]) -> list[str]:
 
 def podman_argv(container: Container, argv: Sequence[str]) -> list[str]:
     """`podman run` as each task runs it: through /bin/sh, which names the container from the
-    task's Slurm ids (PODMAN_NAME) and then becomes `podman run` (exec: Slurm's signals reach
-    it as before); the other arguments pass through it untouched ("$@")."""
-    out = ["/bin/sh", "-c", PODMAN_START, "podman", "--rm", "--init", "--network", "host",
-           "--ipc", "host"]
+    task's Slurm ids (PODMAN_NAME) and then becomes flock(1) and `podman run` (PODMAN_START);
+    the other arguments pass through it untouched ("$@"). With a watch_dir the command runs
+    under the watcher, which ends it when the task outside is killed."""
+    out = ["/bin/sh", "-c", PODMAN_START, "podman", container.watch_dir or "", "--rm", "--init",
+           "--network", "host", "--ipc", "host"]
     for path in bind_paths(container):
         out += ["-v", f"{path}:{path}"]
     for name in TASK_VARIABLES:
@@ -112,6 +127,8 @@ def podman_argv(container: Container, argv: Sequence[str]) -> list[str]:
     out += PODMAN_GPUS.get(container.gpus or "", ())
     if container.workdir:
         out += ["--workdir", container.workdir]
+    if container.watch_dir and argv:    # argv[0]: the image's Python
+        argv = [argv[0], "-m", WATCH_MODULE, "--", *argv]
     return [*out, *container.args, container.image, *argv]
 
 

@@ -103,8 +103,8 @@ class SlurmLauncher(Launcher):
 
     def remove_containers(self, step: StepRun, step_id: str) -> None:
         """Podman's containers run under conmon, outside what scancel ends: each is removed by
-        its name (domain/container_argv.PODMAN_NAME) on the step's nodes. Not yet verified on
-        a real Podman (docs/containers.md)."""
+        its name (domain/container_argv.PODMAN_NAME) on the step's nodes: a second line behind
+        the watcher in each container (launch/container_watch.py), which ends it already."""
         argv = podman_cleanup_argv(step, step_id, self.job_id, self.first_node)
         if argv:
             queue.run_quietly(argv)

@@ -1,0 +1,79 @@
+"""Inside a Podman container: runs a step's command, passes it the signals the container gets,
+and SIGKILLs it when the Slurm task outside has been killed.
+
+Podman's containers run under conmon, outside the task's process tree: Slurm's SIGKILL of a
+step (scancel, the end of the job, a time limit) ends `podman run` and leaves the container
+running. The task's shell holds a lock on a file in the job's state dir for as long as it
+lives (flock(1); domain/container_argv.podman_argv); the kernel releases it when the task is
+killed, whatever the signal. This process, the container's command (under podman's --init),
+polls that lock and, once it is free, does inside what Slurm did outside: SIGKILL to the
+command's process group. SIGTERM and the other signals Slurm sends (through `podman run`'s
+signal proxy and the init) go to the same group, as Slurm sends them to a step's processes.
+
+No Dask import: it is started in the image before each node launcher or scheduler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+
+LOCK_VARIABLE = "DASKLAUNCH_OUTSIDE_LOCK"
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+             signal.SIGUSR2)
+POLL_S = 1.0
+
+
+def outside_gone(lock_path: str) -> bool:
+    """Whether the task outside released its lock (it ended, or was killed). A missing file
+    counts as gone: the state dir was removed under a running container."""
+    try:
+        fd = os.open(lock_path, os.O_RDONLY)
+    except FileNotFoundError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)    # drops the lock, if taken
+    return True
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signum)
+
+
+def run(argv: list[str], lock_path: str | None) -> int:
+    child = subprocess.Popen(argv, start_new_session=True)
+    for signum in FORWARDED:
+        signal.signal(signum, lambda sig, _frame: _signal_group(child.pid, sig))
+    while True:
+        try:
+            code = child.wait(timeout=POLL_S)
+            return code if code >= 0 else 128 - code
+        except subprocess.TimeoutExpired:
+            pass
+        if lock_path and outside_gone(lock_path):
+            _signal_group(child.pid, signal.SIGKILL)
+            child.wait()
+            return 128 + signal.SIGKILL
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["--"]:
+        args = args[1:]
+    if not args:
+        print("usage: python -m dasklaunch.launch.container_watch -- COMMAND...", file=sys.stderr)
+        return 2
+    return run(args, os.environ.pop(LOCK_VARIABLE, None))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
