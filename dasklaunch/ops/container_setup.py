@@ -3,9 +3,10 @@ what the job's containers share (domain/container.ContainerJob) for plan_steps.
 
 The check runs one short program in each image with the runtime and options the steps will
 use (domain/image_check.py builds it and reads its answer): it is the one part here that needs
-a real runtime, kept to one command per image. Not yet verified on a real Apptainer, Podman or
-Pyxis (docs/containers.md): in particular, a check that times out is killed by pid, and a
-Podman container it started lives under conmon, which that kill does not reach.
+a real runtime, kept to one command per image. Run on a real Podman (tests/slurm/
+test_containers_slurm.py), not yet on a real Apptainer or Pyxis (docs/containers.md). A check
+that times out is killed by pid, and a Podman container it started lives under conmon, which
+that kill does not reach (the check runs without the watcher: it has no state dir yet).
 """
 
 from __future__ import annotations
@@ -87,8 +88,10 @@ def container_job(opts: UpOptions, layout: Layout, *, state_dir: Path | str, job
 
 def check_argv(job: ContainerJob, image: str, job_id: str) -> list[str]:
     """The check's command line: the image's python3 run as the steps run (Pyxis: in a
-    one-task step of the job)."""
-    container = job.container(image, CONTAINER_ENV, gpus=False)
+    one-task step of the job), but with nothing bound: the job's state dir does not exist
+    yet when it runs, and a runtime refuses to bind a missing path."""
+    container = replace(job.container(image, CONTAINER_ENV, gpus=False), binds=(), workdir=None,
+                        watch_dir=None)
     if job.runtime == "pyxis":
         return srun_once_argv(job_id, srun_options(container), check_command())
     return task_argv(container, check_command())
