@@ -69,9 +69,9 @@ class Slurm:
         return path
 
     def salloc(self, body: str, *salloc_args: str, timeout: float = 240,
-               state_dir: Path | None = None) -> dict:
+               state_dir: Path | None = None, env: dict | None = None) -> dict:
         script = self.driver(body)
-        env = {"DASKLAUNCH_STATE_DIR": str(state_dir or self.state_dir)}
+        env = {**(env or {}), "DASKLAUNCH_STATE_DIR": str(state_dir or self.state_dir)}
         result = self.run(["timeout", str(int(timeout)), "salloc", *salloc_args,
                            sys.executable, str(script)], timeout=timeout + 30, env=env)
         return self._result(result)
