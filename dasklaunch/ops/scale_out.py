@@ -12,7 +12,6 @@ import shlex
 import signal
 import sys
 import threading
-from collections.abc import Mapping
 from pathlib import Path
 
 from ..domain.dask_argv import NODE_LAUNCHER, drain_args, start_method
@@ -52,12 +51,6 @@ def _import_dask_jobqueue():
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, previous)
     return dask_jobqueue
-
-
-def worker_job_exports(env: Mapping[str, str]) -> list[str]:
-    """What the job's own worker steps get in their environment (worker_env: the job's profile,
-    --start-method, variables dasklaunch was told to set), as lines for the job script."""
-    return [f"export {name}={shlex.quote(value)}" for name, value in sorted(env.items())]
 
 
 def pool_shape(record: ClusterRecord, pool: str) -> dict:
@@ -144,7 +137,9 @@ def worker_job_script(record: ClusterRecord, state: StateDir, *, name: str, core
     if contained:
         step, command, env = contained.wrap(image, command, env,
                                             gpus=bool(shape and shape["gpus_per_worker"]))
-    kwargs["job_script_prologue"] = job_script_prologue() + worker_job_exports(env)
+    # the worker steps' environment (the job's profile, --start-method, variables to set)
+    kwargs["job_script_prologue"] = job_script_prologue() + [
+        f"export {name}={shlex.quote(value)}" for name, value in sorted(env.items())]
     # dask-jobqueue appends the worker's own arguments: they reach `dask worker` in the image
     python = shlex.join([*worker_job_step_argv(cores), *step, *command])
     job = jq.SLURMJob(scheduler=record.address, name=name, job_name=name, cores=cores,
