@@ -114,17 +114,39 @@ def test_leader_drains_before_passing_sigterm_on_once(restore_signals):
                       ("send", signal.SIGTERM), ("send", signal.SIGINT)]
 
 
-def test_a_signal_during_the_drain_is_passed_on_at_once_and_only_once(restore_signals):
+def test_a_signal_during_the_drain_is_passed_on_at_once_and_only_once(restore_signals,
+                                                                     monkeypatch):
     events = []
+    clock = iter([100.0, 105.0])
+    monkeypatch.setattr(proc, "monotonic", lambda: next(clock))
 
     def slow_drain(signum):
         events.append("drain starts")
-        signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)  # Slurm's second SIGTERM
+        signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)  # a second scancel, 5 s later
         events.append("drain ends")
 
     proc.on_signals(lambda s: events.append(f"send {s}"), slow_drain)
     signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
     assert events == ["drain starts", f"send {signal.SIGTERM}", "drain ends"]
+
+
+def test_a_copy_of_the_first_sigterm_does_not_cut_the_drain_short(restore_signals,
+                                                                  monkeypatch):
+    """In an Apptainer container the launcher gets each SIGTERM twice, from Slurm and from
+    Apptainer's runtime parent, milliseconds apart: the copy must not pass the signal on
+    before the drain (which it did: the workers closed, the drain found none connected)."""
+    events = []
+    clock = iter([100.0, 100.004])
+    monkeypatch.setattr(proc, "monotonic", lambda: next(clock))
+
+    def slow_drain(signum):
+        events.append("drain starts")
+        signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)   # the runtime's copy
+        events.append("drain ends")
+
+    proc.on_signals(lambda s: events.append(f"send {s}"), slow_drain, term_as=signal.SIGINT)
+    signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+    assert events == ["drain starts", "drain ends", f"send {signal.SIGINT}"]
 
 
 def test_workers_that_leave_sigterm_to_the_leader_get_sigint_after_the_drain(restore_signals):

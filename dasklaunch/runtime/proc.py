@@ -157,19 +157,31 @@ def start_child(argv: list[str], env: dict[str, str] | None = None,
         raise CommandError(f"command not found: {argv[0]}") from None
 
 
+# A SIGTERM this soon after the one that started a drain is a copy of it, not a second
+# request: Slurm signals every process of a step, and Apptainer's runtime parent passes the
+# SIGTERM it gets on to its container's process, so a node launcher in an Apptainer container
+# gets each scancel twice, milliseconds apart.
+DUPLICATE_TERM_S = 1.0
+monotonic = time.monotonic      # the clock on_signals reads
+
+
 def on_signals(send, before_term=None, term_as: int = signal.SIGTERM) -> None:
     """Handle SIGTERM/SIGINT by calling send(signum) once per signal received, as srun passes
     them on to its tasks. `before_term(signum)` runs before the first SIGTERM is passed on (the
     node launcher drains its workers there); a signal that arrives meanwhile is passed on at
-    once, and the first SIGTERM is then not passed on a second time. SIGTERM is passed on as
-    `term_as` (SIGINT to workers that leave SIGTERM to their launcher: launch/shield.py)."""
-    state = {"before": before_term, "sent_during": False, "busy": False}
+    once (a SIGTERM within DUPLICATE_TERM_S of the first is the same one, and is dropped), and
+    the first SIGTERM is then not passed on a second time. SIGTERM is passed on as `term_as`
+    (SIGINT to workers that leave SIGTERM to their launcher: launch/shield.py)."""
+    state = {"before": before_term, "sent_during": False, "busy": False, "first_term": 0.0}
 
     def pass_on(signum):
         send(term_as if signum == signal.SIGTERM else signum)
 
     def handler(signum, _frame):
         if state["busy"]:
+            if (signum == signal.SIGTERM
+                    and monotonic() - state["first_term"] < DUPLICATE_TERM_S):
+                return
             state["sent_during"] = True
             pass_on(signum)
             return
@@ -177,6 +189,7 @@ def on_signals(send, before_term=None, term_as: int = signal.SIGTERM) -> None:
         if hook is not None:
             state["before"] = None
             state["busy"] = True
+            state["first_term"] = monotonic()
             try:
                 hook(signum)
             finally:
