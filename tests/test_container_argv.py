@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import shlex
+import signal
 import subprocess
 import sys
 
@@ -90,7 +91,8 @@ def test_podmans_shell_names_each_task_and_passes_every_argument_untouched(tmp_p
     prints its arguments and whether the task's lock is held (by flock(1), not by it)."""
     fake = tmp_path / "podman"
     fake.write_text("#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done\n"
-                    "for f in \"$LOCKS\"/*.lock; do flock -n \"$f\" true || echo held; done\n")
+                    "for f in \"$LOCKS\"/*.lock; do flock -n \"$f\" true || echo held; done\n"
+                    "awk '/^SigIgn/ {print \"SigIgn\", $2}' /proc/self/status\n")
     fake.chmod(0o755)
     locks = tmp_path / "locks dir"
     argv = task_argv(container("podman", binds=("/a b",), env=(("X", "1 2"),),
@@ -99,6 +101,14 @@ def test_podmans_shell_names_each_task_and_passes_every_argument_untouched(tmp_p
     env = {"SLURM_JOB_ID": "77", "SLURM_STEP_ID": "3", "SLURM_PROCID": "5",
            "PATH": "/usr/bin:/bin", "LOCKS": str(locks)}
     out = subprocess.run(argv, capture_output=True, text=True, env=env, check=True).stdout
+    # podman gets TERM, INT and HUP back at their defaults (flock ignores them), where env(1)
+    # can give them back
+    ignored = int(out.splitlines()[-1].split()[1], 16)
+    out = "\n".join(out.splitlines()[:-1]) + "\n"
+    env_resets = subprocess.run(["env", "--default-signal=TERM", "true"], capture_output=True)
+    if env_resets.returncode == 0:
+        assert not ignored & (1 << (signal.SIGTERM - 1) | 1 << (signal.SIGINT - 1)
+                              | 1 << (signal.SIGHUP - 1))
     lock = f"{locks}/dasklaunch-77.3.5.lock"
     # held (by flock, not by podman: -o) while podman runs
     assert out.splitlines() == ["run", "--name", "dasklaunch-77.3.5", "-e",

@@ -44,6 +44,14 @@ def held(groups, lock) -> subprocess.Popen:
     return holder
 
 
+def wait_for(condition, watcher, timeout: float = 30) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        assert watcher.poll() is None, f"the watcher ended first (exit {watcher.returncode})"
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.05)
+
+
 def alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:
@@ -58,14 +66,33 @@ def test_a_killed_task_outside_ends_the_command_inside(groups, tmp_path):
     pidfile = tmp_path / "child.pid"
     watcher = start(groups, [*WATCH, "sh", "-c", f'echo $$ > "{pidfile}"; exec sleep 60'],
                     env={**os.environ, LOCK_VARIABLE: str(lock)})
-    while not pidfile.exists() or not pidfile.read_text().strip():
-        time.sleep(0.05)
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), watcher)
     child = int(pidfile.read_text())
     time.sleep(1.5)                                  # a poll or two: the lock is still held
     assert watcher.poll() is None and alive(child)
     os.kill(holder.pid, signal.SIGKILL)              # as Slurm kills a step
     assert watcher.wait(timeout=15) == 128 + signal.SIGKILL
     assert not alive(child)
+
+
+def test_a_signal_before_the_command_started_is_passed_on(groups, tmp_path):
+    """SIGTERM at once: either the handlers were in (passed on: the command's exit code comes
+    back) or Python had not started (the default action): never the watcher gone and the
+    command left running."""
+    pidfile = tmp_path / "child.pid"
+    for _ in range(5):
+        pidfile.unlink(missing_ok=True)
+        watcher = start(groups, [*WATCH, "sh", "-c", f'echo $$ > "{pidfile}"; exec sleep 30'])
+        time.sleep(0.05)
+        watcher.send_signal(signal.SIGTERM)
+        code = watcher.wait(timeout=30)
+        assert code in (128 + signal.SIGTERM, -signal.SIGTERM), code
+        if pidfile.exists() and pidfile.read_text().strip():
+            child = int(pidfile.read_text())
+            deadline = time.time() + 10
+            while alive(child) and time.time() < deadline:
+                time.sleep(0.05)
+            assert not alive(child)
 
 
 def test_signals_reach_the_commands_group_and_its_exit_code_comes_back(groups, tmp_path):
@@ -75,8 +102,7 @@ def test_signals_reach_the_commands_group_and_its_exit_code_comes_back(groups, t
     watcher = start(groups, [*WATCH, "sh", "-c",
                              f'trap "exit 7" TERM; touch "{ready}"; while :; do sleep 0.1; done'],
                     env={**os.environ, LOCK_VARIABLE: str(lock)})
-    while not ready.exists():
-        time.sleep(0.05)
+    wait_for(ready.exists, watcher)
     watcher.send_signal(signal.SIGTERM)              # podman's proxy, then its init, send it here
     assert watcher.wait(timeout=15) == 7
 

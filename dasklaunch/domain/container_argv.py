@@ -17,8 +17,9 @@ chooses the runtime).
   in: dasklaunch's variables go as -e NAME=VALUE, the per-task ones by name (-e NAME,
   -e PREFIX*: podman takes their values from the task's environment).
 
-Checked against the runtimes' documented flags, not yet run on a real runtime (see
-docs/containers.md): apptainer-exec(1): --bind src[:dest[:opts]] (comma-separated lists),
+Checked against the runtimes' documented flags, and run under Slurm with a real Podman 4.3 and
+Apptainer 1.4.5 (tests/slurm/test_containers_slurm.py; see docs/containers.md):
+apptainer-exec(1): --bind src[:dest[:opts]] (comma-separated lists),
 --env (a map flag, pflag's stringToString: an item with one '=' as given, else read as one CSV
 record), --nv, --rocm, --pwd, --cleanenv, --containall, --no-home, --userns; podman-run(1):
 --rm, --init, --name, --network host, --ipc host, -v, -e NAME=VALUE, -e NAME and -e PREFIX*
@@ -53,8 +54,14 @@ PODMAN_NAME = "dasklaunch-${SLURM_JOB_ID:-local}.${SLURM_STEP_ID:-$$}.${SLURM_PR
 # the container's watcher (launch/container_watch.py) SIGKILLs the command inside once the
 # lock is free, which is when Slurm has killed the task. flock ignores the signals `podman
 # run` passes on, so that a SIGTERM drains as without a container.
-_PODMAN_INNER = ('trap - TERM INT HUP; p=$1; n=$2; l=$3; shift 3; '
-                 'exec "$p" run --name "$n" -e DASKLAUNCH_OUTSIDE_LOCK="$l" "$@"')
+# A POSIX sh cannot give back a signal that was ignored when it started: env(1) does, where it
+# has --default-signal (coreutils 8.31+). Without it podman still drains on SIGTERM (Go's
+# runtime catches what its signal proxy asks for, ignored or not); a podman wrapper script
+# would not, and its tasks end at Slurm's SIGKILL instead.
+_PODMAN_INNER = ('p=$1; n=$2; l=$3; shift 3; set -- run --name "$n" '
+                 '-e DASKLAUNCH_OUTSIDE_LOCK="$l" "$@"; '
+                 'if env --default-signal=TERM true 2>/dev/null; then '
+                 'exec env --default-signal=TERM,INT,HUP "$p" "$@"; fi; exec "$p" "$@"')
 PODMAN_START = (f'n="{PODMAN_NAME}"; d=$1; shift; '
                 'if [ -z "$d" ]; then exec "$0" run --name "$n" "$@"; fi; '
                 'mkdir -p "$d" || exit; trap "" TERM INT HUP; '
