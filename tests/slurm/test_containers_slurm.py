@@ -51,11 +51,10 @@ def podman_confs(path: Path):
         yield path
 
 
-@pytest.fixture(scope="module")
-def image(tmp_path_factory) -> dict:
-    """The test image in Podman, and the environment its runs need."""
+def build(*args: str) -> dict:
+    """scripts/container-image ARGS (needs root and debootstrap): its KEY=VALUE lines."""
     if Path("/.dasklaunch-root").exists():
-        pytest.skip("the container tests run the host's Podman, on the 22.05 testbed")
+        pytest.skip("the container tests run on the host, on the 22.05 testbed")
     missing = [tool for tool in ("podman", "debootstrap") if shutil.which(tool) is None]
     if missing or os.geteuid() != 0:
         why = (f"{' and '.join(missing)} not installed" if missing
@@ -63,18 +62,42 @@ def image(tmp_path_factory) -> dict:
         if os.environ.get("DASKLAUNCH_REQUIRE_SLURM") == "1":
             pytest.fail(f"{why}; scripts/test installs Podman and debootstrap as root")
         pytest.skip(why)
-    built = subprocess.run([str(IMAGE_SCRIPT), "build"], capture_output=True, text=True,
+    built = subprocess.run([str(IMAGE_SCRIPT), *args], capture_output=True, text=True,
                            timeout=1200, stdin=subprocess.DEVNULL)
     assert built.returncode == 0, built.stderr[-3000:]
     print("\n" + built.stderr.strip())
-    facts = dict(line.split("=", 1) for line in built.stdout.split())
+    return dict(line.split("=", 1) for line in built.stdout.split())
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory) -> dict:
+    """The test image in Podman, and the environment its runs need."""
+    facts = build("build")
     for conf in podman_confs(tmp_path_factory.mktemp("podman") / "containers.conf"):
         env = {"CONTAINERS_CONF": str(conf)}
         probe = podman("run", "--rm", facts["podman"], "true", env=env)
         if probe.returncode == 0:
             break
     assert probe.returncode == 0, f"podman cannot run the test image: {probe.stderr}"
-    return {"name": facts["podman"], "env": env}
+    return {"name": facts["podman"], "env": env, "runtime": "podman",
+            "args": ["--container-runtime", "podman"]}
+
+
+@pytest.fixture(scope="module")
+def apptainer_image() -> dict:
+    """The same image as Apptainer runs it (its directory, a sandbox image), with the
+    `apptainer` command scripts/container-image makes: Apptainer 1.4.5 from Debian sid (the
+    host's glibc is too old for it), entered with pivot_root; --userns, as this sandbox needs."""
+    facts = build("build")
+    path = build("apptainer")["path"]
+    return {"name": facts["dir"], "env": {"PATH": f"{path}:{os.environ['PATH']}"},
+            "runtime": "apptainer",
+            "args": ["--container-runtime", "apptainer", "--container-arg=--userns"]}
+
+
+@pytest.fixture(params=["podman", "apptainer"])
+def runtime_image(request) -> dict:
+    return request.getfixturevalue("image" if request.param == "podman" else "apptainer_image")
 
 
 def leftovers(job_id: str) -> dict:
@@ -132,14 +155,15 @@ def outcome(client, futures):
 '''
 
 
-def test_cluster_in_podman_image_drains_restarts_and_leaves_nothing(slurm, image):
+def test_cluster_in_an_image_drains_restarts_and_leaves_nothing(slurm, runtime_image):
+    image = runtime_image
     mounts_before = overlay_mounts()
     env = image["env"]
     result = slurm.salloc(CLIENT + f'''
 start = time.time()
 facts = json.loads(dl("up", "--interface", "lab0", "--container", {image["name"]!r},
-                      "--container-runtime", "podman", "--pool", "a:nodes=1",
-                      "--pool", "b:nodes=2", "--json").stdout)
+                      *{image["args"]!r}, "--pool", "a:nodes=1", "--pool", "b:nodes=2",
+                      "--json").stdout)
 out["ready_s"] = time.time() - start
 out["up_stderr"] = facts
 with dasklaunch.connect(timeout="30s") as client:
@@ -157,8 +181,9 @@ with dasklaunch.connect(timeout="30s") as client:
     outcome(client, futures)
     out["drains"] = json.loads(dl("status", "--json").stdout)["drains"]
     client.cancel(futures)
-    # SIGKILL to pool b's step (an OOM storm): the step ends, and its containers with it (they
-    # run under conmon, outside the step: their watcher ends them)
+    # SIGKILL to pool b's step (an OOM storm): the step ends, and its containers with it
+    # (Podman's run under conmon, outside the step: their watcher ends them; Apptainer's are
+    # processes of the step)
     pool_b = [p for p in record()["pools"] if p["pool"] == "b"][0]
     listed = sh("squeue", "--noheader", "--steps", "--format=%i %j").splitlines()
     step = [s.split()[0] for s in listed if s.split()[1] == pool_b["name"]][0]
@@ -166,7 +191,8 @@ with dasklaunch.connect(timeout="30s") as client:
     killed = "dasklaunch-" + step + "."
     start = time.time()
     deadline = start + 30
-    while time.time() < deadline:
+    names = []
+    while {image["runtime"]!r} == "podman" and time.time() < deadline:
         names = sh("podman", "ps", "--all", "--format", "{{{{.Names}}}}").split()
         if not any(name.startswith(killed) for name in names):
             break
@@ -179,14 +205,18 @@ with dasklaunch.connect(timeout="30s") as client:
         time.sleep(0.5)
     out["killed_step"] = step
     out["restart_b"] = json.loads(dl("restart-workers", "--pool", "b", "--json").stdout)
-    out["after_restart"] = sorted(sh("podman", "ps", "--format", "{{{{.Names}}}}").split())
+    if {image["runtime"]!r} == "podman":
+        out["after_restart"] = sorted(sh("podman", "ps", "--format", "{{{{.Names}}}}").split())
+    else:
+        out["after_restart"] = []
     out["workers_after"] = len(client.scheduler_info()["workers"])
 dl("down")
 ''', "-N3", "-n3", timeout=420, env=env)
     job = result["job_id"]
-    print(f"\ncontainer figures: up to ready {result['ready_s']:.1f} s (3 nodes, 2 pools, "
-          f"Podman); SIGKILLed step's containers gone {result['containers_gone_s']:.1f} s after "
-          f"scancel; restart-workers --pool a {result['restart_a']}; drains {result['drains']}")
+    print(f"\ncontainer figures ({image['runtime']}): up to ready {result['ready_s']:.1f} s "
+          f"(3 nodes, 2 pools); SIGKILLed step's containers gone "
+          f"{result['containers_gone_s']:.1f} s after scancel; restart-workers --pool a "
+          f"{result['restart_a']}; drains {result['drains']}")
     image_os = {w["os"] for w in result["workers"]} | {result["scheduler"]["os"]}
     assert image_os == {"Debian GNU/Linux 13 (trixie)"} and HOST_OS not in image_os
     pythons = {w["python"] for w in result["workers"]} | {result["scheduler"]["python"]}
@@ -265,6 +295,8 @@ r = dl("up", "--interface", "lab0", "--container", {image["name"]!r}, "--contain
        "podman", "--dry-run")
 out["text"] = r.stdout
 ''', "-N3", "-n3", timeout=120, env=image["env"])
-    assert "podman --rm --init --network host" in result["text"], result["text"]
-    assert image["name"] in result["text"]
+    text = result["text"]
+    assert "/podman --rm --init --network host --ipc host" in text, text   # after the lock dir
+    # (the image's python3: --dry-run runs no check, which would find its path)
+    assert f"{image['name']} python3 -m dasklaunch.launch.container_watch -- python3 -m" in text
     assert sys.executable not in result["text"].split(image["name"], 1)[1].splitlines()[0]
