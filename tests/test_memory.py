@@ -301,8 +301,9 @@ def test_override_keeps_the_spelling_already_used():
                               "expected the node content, but found '<stream end>'"),
     ("worker.memory.pause.x=1", "--set worker.memory.pause.x: distributed.worker.memory.pause "
                                 "is 0.8, not a mapping"),
-    ("dasklaunch.a.b=1", "--set dasklaunch.a.b: sizing hints are "
-                         "dasklaunch.<layout|memory-fraction|memory-limit|pools>"),
+    ("dasklaunch.a.b=1", "--set dasklaunch.a.b: dasklaunch's own profile keys are "
+                         "dasklaunch.<layout|memory-fraction|memory-limit|pools|container|"
+                         "container-runtime>"),
 ])
 def test_override_errors(assignment, message):
     with pytest.raises(UsageError) as err:
@@ -315,10 +316,10 @@ def test_override_errors(assignment, message):
 def test_profile_hints():
     assert load.profile_hints(load.load_profile("seed")) == {
         "layout": "per-node", "pools": (), "memory_fraction": 0.9, "memory_limit": None,
-        "rmm_pool_size": None}
+        "rmm_pool_size": None, "container": None, "container_runtime": None}
     assert load.profile_hints(load.load_profile("dask-default")) == {
         "layout": None, "pools": (), "memory_fraction": None, "memory_limit": None,
-        "rmm_pool_size": None}
+        "rmm_pool_size": None, "container": None, "container_runtime": None}
 
 
 def test_a_profile_may_describe_pools(tmp_path):

@@ -110,7 +110,7 @@ def test_pool_spec():
     ("gpu:nodez=2", "unknown key 'nodez' (keys: nodes, het-group, ntasks-per-node, nworkers, "
                     "nthreads, memory-limit, gpus-per-worker, resources, worker-class, "
                     "local-directory, worker-arg, share, gpu-tasks, dask-cuda, rmm-pool-size, "
-                    "device-memory-limit, cudf-spill; did you mean nodes?)"),
+                    "device-memory-limit, cudf-spill, container; did you mean nodes?)"),
     ("gpu:nodes", "'nodes' is not KEY=VALUE"),
     ("1gpu:nodes=1", "a pool is NAME:KEY=VALUE,..."),
     ("gpu:nthreads=0", "nthreads takes a whole number >= 1, not '0'"),

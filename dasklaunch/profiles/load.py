@@ -207,7 +207,7 @@ def apply_overrides(profile: Profile, assignments: Iterable[str]) -> Profile:
         parts = key.split(".")
         if parts[0] == "dasklaunch":
             if len(parts) != 2:
-                raise UsageError(f"--set {key}: sizing hints are "
+                raise UsageError(f"--set {key}: dasklaunch's own profile keys are "
                                  f"dasklaunch.<{'|'.join(HINT_KEYS)}>")
             hints[parts[1].replace("_", "-")] = value
             continue
