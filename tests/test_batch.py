@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_lines import one_error_line
 from procs import _clean_env, group_alive, recorded_groups
 from typer.testing import CliRunner
 
@@ -356,12 +357,6 @@ def test_failed_up_skips_the_command_but_not_down(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ CLI
-
-def one_error_line(result) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("dasklaunch: error: ")
-    return lines[0]
 
 
 def test_dry_run_prints_the_script(cli):

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_lines import one_error_line
 from typer.testing import CliRunner
 
 from dasklaunch.cli.app import app
@@ -19,12 +20,6 @@ def cli(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("DASKLAUNCH_STATE_DIR", str(tmp_path / "state"))
     return cli
 
-
-def one_error_line(result) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("dasklaunch: error: ")
-    return lines[0]
 
 
 def test_help_lists_every_command(cli):

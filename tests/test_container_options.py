@@ -5,6 +5,7 @@ bad values are one line (exit 2) before anything starts or is submitted."""
 from __future__ import annotations
 
 import pytest
+from cli_lines import one_error_line
 
 from dasklaunch.domain.container import (
     check_container_options,
@@ -26,12 +27,6 @@ def cli(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("DASKLAUNCH_STATE_DIR", str(tmp_path / "state"))
     return cli
 
-
-def one_error_line(result) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("dasklaunch: error: ")
-    return lines[0]
 
 
 BAD = [
