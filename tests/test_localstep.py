@@ -47,9 +47,11 @@ def test_a_graceful_stop_reaches_each_task_once_through_the_leader(tmp_path):
 
 def test_tasks_get_their_rank_and_the_step_name(tmp_path):
     plan = StepPlan(role="workers", name="dl-workers1-r", placement="tasks", ntasks=3, nnodes=1,
+                    # one write per task (print's pieces, unbuffered, interleave in the shared log)
                     command=(sys.executable, "-c",
-                             "import os; print(os.environ['SLURM_PROCID'],"
-                             " os.environ['SLURM_NTASKS'], os.environ['DASKLAUNCH_STEP'])"),
+                             "import os; e = os.environ; os.write(1, (' '.join(["
+                             "e['SLURM_PROCID'], e['SLURM_NTASKS'], e['DASKLAUNCH_STEP']])"
+                             " + '\\n').encode())"),
                     log=str(tmp_path / "step.log"))
     launcher = LocalLauncher("local-test")
     step = launcher.start(plan)
