@@ -3,8 +3,8 @@ what the job's containers share (domain/container.ContainerJob) for plan_steps.
 
 The check runs one short program in each image with the runtime and options the steps will
 use (domain/image_check.py builds it and reads its answer): it is the one part here that needs
-a real runtime, kept to one command per image. Run on a real Podman (tests/slurm/
-test_containers_slurm.py), not yet on a real Apptainer or Pyxis (docs/containers.md). A check
+a real runtime, kept to one command per image. Run on a real Podman and Apptainer
+(tests/slurm/test_containers_slurm.py), not on Pyxis (docs/containers.md). A check
 that times out is killed by pid, and a Podman container it started lives under conmon, which
 that kill does not reach (the check runs without the watcher: it has no state dir yet).
 """
