@@ -7,6 +7,7 @@ groups are signalled only by the process-group id we created.
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 import signal
@@ -160,33 +161,40 @@ def start_child(argv: list[str], env: dict[str, str] | None = None,
 # A SIGTERM this soon after the one that started a drain is a copy of it, not a second
 # request: Slurm signals every process of a step, and Apptainer's runtime parent passes the
 # SIGTERM it gets on to its container's process, so a node launcher in an Apptainer container
-# gets each scancel twice, milliseconds apart.
+# gets each scancel twice, up to a few hundred milliseconds apart on a loaded node.
 DUPLICATE_TERM_S = 1.0
 monotonic = time.monotonic      # the clock on_signals reads
+# The drain's start time until the clock is read: Python runs a pending handler at that very
+# call (after any builtin call), so a copy arriving then must already see the drain started.
+STARTING = math.inf
 
 
 def on_signals(send, before_term=None, term_as: int = signal.SIGTERM) -> None:
     """Handle SIGTERM/SIGINT by calling send(signum) once per signal received, as srun passes
     them on to its tasks. `before_term(signum)` runs before the first SIGTERM is passed on (the
     node launcher drains its workers there); a signal that arrives meanwhile is passed on at
-    once (a SIGTERM within DUPLICATE_TERM_S of the first is the same one, and is dropped), and
-    the first SIGTERM is then not passed on a second time. SIGTERM is passed on as `term_as`
-    (SIGINT to workers that leave SIGTERM to their launcher: launch/shield.py)."""
-    state = {"before": before_term, "sent_during": False, "busy": False, "first_term": 0.0}
+    once, and the first SIGTERM is then not passed on a second time. A SIGTERM within
+    DUPLICATE_TERM_S of the one that started the drain is the same one, and is dropped, during
+    the drain or after it. SIGTERM is passed on as `term_as` (SIGINT to workers that leave
+    SIGTERM to their launcher: launch/shield.py)."""
+    state = {"before": before_term, "sent_during": False, "busy": False,
+             "first_term": -math.inf}
 
     def pass_on(signum):
         send(term_as if signum == signal.SIGTERM else signum)
 
     def handler(signum, _frame):
+        if (signum == signal.SIGTERM
+                and monotonic() - state["first_term"] < DUPLICATE_TERM_S):
+            return
         if state["busy"]:
-            if (signum == signal.SIGTERM
-                    and monotonic() - state["first_term"] < DUPLICATE_TERM_S):
-                return
             state["sent_during"] = True
             pass_on(signum)
             return
         hook = state["before"] if signum == signal.SIGTERM else None
         if hook is not None:
+            # no call (where a pending handler could run) until busy and the start are set
+            state["first_term"] = STARTING
             state["before"] = None
             state["busy"] = True
             state["first_term"] = monotonic()
