@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from dasklaunch.domain.job_scaling import (
     WAITING_STATES,
     JobLoad,
+    idle_jobs_to_close,
     job_loads,
     job_of_worker,
     job_worker_names,
@@ -85,3 +86,29 @@ def test_loads_come_from_the_schedulers_worker_records():
     assert loads == [JobLoad("11", "RUNNING", 2, 100), JobLoad("12", "RUNNING", 0, 5),
                      JobLoad("13", "PENDING", 0, 0)]
     assert leaving_order(loads) == ["13", "12", "11"]
+    # the scheduler's live count of tasks given to each worker, when read, wins over metrics
+    loads = job_loads({"11": ("RUNNING", ["dl-scale-7-1"]), "12": ("RUNNING", ["dl-scale-7-2"])},
+                      workers, {"dl-scale-7-2": 4})
+    assert loads == [JobLoad("11", "RUNNING", 0, 100), JobLoad("12", "RUNNING", 4, 5)]
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3), st.integers(0, 10**6)),
+                max_size=8),
+       st.integers(0, 8), st.integers(0, 40))
+def test_adapt_lets_only_whole_idle_jobs_go_and_keeps_the_target(jobs, own, target):
+    """jobs: (connected workers, tasks, bytes) of each worker job; `own`: the scheduler job's
+    workers (the floor)."""
+    loads = [JobLoad(str(i), "RUNNING", busy, stored) for i, (_, busy, stored) in enumerate(jobs)]
+    connected = {str(i): [f"job{i}-{k}" for k in range(n)] for i, (n, _, _) in enumerate(jobs)}
+    workers = own + sum(n for n, _, _ in jobs)
+    names = idle_jobs_to_close(loads, connected, workers, target)
+    gone = {job_id for job_id, members in connected.items() if set(members) & set(names)}
+    # whole jobs, idle ones, each once, and never below the target
+    assert sorted(names) == sorted(n for job_id in gone for n in connected[job_id])
+    assert all(jobs[int(job_id)][1] == 0 for job_id in gone)
+    assert workers - len(names) >= min(target, workers)
+    # and as many as may go: no idle job left that could still go without passing the target
+    kept = [job_id for job_id in connected if job_id not in gone and connected[job_id]
+            and jobs[int(job_id)][1] == 0]
+    assert all(workers - len(names) - len(connected[j]) < target for j in kept)

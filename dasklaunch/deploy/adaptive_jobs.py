@@ -20,6 +20,7 @@ from distributed.core import Status
 from distributed.deploy import Adaptive
 
 from ..domain.job_scaling import (
+    idle_jobs_to_close,
     job_loads,
     job_of_worker,
     job_worker_names,
@@ -246,8 +247,23 @@ class JobAdaptive(Adaptive):
         return await super().recommendations(target)
 
     async def workers_to_close(self, target: int) -> list[str]:
-        names = await super().workers_to_close(target)
-        return [n for n in names if self.cluster._job_of(n) is not None]
+        """The workers of whole, idle worker jobs, down to `target` workers. Not distributed's
+        choice (Scheduler.workers_to_close): it ranks every group of workers, the scheduler
+        job's own among them, by the data they hold, and stops at the first it may not close;
+        when the own workers held the least they came first, were dropped here as the floor,
+        and a worker job holding the results stayed for good."""
+        cluster = self.cluster
+        records = await cluster._worker_records()
+        processing = await cluster.scheduler_comm.processing()
+        by_address = {addr: str(record.get("name")) for addr, record in records.items()}
+        busy = {by_address[addr]: len(keys) for addr, keys in processing.items()
+                if addr in by_address}
+        live = cluster._live_cache
+        present = set(by_address.values())
+        connected = {job_id: [n for n in names if n in present]
+                     for job_id, (_, names) in live.items()}
+        loads = job_loads(live, list(records.values()), busy)
+        return idle_jobs_to_close(loads, connected, len(records), target)
 
     async def scale_up(self, n: int) -> None:
         jobs = jobs_for_workers(n, self.cluster._own_cache, self.cluster._per_job)

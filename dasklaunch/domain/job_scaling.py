@@ -82,19 +82,40 @@ def _number(job_id: str) -> int:
     return int(head) if head.isdigit() else 0
 
 
-def job_loads(jobs: Mapping[str, tuple[str, list[str]]], workers: Iterable[dict]) -> list[JobLoad]:
+def job_loads(jobs: Mapping[str, tuple[str, list[str]]], workers: Iterable[dict],
+              processing: Mapping[str, int] | None = None) -> list[JobLoad]:
     """JobLoads from {job id: (state, its worker names)} and the scheduler's worker records
-    (name, metrics: task counts, managed memory), as Cluster.scheduler_info has them."""
+    (name, metrics: task counts, managed memory), as Cluster.scheduler_info has them; with
+    `processing` ({worker name: tasks the scheduler has given it}, read live), the work from
+    there rather than from the last heartbeat's metrics."""
     by_name = {str(w.get("name")): w for w in workers}
     loads = []
     for job_id, (state, names) in jobs.items():
-        processing = stored = 0
+        busy = stored = 0
         for name in names:
             info = by_name.get(name) or {}
             metrics = info.get("metrics") or {}
-            counts = metrics.get("task_counts") or {}
-            processing += int(counts.get("executing", 0)) + int(counts.get("ready", 0))
-            processing += int(metrics.get("executing", 0) or 0)
+            if processing is not None:
+                busy += int(processing.get(name, 0))
+            else:
+                counts = metrics.get("task_counts") or {}
+                busy += int(counts.get("executing", 0)) + int(counts.get("ready", 0))
+                busy += int(metrics.get("executing", 0) or 0)
             stored += int(metrics.get("managed_bytes", info.get("memory", 0)) or 0)
-        loads.append(JobLoad(job_id, state, processing, stored))
+        loads.append(JobLoad(job_id, state, busy, stored))
     return loads
+
+
+def idle_jobs_to_close(loads: Iterable[JobLoad], connected: Mapping[str, list[str]],
+                       workers: int, target: int) -> list[str]:
+    """The connected workers (names) of the whole, idle worker jobs to let go, in leaving_order,
+    so that of `workers` connected ones no fewer than `target` stay; `connected` is {job id:
+    its connected workers}. A job whose workers have tasks stays; the scheduler job's own
+    workers are never among them, and count towards `target`."""
+    names: list[str] = []
+    for job_id in leaving_order(load for load in loads if not load.processing):
+        members = connected.get(job_id, [])
+        if members and workers - len(members) >= target:
+            names += members
+            workers -= len(members)
+    return names
