@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 from distributed import Scheduler
 
-from dasklaunch.deploy.adaptive_jobs import JobAdaptive, job_group
+from dasklaunch.deploy.adaptive_jobs import JobAdaptive, JobScaling, job_group
 
 OWN = "a-node1-0"        # the scheduler job's own worker: the floor
 JOB_WORKER = "dl-scale-101"
@@ -42,14 +42,8 @@ class StubScheduler:
 
 
 def adaptive(workers: list[SimpleNamespace], jobs: dict) -> JobAdaptive:
-    comm = StubScheduler(workers)
-    names = {names[0]: job_id for job_id, (_, names) in jobs.items()}
-
-    async def records():
-        return (await comm.identity())["workers"]
-
-    cluster = SimpleNamespace(scheduler_comm=comm, _live_cache=jobs, _worker_records=records,
-                              _job_of=names.get)
+    cluster = JobScaling()
+    cluster.scheduler_comm, cluster._live_cache = StubScheduler(workers), jobs
     chosen = object.__new__(JobAdaptive)
     chosen.cluster = cluster
     chosen.worker_key = functools.partial(job_group, 1)

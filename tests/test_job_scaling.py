@@ -78,15 +78,16 @@ def test_waiting_jobs_leave_first_then_the_least_busy(rows):
 
 
 def test_loads_come_from_the_schedulers_worker_records():
-    workers = [{"name": "dl-scale-7-1", "metrics": {"task_counts": {"executing": 2},
+    # the data from the records' metrics; the work from the scheduler's live task lists, not
+    # from a heartbeat's task counts (which lag behind the tasks just assigned)
+    workers = [{"name": "dl-scale-7-1", "metrics": {"task_counts": {"executing": 3},
                                                     "managed_bytes": 100}},
                {"name": "dl-scale-7-2", "metrics": {"managed_bytes": 5}}]
     loads = job_loads({"11": ("RUNNING", ["dl-scale-7-1"]), "12": ("RUNNING", ["dl-scale-7-2"]),
-                       "13": ("PENDING", ["dl-scale-7-3"])}, workers)
+                       "13": ("PENDING", ["dl-scale-7-3"])}, workers, {"dl-scale-7-1": 2})
     assert loads == [JobLoad("11", "RUNNING", 2, 100), JobLoad("12", "RUNNING", 0, 5),
                      JobLoad("13", "PENDING", 0, 0)]
     assert leaving_order(loads) == ["13", "12", "11"]
-    # the scheduler's live count of tasks given to each worker, when read, wins over metrics
     loads = job_loads({"11": ("RUNNING", ["dl-scale-7-1"]), "12": ("RUNNING", ["dl-scale-7-2"])},
                       workers, {"dl-scale-7-2": 4})
     assert loads == [JobLoad("11", "RUNNING", 0, 100), JobLoad("12", "RUNNING", 4, 5)]

@@ -150,6 +150,9 @@ class StandInComm:
             "tls://a:1": {"name": "dl-scale-1-1", "metrics": {"managed_bytes": 10}},
             "tls://b:1": {"name": "dl-scale-1-2", "metrics": {"managed_bytes": 1}}}}
 
+    async def processing(self):
+        return {"tls://a:1": [], "tls://b:1": []}
+
     async def has_what(self, workers):
         return {w: ["k"] for w in workers}
 
@@ -173,7 +176,7 @@ def test_a_job_whose_keys_cannot_move_is_kept_and_the_next_one_goes(monkeypatch)
     scaler._log = lambda line: None
     live = {"11": ("RUNNING", ["dl-scale-1-1"]), "12": ("RUNNING", ["dl-scale-1-2"]),
             "13": ("PENDING", ["dl-scale-1-3"])}
-    gone = asyncio.run(scaler._let_go(live, order=None, count=2, idle_only=False))
+    gone = asyncio.run(scaler._let_go(live, count=2, idle_only=False))
     # the waiting job first (no workers, nothing to move), then the least loaded: 12, whose
     # key cannot move, stays; 11 goes instead
     assert gone == ["13", "11"] and cancelled == ["13", "11"]
@@ -187,10 +190,8 @@ def test_adaptive_scaling_never_lets_a_busy_job_go(monkeypatch):
     from dasklaunch.deploy.adaptive_jobs import JobScaling
 
     class Busy(StandInComm):
-        async def identity(self, n_workers=-1):
-            found = await super().identity()
-            found["workers"]["tls://a:1"]["metrics"]["task_counts"] = {"executing": 1}
-            return found
+        async def processing(self):
+            return {"tls://a:1": ["running-task"], "tls://b:1": []}
 
     cancelled = []
     monkeypatch.setattr("dasklaunch.ops.scale_out.cancel_jobs",
@@ -199,7 +200,7 @@ def test_adaptive_scaling_never_lets_a_busy_job_go(monkeypatch):
     scaler.scheduler_comm, scaler.scale_downs = Busy(), []
     scaler._state, scaler._report, scaler._log = StateDir("/nowhere"), None, lambda line: None
     live = {"11": ("RUNNING", ["dl-scale-1-1"])}
-    assert asyncio.run(scaler._let_go(live, order=None, count=1, idle_only=True)) == []
+    assert asyncio.run(scaler._let_go(live, count=1, idle_only=True)) == []
     assert cancelled == [] and scaler.scheduler_comm.retired == []
 
 

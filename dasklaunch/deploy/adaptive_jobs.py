@@ -135,7 +135,7 @@ class JobScaling:
             if count:
                 await asyncio.to_thread(self._submit, len(live) + count)
         elif target < len(live):
-            await self._let_go(live, order=None, count=len(live) - target, idle_only=False)
+            await self._let_go(live, count=len(live) - target, idle_only=False)
         await asyncio.to_thread(self._live_jobs)
 
     def _within_limits(self, count: int, action: str) -> int:
@@ -163,22 +163,26 @@ class JobScaling:
         ids = [j["job_id"] for j in result["jobs"]]
         self._log(f"worker jobs: {', '.join(ids) or 'none'}")
 
-    async def _worker_records(self) -> dict:
-        """The scheduler's records of its workers, with their metrics (task counts, memory)."""
+    async def _job_loads(self, live: dict) -> tuple[dict, dict]:
+        """The scheduler's records of its workers ({address: record}) and each live job's
+        JobLoad: the tasks the scheduler has given its workers (read live, not from their last
+        heartbeat) and the data they hold."""
         identity = await self.scheduler_comm.identity(n_workers=-1)
-        return dict(identity.get("workers", {}))
+        workers = dict(identity.get("workers", {}))
+        processing = await self.scheduler_comm.processing()
+        busy = {str(workers[addr].get("name")): len(keys)
+                for addr, keys in processing.items() if addr in workers}
+        return workers, {j.job_id: j for j in job_loads(live, list(workers.values()), busy)}
 
-    async def _let_go(self, live: dict, order: list[str] | None, count: int,
-                      idle_only: bool) -> list[str]:
-        """Let `count` worker jobs go (from `order`, else the least busy first), each only
-        once its workers' keys have moved; with `idle_only`, none whose workers run tasks.
-        The jobs let go."""
+    async def _let_go(self, live: dict, count: int, idle_only: bool,
+                      among: list[str] | None = None) -> list[str]:
+        """Let `count` worker jobs go (of `among`, else of all live ones; in leaving_order),
+        each only once its workers' keys have moved; with `idle_only`, none whose workers have
+        tasks. The jobs let go."""
         from ..ops.scale_out import cancel_jobs
 
-        workers = await self._worker_records()
-        loads = {j.job_id: j for j in job_loads(live, list(workers.values()))}
-        if order is None:
-            order = leaving_order(loads.values())
+        workers, loads = await self._job_loads(live)
+        order = leaving_order(loads[i] for i in (loads if among is None else among))
         by_name = {str(w.get("name")): addr for addr, w in workers.items()}
         gone = []
         for job_id in order:
@@ -253,17 +257,12 @@ class JobAdaptive(Adaptive):
         when the own workers held the least they came first, were dropped here as the floor,
         and a worker job holding the results stayed for good."""
         cluster = self.cluster
-        records = await cluster._worker_records()
-        processing = await cluster.scheduler_comm.processing()
-        by_address = {addr: str(record.get("name")) for addr, record in records.items()}
-        busy = {by_address[addr]: len(keys) for addr, keys in processing.items()
-                if addr in by_address}
         live = cluster._live_cache
-        present = set(by_address.values())
+        workers, loads = await cluster._job_loads(live)
+        present = {str(record.get("name")) for record in workers.values()}
         connected = {job_id: [n for n in names if n in present]
                      for job_id, (_, names) in live.items()}
-        loads = job_loads(live, list(records.values()), busy)
-        return idle_jobs_to_close(loads, connected, len(records), target)
+        return idle_jobs_to_close(loads.values(), connected, len(workers), target)
 
     async def scale_up(self, n: int) -> None:
         jobs = jobs_for_workers(n, self.cluster._own_cache, self.cluster._per_job)
@@ -281,7 +280,4 @@ class JobAdaptive(Adaptive):
                if any(n in chosen for n in names)
                and all(n in chosen or n not in cluster.observed for n in names)]
         if ids:
-            records = await cluster._worker_records()
-            loads = job_loads({i: live[i] for i in ids}, list(records.values()))
-            await cluster._let_go(live, order=leaving_order(loads), count=len(loads),
-                                  idle_only=True)
+            await cluster._let_go(live, count=len(ids), idle_only=True, among=ids)

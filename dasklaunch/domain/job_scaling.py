@@ -83,11 +83,10 @@ def _number(job_id: str) -> int:
 
 
 def job_loads(jobs: Mapping[str, tuple[str, list[str]]], workers: Iterable[dict],
-              processing: Mapping[str, int] | None = None) -> list[JobLoad]:
-    """JobLoads from {job id: (state, its worker names)} and the scheduler's worker records
-    (name, metrics: task counts, managed memory), as Cluster.scheduler_info has them; with
-    `processing` ({worker name: tasks the scheduler has given it}, read live), the work from
-    there rather than from the last heartbeat's metrics."""
+              processing: Mapping[str, int]) -> list[JobLoad]:
+    """JobLoads from {job id: (state, its worker names)}, the scheduler's worker records
+    (name, metrics: managed memory) and `processing`, {worker name: tasks the scheduler has
+    given it} (read live: a heartbeat's task counts lag behind the tasks just assigned)."""
     by_name = {str(w.get("name")): w for w in workers}
     loads = []
     for job_id, (state, names) in jobs.items():
@@ -95,12 +94,7 @@ def job_loads(jobs: Mapping[str, tuple[str, list[str]]], workers: Iterable[dict]
         for name in names:
             info = by_name.get(name) or {}
             metrics = info.get("metrics") or {}
-            if processing is not None:
-                busy += int(processing.get(name, 0))
-            else:
-                counts = metrics.get("task_counts") or {}
-                busy += int(counts.get("executing", 0)) + int(counts.get("ready", 0))
-                busy += int(metrics.get("executing", 0) or 0)
+            busy += int(processing.get(name, 0))
             stored += int(metrics.get("managed_bytes", info.get("memory", 0)) or 0)
         loads.append(JobLoad(job_id, state, busy, stored))
     return loads
